@@ -1,0 +1,412 @@
+//! Authorization: does this token allow this request, now?
+
+use std::fmt;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use biscuit_auth::builder::{self, Policy};
+use biscuit_auth::error::{self, FailedCheck, Logic};
+use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::chain::{walk, ChainError};
+use super::keys::KeySet;
+use super::schema::date;
+use super::types::{Action, AgentId, Audience, Resource};
+use super::wire::{scan, WireError};
+use super::{decode, TokenError};
+
+/// Size, block-count and Datalog limits. Sizes are checked before any
+/// signature work; the Datalog limits bound each authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted token, in bytes after base64 decoding.
+    pub max_token_bytes: usize,
+    /// Most blocks, the authority block included.
+    pub max_blocks: usize,
+    /// Most Datalog facts generated.
+    pub max_facts: u64,
+    /// Most rule-application rounds.
+    pub max_iterations: u64,
+    /// Longest Datalog evaluation.
+    pub max_time: Duration,
+}
+
+impl Default for Limits {
+    /// 16 KiB, 32 blocks, 1,000 facts, 100 iterations, 20 ms. The time bound
+    /// is a backstop behind the fact and iteration bounds: biscuit-auth's own
+    /// 1 ms default refuses valid tokens when a busy machine deschedules the
+    /// evaluating thread.
+    fn default() -> Self {
+        Self {
+            max_token_bytes: 16 * 1024,
+            max_blocks: 32,
+            max_facts: 1000,
+            max_iterations: 100,
+            max_time: Duration::from_millis(20),
+        }
+    }
+}
+
+impl Limits {
+    fn run_limits(&self) -> AuthorizerLimits {
+        AuthorizerLimits {
+            max_facts: self.max_facts,
+            max_iterations: self.max_iterations,
+            max_time: self.max_time,
+        }
+    }
+}
+
+/// What a tool server asks about one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The action being performed.
+    pub operation: Action,
+    /// The resource it is performed on.
+    pub resource: Resource,
+    /// The verifier's own canonical URI (its audience). Without it, tokens
+    /// that name an audience are refused.
+    pub service: Option<Audience>,
+    /// The current time.
+    pub now: DateTime<Utc>,
+    /// The key whose possession the caller proved (DPoP), if any.
+    pub proven_key: Option<PublicKey>,
+}
+
+/// An allowed request: who acted, through whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    /// The agents in order: the token's agent, then each sub-agent it was
+    /// delegated to. The last one is acting.
+    pub chain: Vec<AgentId>,
+    /// The token id.
+    pub token_id: String,
+    /// When the token expires (the authority block's expiry).
+    pub expires_at: DateTime<Utc>,
+    /// Revocation id of every block, hex, authority first.
+    pub revocation_ids: Vec<String>,
+}
+
+impl Grant {
+    /// The agent the token was issued to.
+    pub fn agent(&self) -> Option<&AgentId> {
+        self.chain.first()
+    }
+
+    /// The agent presenting the token (the last holder).
+    pub fn acting(&self) -> Option<&AgentId> {
+        self.chain.last()
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    /// Not base64, not a Biscuit, or not a Tessera token.
+    Malformed,
+    /// A signature does not verify (tampering, wrong root key).
+    BadSignature,
+    /// The token names a root key id the key set does not hold.
+    UnknownKeyId,
+    /// Past its expiry, or no time was supplied.
+    Expired,
+    /// A block's revocation id is revoked.
+    Revoked,
+    /// The token is for another tool server, or no service was supplied.
+    WrongAudience,
+    /// The action or resource is outside what the token allows.
+    OutOfScope,
+    /// The token is bound and the final holder's key was not proven.
+    HolderNotProven,
+    /// A delegation block is not signed by the current holder or does not
+    /// name exactly one next holder.
+    InvalidDelegation,
+    /// More bytes or blocks than the limits allow.
+    TooLarge,
+    /// Datalog evaluation hit a run limit.
+    LimitsExceeded,
+}
+
+impl DenyReason {
+    /// A stable snake_case code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::BadSignature => "bad_signature",
+            Self::UnknownKeyId => "unknown_key_id",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::WrongAudience => "wrong_audience",
+            Self::OutOfScope => "out_of_scope",
+            Self::HolderNotProven => "holder_not_proven",
+            Self::InvalidDelegation => "invalid_delegation",
+            Self::TooLarge => "too_large",
+            Self::LimitsExceeded => "limits_exceeded",
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal: the reason, and a one-line detail for logs and operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct Denial {
+    /// The typed reason.
+    pub reason: DenyReason,
+    /// What exactly failed (never the token itself).
+    pub detail: String,
+}
+
+impl Denial {
+    pub(crate) fn new(reason: DenyReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<WireError> for Denial {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Malformed(_) => Denial::new(DenyReason::Malformed, e.to_string()),
+            WireError::TooManyBlocks { .. } => Denial::new(DenyReason::TooLarge, e.to_string()),
+        }
+    }
+}
+
+impl From<ChainError> for Denial {
+    fn from(e: ChainError) -> Self {
+        let reason = match e {
+            ChainError::Schema(_) => DenyReason::Malformed,
+            _ => DenyReason::InvalidDelegation,
+        };
+        Denial::new(reason, e.to_string())
+    }
+}
+
+impl From<TokenError> for Denial {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::TooLarge(d) => Denial::new(DenyReason::TooLarge, d),
+            TokenError::Rejected(d) => d,
+            other => Denial::new(DenyReason::Malformed, other.to_string()),
+        }
+    }
+}
+
+/// Maps a biscuit-auth error from parsing or authorizing to a denial.
+pub(crate) fn denial_from_biscuit(e: &error::Token) -> Denial {
+    use error::Format as F;
+    let reason = match e {
+        error::Token::Format(
+            F::Signature(_)
+            | F::SealedSignature
+            | F::InvalidSignatureSize(_)
+            | F::SignatureDeserializationError(_)
+            | F::BlockSignatureDeserializationError(_),
+        ) => DenyReason::BadSignature,
+        error::Token::Format(F::UnknownPublicKey) => DenyReason::UnknownKeyId,
+        error::Token::RunLimit(_) => DenyReason::LimitsExceeded,
+        error::Token::FailedLogic(
+            Logic::Unauthorized { checks, .. } | Logic::NoMatchingPolicy { checks },
+        ) => return classify(checks),
+        _ => DenyReason::Malformed,
+    };
+    Denial::new(reason, e.to_string())
+}
+
+/// Whether a printed rule names `predicate(` outside string literals.
+fn mentions(rule: &str, predicate: &str) -> bool {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut word = String::new();
+    for c in rule.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                word.clear();
+            }
+            '(' if word == predicate => return true,
+            c if c.is_alphanumeric() || c == '_' => word.push(c),
+            _ => word.clear(),
+        }
+    }
+    false
+}
+
+/// The most telling reason among the failed checks.
+fn classify(checks: &[FailedCheck]) -> Denial {
+    let mut best: Option<(u8, DenyReason, &str)> = None;
+    for check in checks {
+        let rule = match check {
+            FailedCheck::Block(b) => b.rule.as_str(),
+            FailedCheck::Authorizer(a) => a.rule.as_str(),
+        };
+        let (rank, reason) = if mentions(rule, "time") {
+            (4, DenyReason::Expired)
+        } else if mentions(rule, "service") {
+            (3, DenyReason::WrongAudience)
+        } else if mentions(rule, "holder_proven") {
+            (2, DenyReason::HolderNotProven)
+        } else {
+            (1, DenyReason::OutOfScope)
+        };
+        if best.is_none_or(|(r, _, _)| rank > r) {
+            best = Some((rank, reason, rule));
+        }
+    }
+    match best {
+        Some((_, reason, rule)) => Denial::new(reason, format!("failed: {rule}")),
+        None => Denial::new(DenyReason::OutOfScope, "no right matches the request"),
+    }
+}
+
+/// The verifier's policies: allow when a right of the authority block
+/// matches the request. They back up the token's own checks.
+static POLICIES: LazyLock<Result<Vec<Policy>, error::Token>> = LazyLock::new(|| {
+    [
+        "allow if operation($op), resource($r), right($op, $r)",
+        "allow if operation($op), resource($r), right_prefix($op, $p), $r.starts_with($p)",
+    ]
+    .into_iter()
+    .map(Policy::try_from)
+    .collect()
+});
+
+/// Decides whether `token` allows `req`.
+///
+/// In order, and refusing at the first failure: size and block count (before
+/// parsing), root key id, signatures, revocation of any block, the holder
+/// chain and proof of possession, then the token's own checks and the
+/// verifier's policies in Datalog under `limits`.
+pub fn authorize(
+    token: &str,
+    keys: &KeySet,
+    req: &Request,
+    is_revoked: impl Fn(&[u8]) -> bool,
+    limits: &Limits,
+) -> Result<Grant, Denial> {
+    let bytes = decode(token, limits)?;
+    authorize_bytes(&bytes, keys, req, is_revoked, limits)
+}
+
+/// [`authorize`] on the decoded token bytes.
+pub fn authorize_bytes(
+    bytes: &[u8],
+    keys: &KeySet,
+    req: &Request,
+    is_revoked: impl Fn(&[u8]) -> bool,
+    limits: &Limits,
+) -> Result<Grant, Denial> {
+    if bytes.len() > limits.max_token_bytes {
+        return Err(Denial::new(
+            DenyReason::TooLarge,
+            format!("token is larger than {} bytes", limits.max_token_bytes),
+        ));
+    }
+    let layout = scan(bytes, limits.max_blocks)?;
+    match layout.root_key_id {
+        Some(id) if keys.get(id).is_some() => {}
+        Some(id) => {
+            return Err(Denial::new(
+                DenyReason::UnknownKeyId,
+                format!("root key id {id} is not in the key set"),
+            ))
+        }
+        None => {
+            return Err(Denial::new(
+                DenyReason::UnknownKeyId,
+                "token names no root key id",
+            ))
+        }
+    }
+    let biscuit = Biscuit::from(bytes, keys).map_err(|e| denial_from_biscuit(&e))?;
+
+    let revocation_ids = biscuit.revocation_identifiers();
+    if let Some(i) = revocation_ids.iter().position(|id| is_revoked(id)) {
+        return Err(Denial::new(
+            DenyReason::Revoked,
+            format!("block {i} is revoked ({})", hex::encode(&revocation_ids[i])),
+        ));
+    }
+
+    let chain = walk(&layout.payloads, &biscuit.external_public_keys())?;
+    let holder_proven = match chain.holder() {
+        None => false,
+        Some(holder) if req.proven_key.as_ref() == Some(holder) => true,
+        Some(holder) => {
+            let detail = match &req.proven_key {
+                None => format!("no proof of possession for {holder}"),
+                Some(k) => format!("proof from {k}, but the holder is {holder}"),
+            };
+            return Err(Denial::new(DenyReason::HolderNotProven, detail));
+        }
+    };
+
+    let internal = |e: error::Token| Denial::new(DenyReason::Malformed, e.to_string());
+    let mut ab = AuthorizerBuilder::new()
+        .fact(builder::fact("time", &[date(req.now)]))
+        .and_then(|b| b.fact(builder::fact("operation", &[builder::string(req.operation.as_str())])))
+        .and_then(|b| b.fact(builder::fact("resource", &[builder::string(req.resource.as_str())])))
+        .map_err(internal)?;
+    if let Some(service) = &req.service {
+        ab = ab
+            .fact(builder::fact("service", &[builder::string(service.as_str())]))
+            .map_err(internal)?;
+    }
+    if holder_proven {
+        ab = ab
+            .fact(builder::fact("holder_proven", &[builder::boolean(true)]))
+            .map_err(internal)?;
+    }
+    let policies = POLICIES.as_ref().map_err(|e| internal(e.clone()))?;
+    for p in policies {
+        ab = ab.policy(p.clone()).map_err(internal)?;
+    }
+    let mut authorizer = ab
+        .set_limits(limits.run_limits())
+        .build(&biscuit)
+        .map_err(|e| denial_from_biscuit(&e))?;
+    authorizer
+        .authorize()
+        .map_err(|e| denial_from_biscuit(&e))?;
+
+    Ok(Grant {
+        chain: chain.agents(),
+        token_id: chain.claims.token_id,
+        expires_at: chain.claims.expires_at,
+        revocation_ids: revocation_ids.iter().map(hex::encode).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_ignores_string_literals() {
+        assert!(mentions("check if time($t), $t <= 2026-01-01T00:00:00Z", "time"));
+        assert!(!mentions("check if resource($r), $r == \"time(\"", "time"));
+        assert!(!mentions("check if resource($r), $r == \"a\\\"time(\"", "time"));
+        assert!(!mentions("check if uptime($t)", "time"));
+        assert!(mentions("check if service($s), $s == \"x\"", "service"));
+    }
+}

@@ -1,0 +1,208 @@
+//! The authority block's claims and the holder chain, read from the blocks.
+//!
+//! The holder starts as the authority block's `agent_key`. Each third-party
+//! block must be signed by the current holder and name exactly one next
+//! holder with `delegated_to(<agent>, <key>)`; first-party blocks only narrow.
+
+use biscuit_auth::PublicKey;
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::types::{parse_public_key, AgentId, ResourcePattern};
+use super::wire::{block_facts, RawFact, Value};
+
+/// Why the claims or the chain could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// The authority block does not follow the Tessera schema.
+    #[error("not a Tessera token: {0}")]
+    Schema(String),
+    /// A third-party block was signed by a key that is not the current holder.
+    #[error("block {block} is signed by {signer}, not by the current holder {holder}")]
+    WrongSigner {
+        /// Index of the offending block.
+        block: usize,
+        /// The key that signed it.
+        signer: String,
+        /// The key that should have signed it.
+        holder: String,
+    },
+    /// A third-party block on a bearer token (no holder to sign it).
+    #[error("block {0} is a delegation on a token that is not bound to a key")]
+    DelegationOnBearer(usize),
+    /// A delegation block that does not name exactly one valid next holder.
+    #[error("block {block}: {reason}")]
+    BadDelegation {
+        /// Index of the offending block.
+        block: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// One hand-over: the agent that received the token and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    /// The agent the token was handed to.
+    pub agent: AgentId,
+    /// Its key, which must sign the next hand-over or prove possession.
+    pub key: PublicKey,
+}
+
+/// What the authority block says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// `token_id`.
+    pub token_id: String,
+    /// `agent`.
+    pub agent: AgentId,
+    /// `agent_key`, when the token is bound.
+    pub agent_key: Option<PublicKey>,
+    /// `right` / `right_prefix` facts as (action, pattern).
+    pub rights: Vec<(String, ResourcePattern)>,
+    /// `audience`, when the token names a tool server.
+    pub audience: Option<String>,
+    /// `issued_at`.
+    pub issued_at: Option<DateTime<Utc>>,
+    /// `expires_at`.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The claims plus the hand-overs that follow them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// The authority block's claims.
+    pub claims: Claims,
+    /// Hand-overs in order.
+    pub hops: Vec<Hop>,
+}
+
+impl Chain {
+    /// The key that must prove possession, if the token is bound.
+    pub fn holder(&self) -> Option<&PublicKey> {
+        self.hops
+            .last()
+            .map(|h| &h.key)
+            .or(self.claims.agent_key.as_ref())
+    }
+
+    /// The agents in order: the authority's agent, then each sub-agent.
+    pub fn agents(&self) -> Vec<AgentId> {
+        std::iter::once(self.claims.agent.clone())
+            .chain(self.hops.iter().map(|h| h.agent.clone()))
+            .collect()
+    }
+}
+
+fn date_of(d: u64) -> Option<DateTime<Utc>> {
+    i64::try_from(d)
+        .ok()
+        .and_then(|s| Utc.timestamp_opt(s, 0).single())
+}
+
+fn one<'a>(facts: &'a [RawFact], name: &str) -> Result<Option<&'a [Value]>, ChainError> {
+    let mut it = facts.iter().filter(|f| f.name == name);
+    match (it.next(), it.next()) {
+        (None, _) => Ok(None),
+        (Some(f), None) => Ok(Some(&f.terms)),
+        (Some(_), Some(_)) => Err(ChainError::Schema(format!("more than one `{name}` fact"))),
+    }
+}
+
+fn one_str(facts: &[RawFact], name: &str) -> Result<Option<String>, ChainError> {
+    match one(facts, name)? {
+        None => Ok(None),
+        Some([Value::Str(s)]) => Ok(Some(s.clone())),
+        Some(_) => Err(ChainError::Schema(format!("`{name}` must hold one string"))),
+    }
+}
+
+fn one_date(facts: &[RawFact], name: &str) -> Result<Option<DateTime<Utc>>, ChainError> {
+    match one(facts, name)? {
+        None => Ok(None),
+        Some([Value::Date(d)]) => date_of(*d)
+            .map(Some)
+            .ok_or_else(|| ChainError::Schema(format!("`{name}` is out of range"))),
+        Some(_) => Err(ChainError::Schema(format!("`{name}` must hold one date"))),
+    }
+}
+
+/// Reads the authority block's claims from its payload.
+pub fn claims(authority_payload: &[u8]) -> Result<Claims, ChainError> {
+    let facts = block_facts(authority_payload).map_err(|e| ChainError::Schema(e.to_string()))?;
+    let missing = |n: &str| ChainError::Schema(format!("no `{n}` fact"));
+    if one(&facts, "tessera_schema")? != Some(&[Value::Int(super::schema::SCHEMA_VERSION)][..]) {
+        return Err(ChainError::Schema("unsupported or missing tessera_schema".into()));
+    }
+    let agent = one_str(&facts, "agent")?.ok_or_else(|| missing("agent"))?;
+    let agent = AgentId::parse(&agent).map_err(|e| ChainError::Schema(e.to_string()))?;
+    let agent_key = one_str(&facts, "agent_key")?
+        .map(|k| parse_public_key(&k))
+        .transpose()
+        .map_err(|e| ChainError::Schema(e.to_string()))?;
+    let mut rights = Vec::new();
+    for f in &facts {
+        let (action, pattern) = match (f.name.as_str(), f.terms.as_slice()) {
+            ("right", [Value::Str(a), Value::Str(r)]) => (a, ResourcePattern::parse(r)),
+            ("right_prefix", [Value::Str(a), Value::Str(p)]) => {
+                (a, ResourcePattern::parse(&format!("{p}*")))
+            }
+            ("right" | "right_prefix", _) => {
+                return Err(ChainError::Schema(format!("malformed `{}` fact", f.name)))
+            }
+            _ => continue,
+        };
+        let pattern = pattern.map_err(|e| ChainError::Schema(e.to_string()))?;
+        rights.push((action.clone(), pattern));
+    }
+    Ok(Claims {
+        token_id: one_str(&facts, "token_id")?.ok_or_else(|| missing("token_id"))?,
+        agent,
+        agent_key,
+        rights,
+        audience: one_str(&facts, "audience")?,
+        issued_at: one_date(&facts, "issued_at")?,
+        expires_at: one_date(&facts, "expires_at")?.ok_or_else(|| missing("expires_at"))?,
+    })
+}
+
+/// Walks the blocks: `payloads[i]` and `external_keys[i]` describe block `i`
+/// (index 0 is the authority block).
+pub fn walk(payloads: &[&[u8]], external_keys: &[Option<PublicKey>]) -> Result<Chain, ChainError> {
+    let authority = payloads
+        .first()
+        .ok_or_else(|| ChainError::Schema("no authority block".into()))?;
+    if payloads.len() != external_keys.len() {
+        return Err(ChainError::Schema("block count mismatch".into()));
+    }
+    let claims = claims(authority)?;
+    let mut chain = Chain {
+        claims,
+        hops: Vec::new(),
+    };
+    for (i, (payload, signer)) in payloads.iter().zip(external_keys).enumerate().skip(1) {
+        let Some(signer) = signer else { continue };
+        let holder = *chain.holder().ok_or(ChainError::DelegationOnBearer(i))?;
+        if *signer != holder {
+            return Err(ChainError::WrongSigner {
+                block: i,
+                signer: signer.to_string(),
+                holder: holder.to_string(),
+            });
+        }
+        let bad = |reason: String| ChainError::BadDelegation { block: i, reason };
+        let facts = block_facts(payload).map_err(|e| bad(e.to_string()))?;
+        let mut named = facts.iter().filter(|f| f.name == "delegated_to");
+        let hop = match (named.next(), named.next()) {
+            (Some(f), None) => match f.terms.as_slice() {
+                [Value::Str(agent), Value::Str(key)] => Hop {
+                    agent: AgentId::parse(agent).map_err(|e| bad(e.to_string()))?,
+                    key: parse_public_key(key).map_err(|e| bad(e.to_string()))?,
+                },
+                _ => return Err(bad("`delegated_to` must hold an agent and a key".into())),
+            },
+            _ => return Err(bad("a delegation names exactly one `delegated_to`".into())),
+        };
+        chain.hops.push(hop);
+    }
+    Ok(chain)
+}

@@ -1,0 +1,129 @@
+//! Token schema v1: the Datalog each block carries (see `docs/token-schema.md`).
+//!
+//! Every source text here is a constant. Values reach Datalog only as
+//! parameters (`{name}`), so a resource such as `"); right("admin` is a
+//! string term like any other.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use biscuit_auth::builder::{self, Term};
+use biscuit_auth::{error, BlockBuilder};
+use chrono::{DateTime, Utc};
+
+use super::types::{Action, Audience, ResourcePattern};
+
+/// The schema version written in every authority block: `tessera_schema(1)`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Narrowing carried by an attenuation or delegation block. Every field is
+/// optional; each one present becomes one check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Narrowing {
+    /// Only this action.
+    pub action: Option<Action>,
+    /// Only resources matched by this pattern.
+    pub resource: Option<ResourcePattern>,
+    /// Not after this time.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Only at this tool server.
+    pub audience: Option<Audience>,
+}
+
+impl Narrowing {
+    /// Whether no narrowing is asked for.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// A date term from a UTC time, truncated to the second.
+pub(crate) fn date(t: DateTime<Utc>) -> Term {
+    let secs = u64::try_from(t.timestamp()).unwrap_or(0);
+    builder::date(&(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)))
+}
+
+fn params<const N: usize>(pairs: [(&str, Term); N]) -> HashMap<String, Term> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+}
+
+/// Adds parameterised source to a block builder.
+pub(crate) fn add<const N: usize>(
+    block: BlockBuilder,
+    source: &str,
+    pairs: [(&str, Term); N],
+) -> Result<BlockBuilder, error::Token> {
+    block.code_with_params(source, params(pairs), HashMap::new())
+}
+
+/// The right fact and the matching scope check of an authority block.
+pub(crate) fn right(
+    block: BlockBuilder,
+    action: &Action,
+    resource: &ResourcePattern,
+) -> Result<BlockBuilder, error::Token> {
+    let a = builder::string(action.as_str());
+    match resource {
+        ResourcePattern::Exact(r) => add(
+            block,
+            "right({action}, {resource});
+             check if operation($op), resource($r), $op == {action}, $r == {resource};",
+            [("action", a), ("resource", builder::string(r.as_str()))],
+        ),
+        ResourcePattern::Prefix(p) => add(
+            block,
+            "right_prefix({action}, {prefix});
+             check if operation($op), resource($r), $op == {action}, $r.starts_with({prefix});",
+            [("action", a), ("prefix", builder::string(p.as_str()))],
+        ),
+    }
+}
+
+/// The checks of an attenuation or delegation block.
+pub(crate) fn narrowing_checks(
+    mut block: BlockBuilder,
+    n: &Narrowing,
+) -> Result<BlockBuilder, error::Token> {
+    if let Some(action) = &n.action {
+        block = add(
+            block,
+            "check if operation($op), $op == {action};",
+            [("action", builder::string(action.as_str()))],
+        )?;
+    }
+    match &n.resource {
+        Some(ResourcePattern::Exact(r)) => {
+            block = add(
+                block,
+                "check if resource($r), $r == {resource};",
+                [("resource", builder::string(r.as_str()))],
+            )?;
+        }
+        Some(ResourcePattern::Prefix(p)) => {
+            block = add(
+                block,
+                "check if resource($r), $r.starts_with({prefix});",
+                [("prefix", builder::string(p.as_str()))],
+            )?;
+        }
+        None => {}
+    }
+    if let Some(exp) = n.expires_at {
+        block = add(
+            block,
+            "check if time($t), $t <= {expires_at};",
+            [("expires_at", date(exp))],
+        )?;
+    }
+    if let Some(aud) = &n.audience {
+        block = add(
+            block,
+            "check if service($s), $s == {audience};",
+            [("audience", builder::string(aud.as_str()))],
+        )?;
+    }
+    Ok(block)
+}

@@ -1,0 +1,461 @@
+//! Domain types that parse their input once.
+//!
+//! Every value that ends up in a token goes through one of these types, so the
+//! token builder never sees an unchecked string. They are carried into Datalog
+//! as parameters, never formatted into source text.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use biscuit_auth::PublicKey;
+use serde::{Deserialize, Serialize};
+
+/// Why a value was refused by one of the domain types.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    /// An agent identifier that is not an accepted absolute URI.
+    #[error("invalid agent id: {0}")]
+    AgentId(&'static str),
+    /// An action name outside the allowed alphabet or length.
+    #[error("invalid action: {0}")]
+    Action(&'static str),
+    /// A resource name that is empty or too long.
+    #[error("invalid resource: {0}")]
+    Resource(&'static str),
+    /// An audience that is not an absolute URI.
+    #[error("invalid audience: {0}")]
+    Audience(&'static str),
+    /// A lifetime that is zero, below the minimum or above the maximum.
+    #[error("invalid lifetime: {0}")]
+    Lifetime(String),
+    /// A public key that is not `ed25519/<64 hex digits>`.
+    #[error("invalid public key: {0}")]
+    PublicKey(String),
+}
+
+const AGENT_ID_MAX: usize = 255;
+const ACTION_MAX: usize = 128;
+const RESOURCE_MAX: usize = 1024;
+const AUDIENCE_MAX: usize = 2048;
+
+/// Characters no identifier may contain: whitespace, quotes, controls.
+fn has_forbidden_char(s: &str) -> bool {
+    s.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '`' | '\\'))
+}
+
+/// Checks `scheme://rest` where rest is non-empty; returns the scheme.
+fn absolute_uri(s: &str) -> Option<&str> {
+    let (scheme, rest) = s.split_once("://")?;
+    let scheme_ok = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (scheme_ok && !rest.is_empty()).then_some(scheme)
+}
+
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl $name {
+            /// The value as it appears in the token.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidInput;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidInput;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+    };
+}
+
+/// An agent identity: an absolute URI with scheme `agent`, `spiffe` or `https`.
+///
+/// ```
+/// # use tessera::token::AgentId;
+/// assert!(AgentId::parse("agent://acme/billing-bot").is_ok());
+/// assert!(AgentId::parse("agent://acme/billing bot").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AgentId(String);
+
+impl AgentId {
+    /// Parses and validates an agent URI.
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        if s.is_empty() {
+            return Err(InvalidInput::AgentId("empty"));
+        }
+        if s.len() > AGENT_ID_MAX {
+            return Err(InvalidInput::AgentId("longer than 255 bytes"));
+        }
+        if has_forbidden_char(s) {
+            return Err(InvalidInput::AgentId(
+                "contains whitespace, a quote, a backslash or a control character",
+            ));
+        }
+        match absolute_uri(s) {
+            Some("agent" | "spiffe" | "https") => Ok(Self(s.to_owned())),
+            Some(_) => Err(InvalidInput::AgentId(
+                "scheme must be agent://, spiffe:// or https://",
+            )),
+            None => Err(InvalidInput::AgentId("not an absolute URI")),
+        }
+    }
+}
+string_newtype!(AgentId);
+
+/// An action name such as `orders:create`: ASCII letters, digits and `._:/-`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Action(String);
+
+impl Action {
+    /// Parses and validates an action name.
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        if s.is_empty() {
+            return Err(InvalidInput::Action("empty"));
+        }
+        if s.len() > ACTION_MAX {
+            return Err(InvalidInput::Action("longer than 128 bytes"));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'))
+        {
+            return Err(InvalidInput::Action(
+                "only letters, digits and . _ : / - are allowed",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+string_newtype!(Action);
+
+/// A resource name: any non-empty Unicode string of at most 1,024 bytes.
+///
+/// Quotes, newlines and Datalog syntax are ordinary characters here: the value
+/// only ever reaches Datalog as a parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Resource(String);
+
+impl Resource {
+    /// Parses and validates a resource name.
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        if s.is_empty() {
+            return Err(InvalidInput::Resource("empty"));
+        }
+        if s.len() > RESOURCE_MAX {
+            return Err(InvalidInput::Resource("longer than 1024 bytes"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+string_newtype!(Resource);
+
+/// Which resources a right covers: one exact name, or every name that starts
+/// with a prefix (written with a trailing `*`, as in `docs/team-a/*`).
+///
+/// A pattern is always at least as specific as its text: `*` alone (every
+/// resource) is refused, so a grant always names something.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ResourcePattern {
+    /// Exactly this resource.
+    Exact(Resource),
+    /// Every resource whose name starts with this prefix.
+    Prefix(Resource),
+}
+
+impl ResourcePattern {
+    /// Parses `name` (exact) or `prefix*` (prefix).
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        match s.strip_suffix('*') {
+            Some("") => Err(InvalidInput::Resource(
+                "a bare `*` would cover every resource; name a prefix",
+            )),
+            Some(prefix) => Ok(Self::Prefix(Resource::parse(prefix)?)),
+            None => Ok(Self::Exact(Resource::parse(s)?)),
+        }
+    }
+
+    /// Whether `resource` is covered by this pattern.
+    pub fn matches(&self, resource: &str) -> bool {
+        match self {
+            Self::Exact(r) => r.as_str() == resource,
+            Self::Prefix(p) => resource.starts_with(p.as_str()),
+        }
+    }
+
+    /// Whether every resource covered by `other` is covered by `self`.
+    pub fn covers(&self, other: &ResourcePattern) -> bool {
+        match (self, other) {
+            (Self::Exact(a), Self::Exact(b)) => a == b,
+            (Self::Exact(_), Self::Prefix(_)) => false,
+            (Self::Prefix(p), Self::Exact(r)) | (Self::Prefix(p), Self::Prefix(r)) => {
+                r.as_str().starts_with(p.as_str())
+            }
+        }
+    }
+}
+
+impl fmt::Display for ResourcePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exact(r) => f.write_str(r.as_str()),
+            Self::Prefix(p) => write!(f, "{}*", p.as_str()),
+        }
+    }
+}
+
+impl FromStr for ResourcePattern {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for ResourcePattern {
+    type Error = InvalidInput;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ResourcePattern> for String {
+    fn from(p: ResourcePattern) -> String {
+        p.to_string()
+    }
+}
+
+/// The canonical URI of a tool server, used as a token's audience and as the
+/// verifier's own `service` fact.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Audience(String);
+
+impl Audience {
+    /// Parses and validates an audience URI.
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        if s.len() > AUDIENCE_MAX {
+            return Err(InvalidInput::Audience("longer than 2048 bytes"));
+        }
+        if has_forbidden_char(s) {
+            return Err(InvalidInput::Audience(
+                "contains whitespace, a quote, a backslash or a control character",
+            ));
+        }
+        if absolute_uri(s).is_none() {
+            return Err(InvalidInput::Audience("not an absolute URI"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+string_newtype!(Audience);
+
+/// How long a minted token lives: at least [`Lifetime::MIN`], at most
+/// [`Lifetime::MAX`]; an issuer may set a lower ceiling per agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lifetime(Duration);
+
+impl Lifetime {
+    /// The shortest lifetime a token may have.
+    pub const MIN: Duration = Duration::from_secs(1);
+    /// The longest lifetime a token may have: Tessera tokens live minutes.
+    pub const MAX: Duration = Duration::from_secs(24 * 3600);
+
+    /// Accepts a whole number of seconds within [`Lifetime::MIN`]..=[`Lifetime::MAX`].
+    pub fn new(d: Duration) -> Result<Self, InvalidInput> {
+        if d.subsec_nanos() != 0 {
+            return Err(InvalidInput::Lifetime(
+                "must be a whole number of seconds".into(),
+            ));
+        }
+        if d < Self::MIN {
+            return Err(InvalidInput::Lifetime("must be at least 1s".into()));
+        }
+        if d > Self::MAX {
+            return Err(InvalidInput::Lifetime(format!(
+                "{}s is beyond the maximum of {}s",
+                d.as_secs(),
+                Self::MAX.as_secs()
+            )));
+        }
+        Ok(Self(d))
+    }
+
+    /// Parses `90`, `90s`, `5m`, `2h` or `1d`.
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        Self::new(parse_duration(s)?)
+    }
+
+    /// The duration.
+    pub fn duration(self) -> Duration {
+        self.0
+    }
+}
+
+impl FromStr for Lifetime {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// Parses a duration written as a whole number with an optional unit
+/// (`s`, `m`, `h`, `d`; seconds when none).
+pub fn parse_duration(s: &str) -> Result<Duration, InvalidInput> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| InvalidInput::Lifetime(format!("`{s}` is not a duration like 30s or 5m")))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(InvalidInput::Lifetime(format!(
+                "unknown unit `{unit}`; use s, m, h or d"
+            )))
+        }
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| InvalidInput::Lifetime("too large".into()))
+}
+
+/// Parses a public key written `ed25519/<64 hex digits>`.
+///
+/// Only Ed25519 is accepted for agent and holder keys.
+pub fn parse_public_key(s: &str) -> Result<PublicKey, InvalidInput> {
+    let hex = s
+        .strip_prefix("ed25519/")
+        .ok_or_else(|| InvalidInput::PublicKey("expected `ed25519/<hex>`".into()))?;
+    if hex.len() != 64 {
+        return Err(InvalidInput::PublicKey(
+            "an Ed25519 key is 64 hex digits".into(),
+        ));
+    }
+    PublicKey::from_bytes_hex(hex, biscuit_auth::Algorithm::Ed25519)
+        .map_err(|e| InvalidInput::PublicKey(e.to_string()))
+}
+
+/// Formats a public key as `ed25519/<hex>` (or `secp256r1/<hex>`).
+pub fn format_public_key(key: &PublicKey) -> String {
+    key.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_ids_need_a_known_scheme_and_no_quotes_or_spaces() {
+        for ok in [
+            "agent://acme/bot",
+            "spiffe://acme.org/ns/prod/sa/bot",
+            "https://agents.acme.org/bot",
+        ] {
+            assert!(AgentId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "agent://acme/b ot",
+            "agent://acme/\"bot",
+            "agent://a\nb",
+            "http://acme/bot",
+            "agent:/acme",
+            "agent://",
+            "bot",
+        ] {
+            assert!(AgentId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(AgentId::parse(&format!("agent://{}", "a".repeat(247))).is_ok());
+        assert!(AgentId::parse(&format!("agent://{}", "a".repeat(248))).is_err());
+    }
+
+    #[test]
+    fn actions_allow_only_their_alphabet() {
+        assert!(Action::parse("orders:create").is_ok());
+        assert!(Action::parse("docs.read/v2-beta_1").is_ok());
+        for bad in ["", "orders create", "orders\"", "ordérs", "a\n"] {
+            assert!(Action::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Action::parse(&"a".repeat(128)).is_ok());
+        assert!(Action::parse(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn resources_take_any_unicode_up_to_the_limit() {
+        assert!(Resource::parse("\"); right(\"admin").is_ok());
+        assert!(Resource::parse("line\nbreak ünïcødé 🦀").is_ok());
+        assert!(Resource::parse("").is_err());
+        assert!(Resource::parse(&"é".repeat(512)).is_ok());
+        assert!(Resource::parse(&"é".repeat(513)).is_err());
+    }
+
+    #[test]
+    fn patterns_distinguish_exact_and_prefix() {
+        let p = ResourcePattern::parse("docs/team-a/*").unwrap();
+        assert!(p.matches("docs/team-a/x"));
+        assert!(!p.matches("docs/team-b/x"));
+        assert!(ResourcePattern::parse("*").is_err());
+        let e = ResourcePattern::parse("order:1").unwrap();
+        assert!(e.matches("order:1") && !e.matches("order:12"));
+        assert!(p.covers(&ResourcePattern::parse("docs/team-a/sub/*").unwrap()));
+        assert!(!p.covers(&ResourcePattern::parse("docs/*").unwrap()));
+        assert!(!e.covers(&ResourcePattern::parse("order:1*").unwrap()));
+    }
+
+    #[test]
+    fn lifetimes_are_bounded() {
+        assert_eq!(
+            Lifetime::parse("5m").unwrap().duration(),
+            Duration::from_secs(300)
+        );
+        assert!(Lifetime::parse("0s").is_err());
+        assert!(Lifetime::parse("25h").is_err());
+        assert!(Lifetime::parse("1d").is_ok());
+        assert!(Lifetime::parse("5 minutes").is_err());
+        assert!(Lifetime::parse("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn public_keys_must_be_ed25519_hex() {
+        let k = biscuit_auth::KeyPair::new().public();
+        let s = format_public_key(&k);
+        assert_eq!(parse_public_key(&s).unwrap(), k);
+        assert!(parse_public_key("ed25519/zz").is_err());
+        assert!(parse_public_key(&s.replace("ed25519/", "secp256r1/")).is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests: one binary, one module per area.
+
+#[cfg(feature = "store")]
+mod store;
+mod token;

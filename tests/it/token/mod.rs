@@ -1,0 +1,3 @@
+//! Token core: behaviour through the public API.
+
+mod flows;
