@@ -31,9 +31,10 @@ fn check_narrower(chain: &Chain, n: &Narrowing) -> Result<(), TokenError> {
         }
     }
     if let Some(resource) = &n.resource {
-        let covered = c.rights.iter().any(|(a, p)| {
-            n.action.as_ref().is_none_or(|x| x.as_str() == a) && p.covers(resource)
-        });
+        let covered = c
+            .rights
+            .iter()
+            .any(|(a, p)| n.action.as_ref().is_none_or(|x| x.as_str() == a) && p.covers(resource));
         if !covered {
             return Err(TokenError::NotNarrower(format!(
                 "resource `{resource}` is outside this token's resources"
@@ -112,7 +113,9 @@ pub fn delegate_with_rng<R: RngCore + CryptoRng>(
         });
     }
     if to_key.algorithm() != biscuit_auth::format::schema::public_key::Algorithm::Ed25519 {
-        return Err(TokenError::NotNarrower("sub-agent key must be Ed25519".into()));
+        return Err(TokenError::NotNarrower(
+            "sub-agent key must be Ed25519".into(),
+        ));
     }
     check_narrower(&chain, n)?;
     let block = add(

@@ -364,12 +364,25 @@ pub fn authorize_bytes(
     let internal = |e: error::Token| Denial::new(DenyReason::Malformed, e.to_string());
     let mut ab = AuthorizerBuilder::new()
         .fact(builder::fact("time", &[date(req.now)]))
-        .and_then(|b| b.fact(builder::fact("operation", &[builder::string(req.operation.as_str())])))
-        .and_then(|b| b.fact(builder::fact("resource", &[builder::string(req.resource.as_str())])))
+        .and_then(|b| {
+            b.fact(builder::fact(
+                "operation",
+                &[builder::string(req.operation.as_str())],
+            ))
+        })
+        .and_then(|b| {
+            b.fact(builder::fact(
+                "resource",
+                &[builder::string(req.resource.as_str())],
+            ))
+        })
         .map_err(internal)?;
     if let Some(service) = &req.service {
         ab = ab
-            .fact(builder::fact("service", &[builder::string(service.as_str())]))
+            .fact(builder::fact(
+                "service",
+                &[builder::string(service.as_str())],
+            ))
             .map_err(internal)?;
     }
     if holder_proven {
@@ -403,9 +416,15 @@ mod tests {
 
     #[test]
     fn mentions_ignores_string_literals() {
-        assert!(mentions("check if time($t), $t <= 2026-01-01T00:00:00Z", "time"));
+        assert!(mentions(
+            "check if time($t), $t <= 2026-01-01T00:00:00Z",
+            "time"
+        ));
         assert!(!mentions("check if resource($r), $r == \"time(\"", "time"));
-        assert!(!mentions("check if resource($r), $r == \"a\\\"time(\"", "time"));
+        assert!(!mentions(
+            "check if resource($r), $r == \"a\\\"time(\"",
+            "time"
+        ));
         assert!(!mentions("check if uptime($t)", "time"));
         assert!(mentions("check if service($s), $s == \"x\"", "service"));
     }

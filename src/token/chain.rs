@@ -131,7 +131,9 @@ pub fn claims(authority_payload: &[u8]) -> Result<Claims, ChainError> {
     let facts = block_facts(authority_payload).map_err(|e| ChainError::Schema(e.to_string()))?;
     let missing = |n: &str| ChainError::Schema(format!("no `{n}` fact"));
     if one(&facts, "tessera_schema")? != Some(&[Value::Int(super::schema::SCHEMA_VERSION)][..]) {
-        return Err(ChainError::Schema("unsupported or missing tessera_schema".into()));
+        return Err(ChainError::Schema(
+            "unsupported or missing tessera_schema".into(),
+        ));
     }
     let agent = one_str(&facts, "agent")?.ok_or_else(|| missing("agent"))?;
     let agent = AgentId::parse(&agent).map_err(|e| ChainError::Schema(e.to_string()))?;

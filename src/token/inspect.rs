@@ -6,7 +6,7 @@ use biscuit_auth::{Biscuit, UnverifiedBiscuit};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::authorize::{denial_from_biscuit, DenyReason, Denial};
+use super::authorize::{denial_from_biscuit, Denial, DenyReason};
 use super::chain::walk;
 use super::keys::KeySet;
 use super::wire::scan;

@@ -163,7 +163,9 @@ impl KeySet {
             keys: self
                 .keys
                 .iter()
-                .filter(|(_, k)| k.algorithm() == biscuit_auth::format::schema::public_key::Algorithm::Ed25519)
+                .filter(|(_, k)| {
+                    k.algorithm() == biscuit_auth::format::schema::public_key::Algorithm::Ed25519
+                })
                 .map(|(id, k)| Jwk::ed25519(*id, k))
                 .collect(),
         }
@@ -243,10 +245,7 @@ mod tests {
         let named = json.replace("\"kid\":\"7\"", "\"kid\":\"seven\"");
         assert!(KeySet::from_jwks_json(&named).is_err());
         let dup = json.replace("\"kid\":\"7\"", "\"kid\":\"0\"");
-        assert_eq!(
-            KeySet::from_jwks_json(&dup),
-            Err(KeyError::DuplicateId(0))
-        );
+        assert_eq!(KeySet::from_jwks_json(&dup), Err(KeyError::DuplicateId(0)));
     }
 
     #[test]

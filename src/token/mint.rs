@@ -46,7 +46,11 @@ pub struct Minted {
 }
 
 /// Mints a token, with randomness from the operating system.
-pub fn mint(cap: &Capability, root: &RootKeyPair, now: DateTime<Utc>) -> Result<Minted, TokenError> {
+pub fn mint(
+    cap: &Capability,
+    root: &RootKeyPair,
+    now: DateTime<Utc>,
+) -> Result<Minted, TokenError> {
     mint_with_rng(cap, root, now, &mut rand::rngs::OsRng)
 }
 

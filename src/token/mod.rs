@@ -20,7 +20,7 @@ use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
 
 pub use attenuate::{attenuate, attenuate_with_rng, delegate, delegate_with_rng};
-pub use authorize::{authorize, authorize_bytes, DenyReason, Denial, Grant, Limits, Request};
+pub use authorize::{authorize, authorize_bytes, Denial, DenyReason, Grant, Limits, Request};
 pub use chain::{Chain, ChainError, Claims, Hop};
 pub use inspect::{inspect, BlockKind, BlockView, Inspection, RightView};
 pub use keys::{Jwk, Jwks, KeyError, KeySet, RootKeyPair};

@@ -44,10 +44,7 @@ pub(crate) fn date(t: DateTime<Utc>) -> Term {
 }
 
 fn params<const N: usize>(pairs: [(&str, Term); N]) -> HashMap<String, Term> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 /// Adds parameterised source to a block builder.

@@ -1,5 +1,8 @@
 //! Integration tests: one binary, one module per area.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[cfg(feature = "store")]
 mod store;
 mod token;
