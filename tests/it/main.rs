@@ -5,4 +5,6 @@
 
 #[cfg(feature = "store")]
 mod store;
+#[cfg(feature = "cli")]
+mod cli;
 mod token;
