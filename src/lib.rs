@@ -84,7 +84,10 @@
 
 #[cfg(feature = "store")]
 pub mod store;
+pub mod jose;
 pub mod token;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "server")]
+pub mod server;

@@ -12,6 +12,9 @@ use biscuit_auth::{KeyPair, PrivateKey};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(feature = "server")]
+mod issuer;
+
 use crate::token::{
     self, parse_duration, parse_public_key, Action, AgentId, Audience, Capability, KeySet,
     Lifetime, Limits, Narrowing, Request, Resource, ResourcePattern, RootKeyPair,
@@ -41,9 +44,21 @@ enum Command {
     /// Work with key files.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Mint, narrow, delegate, inspect and verify tokens, offline.
+    /// Mint, narrow, delegate, inspect and verify tokens, offline; request
+    /// and revoke them at an issuer.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Run the issuer service.
+    #[cfg(feature = "server")]
+    Serve(issuer::ServeArgs),
+    /// Operator commands.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Admin(issuer::AdminCommand),
+    /// Register, list and disable agents at an issuer.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Agent(issuer::AgentCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +74,17 @@ enum KeysCommand {
         /// A root private key file, optionally `ID=FILE` (id 0 when omitted).
         #[arg(long = "root-key", value_name = "[ID=]FILE", required = true)]
         root_keys: Vec<String>,
+    },
+    /// Add a new active root key to an issuer's key ring; the previous one is
+    /// retired but stays published (and verifying) for a while.
+    #[cfg(feature = "server")]
+    Rotate {
+        /// The issuer's data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// How long the retired key stays published (at least the longest token lifetime).
+        #[arg(long, value_name = "DURATION", default_value = "24h")]
+        retire_after: String,
     },
 }
 
@@ -107,6 +133,12 @@ enum TokenCommand {
     },
     /// Decide whether a token allows one request. Exit 0 when allowed, 1 when denied.
     Verify(VerifyArgs),
+    /// Ask an issuer for a token, authenticating with the agent's key.
+    #[cfg(feature = "server")]
+    Request(issuer::RequestArgs),
+    /// Revoke a token at an issuer (as its agent, or as an operator).
+    #[cfg(feature = "server")]
+    Revoke(issuer::RevokeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -341,6 +373,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Token(TokenCommand::Verify(args)) => verify(args, &limits)?,
+        #[cfg(feature = "server")]
+        Command::Token(TokenCommand::Request(args)) => issuer::request(args)?,
+        #[cfg(feature = "server")]
+        Command::Token(TokenCommand::Revoke(args)) => issuer::revoke(args)?,
+        #[cfg(feature = "server")]
+        Command::Keys(KeysCommand::Rotate {
+            data_dir,
+            retire_after,
+        }) => issuer::rotate(&data_dir, &retire_after)?,
+        #[cfg(feature = "server")]
+        Command::Serve(args) => issuer::serve(args)?,
+        #[cfg(feature = "server")]
+        Command::Admin(cmd) => issuer::admin_token(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Agent(cmd) => issuer::agent(cmd)?,
     }
     Ok(())
 }

@@ -1,0 +1,464 @@
+//! The admin API under `/v1`, authorized by an admin Biscuit minted from the
+//! root key (`tessera admin token`) and checked by the token core.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::oauth::{audit, remote};
+use super::state::AppState;
+use crate::jose::OkpJwk;
+use crate::store::{AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, Revocation};
+use crate::token::{
+    self, parse_duration, parse_public_key, Action, AgentId, Audience, Grant, Lifetime, Request as
+    AuthzRequest, Resource, ResourcePattern,
+};
+
+/// The action an admin token grants, on the resource prefix `/v1/`.
+pub const ADMIN_ACTION: &str = "tessera:admin";
+/// The agent named in admin tokens.
+pub const ADMIN_AGENT: &str = "agent://tessera/operator";
+
+/// The admin capability: `tessera:admin` on every `/v1/` path.
+pub fn admin_capability(lifetime: Lifetime) -> Result<token::Capability, token::InvalidInput> {
+    Ok(token::Capability {
+        agent: AgentId::parse(ADMIN_AGENT)?,
+        action: Action::parse(ADMIN_ACTION)?,
+        resource: ResourcePattern::parse("/v1/*")?,
+        audience: None,
+        lifetime,
+        holder_key: None,
+    })
+}
+
+/// Middleware: checks the admin token for every `/v1` request.
+pub async fn require_admin(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::Unauthenticated("an admin token is required (Bearer)".into()))?
+        .to_owned();
+    let now = state.now();
+    let path = req.uri().path().to_owned();
+    let authz = AuthzRequest {
+        operation: Action::parse(ADMIN_ACTION)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        resource: Resource::parse(&path).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        service: None,
+        now,
+        proven_key: None,
+    };
+    let keys = state.ring().key_set(now);
+    let grant = token::authorize(&token, &keys, &authz, |_| false, &state.limits).map_err(|d| {
+        match d.reason {
+            token::DenyReason::OutOfScope => ApiError::Forbidden(d.to_string()),
+            _ => ApiError::Unauthenticated(d.to_string()),
+        }
+    })?;
+    for id in &grant.revocation_ids {
+        if state.stores.revocations.is_revoked(id).await? {
+            return Err(ApiError::Unauthenticated("revoked: the admin token is revoked".into()));
+        }
+    }
+    req.extensions_mut().insert(grant);
+    Ok(next.run(req).await)
+}
+
+/// A public key as `ed25519/<hex>` or as an OKP JWK.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum KeyInput {
+    Text(String),
+    Jwk(OkpJwk),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CeilingInput {
+    actions: Vec<String>,
+    resources: Vec<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default)]
+    max_ttl: Option<String>,
+}
+
+/// `POST /v1/agents` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentInput {
+    id: String,
+    public_key: KeyInput,
+    #[serde(default)]
+    description: String,
+    ceiling: CeilingInput,
+}
+
+fn validate(input: AgentInput, max_ttl: Duration) -> Result<(AgentId, String, Ceiling, String), ApiError> {
+    let bad = |m: String| ApiError::bad_request(m);
+    let id = AgentId::parse(&input.id).map_err(|e| bad(e.to_string()))?;
+    let key = match input.public_key {
+        KeyInput::Text(s) => parse_public_key(&s).map_err(|e| bad(e.to_string()))?,
+        KeyInput::Jwk(jwk) => jwk
+            .key()
+            .and_then(|k| crate::jose::to_biscuit_key(&k))
+            .map_err(|e| bad(format!("public_key: {e}")))?,
+    };
+    let c = input.ceiling;
+    if c.actions.is_empty() || c.resources.is_empty() {
+        return Err(bad("the ceiling needs at least one action and one resource pattern".into()));
+    }
+    let actions = c
+        .actions
+        .iter()
+        .map(|a| Action::parse(a).map(String::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let resources = c
+        .resources
+        .iter()
+        .map(|r| ResourcePattern::parse(r).map(String::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let audiences = c
+        .audiences
+        .iter()
+        .map(|a| Audience::parse(a).map(String::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let ttl = match c.max_ttl {
+        Some(t) => parse_duration(&t).map_err(|e| bad(e.to_string()))?,
+        None => max_ttl,
+    };
+    if ttl.is_zero() || ttl > max_ttl {
+        return Err(bad(format!(
+            "max_ttl must be between 1s and the issuer's maximum of {}s",
+            max_ttl.as_secs()
+        )));
+    }
+    let dedup = |v: Vec<String>| {
+        let mut seen = HashSet::new();
+        v.into_iter().filter(|x| seen.insert(x.clone())).collect::<Vec<_>>()
+    };
+    Ok((
+        id,
+        key.to_string(),
+        Ceiling {
+            actions: dedup(actions),
+            resources: dedup(resources),
+            audiences: dedup(audiences),
+            max_ttl_secs: ttl.as_secs(),
+        },
+        input.description,
+    ))
+}
+
+fn admin_event(state: &AppState, outcome: &str, agent: Option<String>, grant: &Grant) -> AuditEvent {
+    AuditEvent {
+        at: state.now(),
+        kind: AuditKind::Admin,
+        agent,
+        token_id: None,
+        capability: None,
+        outcome: outcome.into(),
+        reason: None,
+        remote_addr: None,
+        chain: grant.chain.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// `POST /v1/agents`: registers (or replaces) an agent.
+pub async fn register_agent(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    addr: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let input: AgentInput = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid agent: {e}")))?;
+    let (id, public_key, ceiling, description) = validate(input, state.config.max_ttl.0)?;
+    let now = state.now();
+    let existing = state.stores.agents.get(id.as_str()).await?;
+    let record = AgentRecord {
+        id: id.to_string(),
+        public_key,
+        description,
+        ceiling,
+        disabled: false,
+        created_at: existing.as_ref().map_or(now, |e| e.created_at),
+        updated_at: now,
+    };
+    state.stores.agents.put(&record).await?;
+    let mut ev = admin_event(&state, "agent registered", Some(id.to_string()), &grant);
+    ev.remote_addr = remote(addr);
+    audit(&state, ev).await?;
+    let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(record)).into_response())
+}
+
+/// `GET /v1/agents`.
+pub async fn list_agents(State(state): State<AppState>) -> Result<Json<Vec<AgentRecord>>, ApiError> {
+    Ok(Json(state.stores.agents.list().await?))
+}
+
+/// `GET /v1/agents/{id}`.
+pub async fn get_agent(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AgentRecord>, ApiError> {
+    state
+        .stores
+        .agents
+        .get(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no agent {id}")))
+}
+
+/// `DELETE /v1/agents/{id}`: disables the agent and revokes its tokens.
+pub async fn disable_agent(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    addr: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = state.now();
+    if !state.stores.agents.disable(&id, now).await? {
+        return Err(ApiError::NotFound(format!("no agent {id}")));
+    }
+    let revoked = revoke_agent_tokens(&state, &id, "agent disabled").await?;
+    let mut ev = admin_event(&state, "agent disabled", Some(id.clone()), &grant);
+    ev.remote_addr = remote(addr);
+    audit(&state, ev).await?;
+    Ok(Json(json!({ "id": id, "disabled": true, "revoked": revoked })))
+}
+
+/// One acknowledged revocation.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Revoked {
+    /// The revoked id, hex.
+    pub revocation_id: String,
+    /// Its position in the feed.
+    pub cursor: String,
+}
+
+async fn revoke_one(state: &AppState, r: Revocation) -> Result<Revoked, ApiError> {
+    let cursor = state.stores.revocations.revoke(&r).await?;
+    state.metrics.revocations.inc();
+    tracing::info!(target: "tessera::audit", revocation_id = %r.revocation_id, token_id = r.token_id.as_deref().unwrap_or(""), "revoked");
+    Ok(Revoked {
+        revocation_id: r.revocation_id,
+        cursor: cursor.to_string(),
+    })
+}
+
+async fn revoke_agent_tokens(
+    state: &AppState,
+    agent: &str,
+    reason: &str,
+) -> Result<Vec<Revoked>, ApiError> {
+    let now = state.now();
+    let mut out = Vec::new();
+    for t in state.stores.tokens.outstanding(agent, now).await? {
+        out.push(
+            revoke_one(
+                state,
+                Revocation {
+                    revocation_id: t.revocation_id,
+                    token_id: Some(t.token_id),
+                    agent: Some(agent.to_owned()),
+                    reason: reason.to_owned(),
+                    revoked_at: now,
+                    expires_at: t.expires_at,
+                },
+            )
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// `POST /v1/revocations` body: exactly one of the four ways.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeInput {
+    token: Option<String>,
+    revocation_id: Option<String>,
+    token_id: Option<String>,
+    agent: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /v1/revocations`: by token (its last block: that token and all
+/// derived from it), by revocation id, by token id (the whole token), or by
+/// agent (every outstanding token). Answers only once the store acknowledged.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    addr: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let input: RevokeInput = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid revocation: {e}")))?;
+    let now = state.now();
+    let reason = input.reason.unwrap_or_else(|| "revoked by an operator".into());
+    if reason.len() > 512 {
+        return Err(ApiError::bad_request("reason is longer than 512 bytes"));
+    }
+    let given = [
+        input.token.is_some(),
+        input.revocation_id.is_some(),
+        input.token_id.is_some(),
+        input.agent.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(ApiError::bad_request(
+            "give exactly one of token, revocation_id, token_id, agent",
+        ));
+    }
+    let latest = || now + chrono::Duration::seconds(Lifetime::MAX.as_secs() as i64);
+    let (revoked, agent, token_id) = if let Some(t) = input.token {
+        let seen = token::inspect(&t, Some(&state.ring().key_set(now)), &state.limits)
+            .map_err(|e| ApiError::bad_request(format!("token: {e}")))?;
+        let last = seen
+            .blocks
+            .last()
+            .ok_or_else(|| ApiError::bad_request("token has no blocks"))?;
+        let r = Revocation {
+            revocation_id: last.revocation_id.clone(),
+            token_id: Some(seen.token_id.clone()),
+            agent: Some(seen.agent.clone()),
+            reason: reason.clone(),
+            revoked_at: now,
+            expires_at: seen.expires_at,
+        };
+        (vec![revoke_one(&state, r).await?], Some(seen.agent), Some(seen.token_id))
+    } else if let Some(id) = input.revocation_id {
+        let bytes = hex::decode(&id).map_err(|_| ApiError::bad_request("revocation_id must be hex"))?;
+        if bytes.len() != 64 {
+            return Err(ApiError::bad_request("revocation_id must be 64 bytes (128 hex digits)"));
+        }
+        let r = Revocation {
+            revocation_id: id.to_ascii_lowercase(),
+            token_id: None,
+            agent: None,
+            reason: reason.clone(),
+            revoked_at: now,
+            // Unknown token: keep it for the longest lifetime any token has.
+            expires_at: latest(),
+        };
+        (vec![revoke_one(&state, r).await?], None, None)
+    } else if let Some(tid) = input.token_id {
+        let t = state
+            .stores
+            .tokens
+            .get(&tid)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no token {tid}")))?;
+        let r = Revocation {
+            revocation_id: t.revocation_id,
+            token_id: Some(t.token_id),
+            agent: Some(t.agent.clone()),
+            reason: reason.clone(),
+            revoked_at: now,
+            expires_at: t.expires_at,
+        };
+        (vec![revoke_one(&state, r).await?], Some(t.agent), Some(tid))
+    } else if let Some(agent) = input.agent {
+        let id = AgentId::parse(&agent).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        (revoke_agent_tokens(&state, id.as_str(), &reason).await?, Some(agent), None)
+    } else {
+        return Err(ApiError::bad_request("nothing to revoke"));
+    };
+    let mut ev = admin_event(&state, "revoked", agent, &grant);
+    ev.kind = AuditKind::Revocation;
+    ev.token_id = token_id;
+    ev.reason = Some(reason);
+    ev.remote_addr = remote(addr);
+    if let Err(e) = audit(&state, ev).await {
+        tracing::warn!(error = %e, "revocation recorded, audit event lost");
+    }
+    Ok((StatusCode::CREATED, Json(json!({ "revoked": revoked }))).into_response())
+}
+
+/// Query of the revocation feed.
+#[derive(Debug, Deserialize)]
+pub struct FeedQuery {
+    after: Option<String>,
+    wait: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/revocations?after=&wait=&limit=`: the feed verifiers follow.
+pub async fn feed(
+    State(state): State<AppState>,
+    Query(q): Query<FeedQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let after = q.after.filter(|a| !a.is_empty()).map(Cursor::new);
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
+    let entries = if wait.is_zero() {
+        state.stores.revocations.feed(after.as_ref(), limit).await?
+    } else {
+        state
+            .stores
+            .revocations
+            .wait(after.as_ref(), limit, wait)
+            .await?
+    };
+    let next = entries
+        .last()
+        .map(|(c, _)| c.to_string())
+        .or(after.map(|c| c.to_string()));
+    let entries: Vec<_> = entries
+        .into_iter()
+        .map(|(c, r)| json!({ "cursor": c.to_string(), "revocation": r }))
+        .collect();
+    Ok(Json(json!({ "entries": entries, "next": next })))
+}
+
+/// Query of the audit log.
+#[derive(Debug, Deserialize)]
+pub struct AuditParams {
+    agent: Option<String>,
+    token_id: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/audit?agent=&token_id=&after=&limit=`.
+pub async fn audit_log(
+    State(state): State<AppState>,
+    Query(q): Query<AuditParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = AuditQuery {
+        agent: q.agent,
+        token_id: q.token_id,
+        after: q.after.filter(|a| !a.is_empty()).map(Cursor::new),
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let events = state.stores.audit.query(&query).await?;
+    let next = events.last().map(|(c, _)| c.to_string());
+    let events: Vec<_> = events
+        .into_iter()
+        .map(|(c, e)| json!({ "cursor": c.to_string(), "event": e }))
+        .collect();
+    Ok(Json(json!({ "events": events, "next": next })))
+}

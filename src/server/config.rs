@@ -1,0 +1,290 @@
+//! Configuration: defaults, then a TOML file, then `TESSERA_*` environment
+//! variables, then command-line flags. Parsed once in `main` and passed down.
+//! Unknown keys, in the file or the environment, are errors.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::token::parse_duration;
+
+/// Environment variables that start with `TESSERA_` but are not settings.
+const NOT_SETTINGS: &[&str] = &[
+    "TESSERA_REQUIRE_REDIS",
+    "TESSERA_REGENERATE_FIXTURES",
+    "TESSERA_LOG",
+];
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A value or key is invalid (the message names it).
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A duration written like `30s`, `5m`, `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ttl(#[serde(serialize_with = "ser_secs")] pub Duration);
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}s", d.as_secs()))
+}
+
+impl<'de> Deserialize<'de> for Ttl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Secs(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(s) => parse_duration(&s)
+                .map(Ttl)
+                .map_err(serde::de::Error::custom),
+            Raw::Secs(n) => Ok(Ttl(Duration::from_secs(n))),
+        }
+    }
+}
+
+/// Every setting of `tessera serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The public issuer URL (`iss` of the metadata, accepted `aud` of client
+    /// assertions). Defaults to `http://<listen>`.
+    pub issuer_url: Option<String>,
+    /// Where the embedded store and the root keys live.
+    pub data_dir: PathBuf,
+    /// Directory of the root key ring (default: `<data_dir>/keys`).
+    pub keys_dir: Option<PathBuf>,
+    /// Use Redis for agents, revocations, replay caches and the audit log.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    pub redis_key_prefix: String,
+    /// Lifetime of a token when the request names none.
+    pub default_ttl: Ttl,
+    /// Longest lifetime any token may get (an agent's ceiling may be lower).
+    pub max_ttl: Ttl,
+    /// Largest request body, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest token accepted, in bytes.
+    pub max_token_bytes: usize,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Accepted clock skew for client assertions and DPoP proofs, seconds.
+    pub clock_skew_secs: i64,
+    /// Accepted age of a DPoP proof, seconds.
+    pub dpop_window_secs: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            issuer_url: None,
+            data_dir: PathBuf::from("tessera-data"),
+            keys_dir: None,
+            redis_url: None,
+            redis_key_prefix: "tessera:".into(),
+            default_ttl: Ttl(Duration::from_secs(300)),
+            max_ttl: Ttl(Duration::from_secs(3600)),
+            max_body_bytes: 64 * 1024,
+            max_token_bytes: 16 * 1024,
+            log_format: LogFormat::Human,
+            clock_skew_secs: 30,
+            dpop_window_secs: 60,
+        }
+    }
+}
+
+/// Overrides from command-line flags (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--issuer-url`.
+    pub issuer_url: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--redis-url`.
+    pub redis_url: Option<String>,
+}
+
+impl Config {
+    /// Loads defaults, then `file`, then the `TESSERA_*` variables in `env`,
+    /// then `overrides`, and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    ConfigError::Invalid(format!("{}: {}", path.display(), e.message()))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("TESSERA_") else {
+                continue;
+            };
+            if NOT_SETTINGS.contains(&name.as_str()) {
+                continue;
+            }
+            let value = match value.parse::<i64>() {
+                Ok(n) => toml::Value::Integer(n),
+                Err(_) => toml::Value::String(value),
+            };
+            table.insert(key.to_ascii_lowercase(), value);
+        }
+        let mut config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        if let Some(v) = overrides.listen {
+            config.listen = v;
+        }
+        if let Some(v) = overrides.issuer_url {
+            config.issuer_url = Some(v);
+        }
+        if let Some(v) = overrides.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = overrides.redis_url {
+            config.redis_url = Some(v);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(url) = &self.issuer_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
+                return bad(format!(
+                    "issuer_url `{url}` must be an http(s) URL without a trailing slash"
+                ));
+            }
+        }
+        let max = crate::token::Lifetime::MAX;
+        if self.max_ttl.0 > max || self.max_ttl.0.is_zero() {
+            return bad(format!("max_ttl must be between 1s and {}s", max.as_secs()));
+        }
+        if self.default_ttl.0 > self.max_ttl.0 || self.default_ttl.0.is_zero() {
+            return bad("default_ttl must be between 1s and max_ttl".into());
+        }
+        if self.max_body_bytes < 1024 {
+            return bad("max_body_bytes must be at least 1024".into());
+        }
+        if !(1024..=1024 * 1024).contains(&self.max_token_bytes) {
+            return bad("max_token_bytes must be between 1 KiB and 1 MiB".into());
+        }
+        if !(0..=300).contains(&self.clock_skew_secs) || !(1..=600).contains(&self.dpop_window_secs) {
+            return bad("clock_skew_secs must be 0..=300 and dpop_window_secs 1..=600".into());
+        }
+        Ok(())
+    }
+
+    /// The issuer URL, defaulting to `http://<listen>`.
+    pub fn issuer(&self) -> String {
+        self.issuer_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// The root key ring directory.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.keys_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nmax_ttl = \"30m\"\ndefault_ttl = 60\n").unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[("TESSERA_MAX_BODY_BYTES", "2048"), ("TESSERA_REQUIRE_REDIS", "1"), ("HOME", "/x")]),
+            Overrides {
+                data_dir: Some("/tmp/d".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.max_ttl, Ttl(Duration::from_secs(1800)));
+        assert_eq!(c.default_ttl, Ttl(Duration::from_secs(60)));
+        assert_eq!(c.max_body_bytes, 2048);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
+        assert_eq!(c.issuer(), "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_in_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let e = Config::load(Some(&path), env(&[]), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = Config::load(None, env(&[("TESSERA_REDIS_ULR", "x")]), Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("redis_ulr"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        for (k, v) in [
+            ("TESSERA_MAX_TTL", "2d"),
+            ("TESSERA_DEFAULT_TTL", "0s"),
+            ("TESSERA_ISSUER_URL", "issuer.example"),
+            ("TESSERA_LOG_FORMAT", "xml"),
+            ("TESSERA_LISTEN", "nowhere"),
+        ] {
+            assert!(Config::load(None, env(&[(k, v)]), Overrides::default()).is_err(), "{k}={v}");
+        }
+    }
+}

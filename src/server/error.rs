@@ -1,0 +1,196 @@
+//! One error type for every handler, mapped to an HTTP response.
+//!
+//! Bad input: 400 with an OAuth error code. Unauthenticated: 401 with
+//! `WWW-Authenticate`. Denied: 403. Store unavailable: 503. Anything else:
+//! 500 with an opaque body; the cause goes to the log only.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// An OAuth error code (RFC 6749 §5.2 and extensions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthCode {
+    /// `invalid_request`.
+    InvalidRequest,
+    /// `invalid_client` (401).
+    InvalidClient,
+    /// `invalid_grant`.
+    InvalidGrant,
+    /// `invalid_scope`.
+    InvalidScope,
+    /// `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// `unauthorized_client`.
+    UnauthorizedClient,
+    /// `invalid_authorization_details` (RFC 9396).
+    InvalidAuthorizationDetails,
+    /// `invalid_dpop_proof` (RFC 9449).
+    InvalidDpopProof,
+    /// `unsupported_token_type` (RFC 7009).
+    UnsupportedTokenType,
+}
+
+impl OAuthCode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::InvalidScope => "invalid_scope",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::InvalidAuthorizationDetails => "invalid_authorization_details",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UnsupportedTokenType => "unsupported_token_type",
+        }
+    }
+}
+
+/// What went wrong in a handler.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// An OAuth error with a one-line description.
+    #[error("{}: {description}", code.as_str())]
+    OAuth {
+        /// The code.
+        code: OAuthCode,
+        /// What exactly was wrong.
+        description: String,
+    },
+    /// The admin token is missing or invalid.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The admin token does not allow this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// No such resource.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The store is unavailable: nothing was acknowledged.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// An OAuth error.
+    pub fn oauth(code: OAuthCode, description: impl Into<String>) -> Self {
+        Self::OAuth {
+            code,
+            description: description.into(),
+        }
+    }
+
+    /// `invalid_request`.
+    pub fn bad_request(description: impl Into<String>) -> Self {
+        Self::oauth(OAuthCode::InvalidRequest, description)
+    }
+
+    /// A short label for metrics and audit.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::OAuth { code, .. } => code.as_str(),
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => Self::Unavailable(m),
+            StoreError::InvalidCursor(c) => Self::bad_request(format!("invalid cursor {c:?}")),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+fn no_store(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::OAuth { code, description } => {
+                let status = if code == OAuthCode::InvalidClient {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                let mut r = (
+                    status,
+                    Json(json!({ "error": code.as_str(), "error_description": description })),
+                )
+                    .into_response();
+                if status == StatusCode::UNAUTHORIZED {
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(
+                            "Bearer realm=\"tessera\", error=\"invalid_client\"",
+                        ),
+                    );
+                }
+                no_store(r)
+            }
+            Self::Unauthenticated(d) => {
+                let mut r = (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({ "error": "invalid_token", "error_description": d })),
+                )
+                    .into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tessera\", error=\"invalid_token\""),
+                );
+                r
+            }
+            Self::Forbidden(d) => (
+                StatusCode::FORBIDDEN,
+                Json(json!({ "error": "insufficient_scope", "error_description": d })),
+            )
+                .into_response(),
+            Self::NotFound(d) => (
+                StatusCode::NOT_FOUND,
+                Json(json!({ "error": "not_found", "error_description": d })),
+            )
+                .into_response(),
+            Self::Unavailable(cause) => {
+                tracing::warn!(%cause, "store unavailable");
+                let mut r = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({
+                        "error": "temporarily_unavailable",
+                        "error_description": "the store is unavailable; nothing was recorded, retry later"
+                    })),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                no_store(r)
+            }
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({ "error": "server_error" })),
+                )
+                    .into_response()
+            }
+        }
+    }
+}

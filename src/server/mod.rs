@@ -1,0 +1,232 @@
+//! The issuer service: `tessera serve`.
+//!
+//! `app(state)` builds the router; `serve(config)` opens the stores and the
+//! key ring, binds, and runs until SIGTERM or Ctrl-C, reloading the key ring
+//! on SIGHUP.
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod keyring;
+pub mod metrics;
+pub mod oauth;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
+
+pub use config::{Config, ConfigError, LogFormat, Overrides};
+pub use keyring::KeyRing;
+pub use state::{AppState, Clock, SystemClock};
+
+use crate::store::Stores;
+use metrics::RouteLabel;
+
+/// The OpenAPI document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Builds the router over `state`.
+pub fn app(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/v1/agents", post(admin::register_agent).get(admin::list_agents))
+        .route(
+            "/v1/agents/{id}",
+            get(admin::get_agent).delete(admin::disable_agent),
+        )
+        .route("/v1/revocations", post(admin::revoke).get(admin::feed))
+        .route("/v1/audit", get(admin::audit_log))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
+    Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata),
+        )
+        .route("/.well-known/jwks.json", get(oauth::jwks))
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .merge(admin)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.stores.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let mut r = state.metrics.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+async fn openapi() -> Response {
+    let mut r = OPENAPI.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Records the latency of every request by route pattern.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .latency
+        .get_or_create(&RouteLabel {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The key ring could not be loaded or created.
+    #[error("root keys: {0}")]
+    Keys(#[from] keyring::KeyRingError),
+    /// Binding or serving failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the stores named by the configuration.
+pub async fn open_stores(config: &Config) -> Result<Stores, ServeError> {
+    Ok(match &config.redis_url {
+        Some(url) => Stores::redis(url, &config.redis_key_prefix).await?,
+        None => Stores::embedded(&config.data_dir)?,
+    })
+}
+
+/// Runs the issuer until SIGTERM or Ctrl-C. `ready` receives the bound
+/// address once the listener is open.
+pub async fn serve(
+    config: Config,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), ServeError> {
+    let keys_dir = config.keys_dir();
+    let (ring, created) = KeyRing::load_or_create(&keys_dir)?;
+    if created {
+        tracing::info!(dir = %keys_dir.display(), "generated a new root key (id 0)");
+    }
+    tracing::info!(active_key_id = ring.active().id, "root key ring loaded");
+    let stores = open_stores(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let mut config = config;
+    if config.issuer_url.is_none() {
+        config.issuer_url = Some(format!("http://{addr}"));
+    }
+    let store_kind = if config.redis_url.is_some() { "redis" } else { "embedded" };
+    let state = AppState::new(config, stores, ring, Arc::new(SystemClock));
+    tracing::info!(%addr, issuer = %state.issuer, store = store_kind, "tessera issuer listening");
+    spawn_reload_on_hangup(state.clone(), keys_dir);
+    if let Some(tx) = ready {
+        let _ = tx.send(addr);
+    }
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    tracing::info!("tessera issuer stopped");
+    Ok(())
+}
+
+fn spawn_reload_on_hangup(state: AppState, dir: std::path::PathBuf) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; key ring reload disabled");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match KeyRing::load(&dir) {
+                Ok(ring) => {
+                    tracing::info!(active_key_id = ring.active().id, "root key ring reloaded");
+                    state.replace_ring(ring);
+                }
+                Err(e) => tracing::error!(error = %e, "key ring reload failed; keeping the old ring"),
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Installs the log subscriber (`TESSERA_LOG` or `RUST_LOG` filter, default `info`).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TESSERA_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}

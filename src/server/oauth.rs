@@ -1,0 +1,614 @@
+//! OAuth surface: metadata (RFC 8414), JWKS, the token endpoint
+//! (client_credentials with private_key_jwt, RFC 7523; scope + resource
+//! (RFC 8707) or authorization_details (RFC 9396); DPoP binding, RFC 9449)
+//! and revocation (RFC 7009).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use chrono::DateTime;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::error::{ApiError, OAuthCode};
+use super::state::AppState;
+use crate::jose::{self, AssertionClaims, AssertionRules, DpopRules, Jws};
+use crate::store::{AgentRecord, AuditEvent, AuditKind, IssuedToken, Revocation};
+use crate::token::{
+    self, parse_public_key, Action, AgentId, Audience, Capability, Lifetime, ResourcePattern,
+};
+
+/// RFC 7523 client assertion type.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Longest accepted client assertion lifetime.
+const MAX_ASSERTION_SECS: i64 = 300;
+
+/// A form-encoded body, with repeated parameters refused.
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub(crate) fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, ApiError> {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct
+            .split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        {
+            return Err(ApiError::bad_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        serde_urlencoded::from_bytes(body)
+            .map(Self)
+            .map_err(|_| ApiError::bad_request("the body is not a valid form"))
+    }
+
+    /// The one value of `name`; a repeated parameter is an error.
+    pub(crate) fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut it = self.0.iter().filter(|(k, _)| k == name);
+        match (it.next(), it.next()) {
+            (None, _) => Ok(None),
+            (Some((_, v)), None) => Ok(Some(v.as_str())),
+            _ => Err(ApiError::bad_request(format!("parameter `{name}` is repeated"))),
+        }
+    }
+
+    fn required(&self, name: &str) -> Result<&str, ApiError> {
+        self.one(name)?
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::bad_request(format!("parameter `{name}` is required")))
+    }
+}
+
+/// The caller's address, when the server runs with connection info.
+pub(crate) fn remote(addr: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<String> {
+    addr.map(|Extension(ConnectInfo(a))| a.ip().to_string())
+}
+
+fn invalid_client(d: impl Into<String>) -> ApiError {
+    ApiError::oauth(OAuthCode::InvalidClient, d)
+}
+
+/// An authenticated agent.
+pub(crate) struct Client {
+    pub(crate) id: AgentId,
+    pub(crate) record: AgentRecord,
+}
+
+/// Authenticates the client by `private_key_jwt`.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    form: &Form,
+    endpoint: &str,
+) -> Result<Client, ApiError> {
+    match form.one("client_assertion_type")? {
+        Some(JWT_BEARER) => {}
+        Some(other) => {
+            return Err(invalid_client(format!(
+                "client_assertion_type `{other}` is not supported; use private_key_jwt"
+            )))
+        }
+        None => {
+            return Err(invalid_client(
+                "client authentication by private_key_jwt is required",
+            ))
+        }
+    }
+    let assertion = form
+        .one("client_assertion")?
+        .ok_or_else(|| invalid_client("client_assertion is required"))?;
+    let jws: Jws<AssertionClaims> =
+        Jws::parse(assertion).map_err(|e| invalid_client(format!("client assertion: {e}")))?;
+    let id = AgentId::parse(&jws.claims.iss)
+        .map_err(|e| invalid_client(format!("client assertion iss: {e}")))?;
+    if let Some(client_id) = form.one("client_id")? {
+        if client_id != id.as_str() {
+            return Err(invalid_client("client_id differs from the assertion's iss"));
+        }
+    }
+    let record = state
+        .stores
+        .agents
+        .get(id.as_str())
+        .await?
+        .ok_or_else(|| invalid_client("unknown client"))?;
+    if record.disabled {
+        return Err(invalid_client("client is disabled"));
+    }
+    let key = parse_public_key(&record.public_key)
+        .ok()
+        .and_then(|k| jose::from_biscuit_key(&k).ok())
+        .ok_or_else(|| ApiError::Internal(format!("agent {id} has an unreadable key")))?;
+    jws.verify(&key)
+        .map_err(|_| invalid_client("the client assertion is not signed by the registered key"))?;
+    let now = state.now();
+    let token_endpoint = state.token_endpoint();
+    let audiences = [state.issuer.as_ref(), token_endpoint.as_str(), endpoint];
+    jws.claims
+        .check(&AssertionRules {
+            audiences: &audiences,
+            now,
+            max_lifetime_secs: MAX_ASSERTION_SECS,
+            skew_secs: state.config.clock_skew_secs,
+        })
+        .map_err(|e| invalid_client(format!("client assertion: {e}")))?;
+    let until = DateTime::from_timestamp(jws.claims.exp + state.config.clock_skew_secs, 0)
+        .ok_or_else(|| invalid_client("client assertion: exp out of range"))?;
+    let replay_key = format!(
+        "assertion:{}",
+        hex::encode(Sha256::digest(format!("{}\n{}", id, jws.claims.jti)))
+    );
+    if !state
+        .stores
+        .replay
+        .insert_once(&replay_key, until, now)
+        .await?
+    {
+        return Err(invalid_client("client assertion jti was already used"));
+    }
+    Ok(Client { id, record })
+}
+
+/// What the request asks for.
+#[derive(Debug)]
+struct Asked {
+    action: Action,
+    resource: ResourcePattern,
+    audience: Option<Audience>,
+    lifetime: Option<Duration>,
+    via_details: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Detail {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    actions: Vec<String>,
+    #[serde(default)]
+    locations: Vec<String>,
+    identifier: Option<String>,
+}
+
+fn asked(form: &Form) -> Result<Asked, ApiError> {
+    let lifetime = form
+        .one("lifetime")?
+        .map(token::parse_duration)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let scope = form.one("scope")?;
+    let details = form.one("authorization_details")?;
+    let bad_details = |d: String| ApiError::oauth(OAuthCode::InvalidAuthorizationDetails, d);
+    match (scope, details) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "ask with scope or with authorization_details, not both",
+        )),
+        (None, None) => Err(ApiError::oauth(
+            OAuthCode::InvalidScope,
+            "scope (one action) or authorization_details is required",
+        )),
+        (Some(scope), None) => {
+            let actions: Vec<&str> = scope.split_whitespace().collect();
+            let [action] = actions.as_slice() else {
+                return Err(ApiError::oauth(
+                    OAuthCode::InvalidScope,
+                    "scope must name exactly one action",
+                ));
+            };
+            let action = Action::parse(action)
+                .map_err(|e| ApiError::oauth(OAuthCode::InvalidScope, e.to_string()))?;
+            let identifier = form.required("identifier")?;
+            let resource = ResourcePattern::parse(identifier)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let audience = form
+                .one("resource")?
+                .map(Audience::parse)
+                .transpose()
+                .map_err(|e| ApiError::bad_request(format!("resource: {e}")))?;
+            Ok(Asked {
+                action,
+                resource,
+                audience,
+                lifetime,
+                via_details: false,
+            })
+        }
+        (None, Some(details)) => {
+            let list: Vec<Detail> = serde_json::from_str(details)
+                .map_err(|e| bad_details(format!("not a JSON array of details: {e}")))?;
+            let [d] = list.as_slice() else {
+                return Err(bad_details("exactly one authorization detail per token".into()));
+            };
+            if d.kind != "tessera" {
+                return Err(bad_details(format!("type `{}` is not supported", d.kind)));
+            }
+            let [action] = d.actions.as_slice() else {
+                return Err(bad_details("actions must hold exactly one action".into()));
+            };
+            let action = Action::parse(action).map_err(|e| bad_details(e.to_string()))?;
+            let identifier = d
+                .identifier
+                .as_deref()
+                .ok_or_else(|| bad_details("identifier (the resource) is required".into()))?;
+            let resource =
+                ResourcePattern::parse(identifier).map_err(|e| bad_details(e.to_string()))?;
+            let audience = match d.locations.as_slice() {
+                [] => None,
+                [one] => Some(Audience::parse(one).map_err(|e| bad_details(e.to_string()))?),
+                _ => return Err(bad_details("at most one location per token".into())),
+            };
+            if form.one("resource")?.is_some() {
+                return Err(ApiError::bad_request(
+                    "with authorization_details, name the tool server in locations",
+                ));
+            }
+            Ok(Asked {
+                action,
+                resource,
+                audience,
+                lifetime,
+                via_details: true,
+            })
+        }
+    }
+}
+
+/// Checks the request against the agent's ceiling; never narrows silently.
+fn within_ceiling(
+    state: &AppState,
+    record: &AgentRecord,
+    asked: &Asked,
+) -> Result<Lifetime, ApiError> {
+    let out = |d: String| ApiError::oauth(OAuthCode::InvalidScope, d);
+    let c = &record.ceiling;
+    if !c.actions.iter().any(|a| a == asked.action.as_str()) {
+        return Err(out(format!(
+            "action `{}` is outside this agent's ceiling",
+            asked.action
+        )));
+    }
+    let covered = c.resources.iter().any(|p| {
+        ResourcePattern::parse(p)
+            .map(|p| p.covers(&asked.resource))
+            .unwrap_or(false)
+    });
+    if !covered {
+        return Err(out(format!(
+            "resource `{}` is outside this agent's ceiling",
+            asked.resource
+        )));
+    }
+    if !c.audiences.is_empty() {
+        match &asked.audience {
+            None => {
+                return Err(out(
+                    "this agent's tokens must name a tool server (resource)".into(),
+                ))
+            }
+            Some(a) if !c.audiences.iter().any(|x| x == a.as_str()) => {
+                return Err(out(format!(
+                    "audience `{a}` is outside this agent's ceiling"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    let max = Duration::from_secs(c.max_ttl_secs).min(state.config.max_ttl.0);
+    let wanted = asked
+        .lifetime
+        .unwrap_or_else(|| state.config.default_ttl.0.min(max));
+    if wanted > max {
+        return Err(out(format!(
+            "lifetime {}s is beyond this agent's maximum of {}s",
+            wanted.as_secs(),
+            max.as_secs()
+        )));
+    }
+    Lifetime::new(wanted).map_err(|e| out(e.to_string()))
+}
+
+/// The token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The token.
+    pub access_token: String,
+    /// `DPoP` when bound, `Bearer` otherwise.
+    pub token_type: String,
+    /// Seconds until expiry.
+    pub expires_in: u64,
+    /// The granted action.
+    pub scope: String,
+    /// The granted capability, in RFC 9396 form.
+    pub authorization_details: serde_json::Value,
+    /// The token id (for audit and revocation by id).
+    pub token_id: String,
+}
+
+/// Records an audit event; logs it as a structured event too.
+pub(crate) async fn audit(state: &AppState, event: AuditEvent) -> Result<(), ApiError> {
+    tracing::info!(
+        target: "tessera::audit",
+        kind = ?event.kind,
+        agent = event.agent.as_deref().unwrap_or(""),
+        token_id = event.token_id.as_deref().unwrap_or(""),
+        capability = event.capability.as_deref().unwrap_or(""),
+        outcome = %event.outcome,
+        reason = event.reason.as_deref().unwrap_or(""),
+        remote_addr = event.remote_addr.as_deref().unwrap_or(""),
+    );
+    state.stores.audit.append(&event).await?;
+    Ok(())
+}
+
+fn event(state: &AppState, kind: AuditKind, outcome: &str) -> AuditEvent {
+    AuditEvent {
+        at: state.now(),
+        kind,
+        agent: None,
+        token_id: None,
+        capability: None,
+        outcome: outcome.into(),
+        reason: None,
+        remote_addr: None,
+        chain: Vec::new(),
+    }
+}
+
+/// `POST /oauth/token`.
+pub async fn token(
+    State(state): State<AppState>,
+    addr: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let remote = remote(addr);
+    let mut agent = None;
+    match issue(&state, &headers, &body, remote.clone(), &mut agent).await {
+        Ok(r) => r,
+        Err(e) => {
+            state.metrics.refuse(e.reason());
+            let mut ev = event(&state, AuditKind::Refusal, "refused");
+            ev.agent = agent;
+            ev.reason = Some(e.to_string());
+            ev.remote_addr = remote;
+            // A refusal is answered even when the audit store is down.
+            if let Err(audit_err) = audit(&state, ev).await {
+                tracing::warn!(error = %audit_err, "could not record a refusal");
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn issue(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    remote: Option<String>,
+    agent_out: &mut Option<String>,
+) -> Result<Response, ApiError> {
+    let form = Form::parse(headers, body)?;
+    match form.required("grant_type")? {
+        "client_credentials" => {}
+        other => {
+            return Err(ApiError::oauth(
+                OAuthCode::UnsupportedGrantType,
+                format!("grant_type `{other}` is not supported; use client_credentials"),
+            ))
+        }
+    }
+    let client = authenticate(state, &form, &state.token_endpoint()).await?;
+    *agent_out = Some(client.id.to_string());
+    let asked = asked(&form)?;
+    let lifetime = within_ceiling(state, &client.record, &asked)?;
+    let now = state.now();
+
+    let holder_key = match dpop_header(headers)? {
+        None => None,
+        Some(proof) => {
+            let endpoint = state.token_endpoint();
+            let p = jose::verify_dpop(
+                proof,
+                &DpopRules {
+                    method: "POST",
+                    url: &endpoint,
+                    access_token: None,
+                    now,
+                    window_secs: state.config.dpop_window_secs,
+                },
+            )
+            .map_err(|e| ApiError::oauth(OAuthCode::InvalidDpopProof, e.to_string()))?;
+            let until = DateTime::from_timestamp(p.iat + state.config.dpop_window_secs + 1, 0)
+                .ok_or_else(|| ApiError::oauth(OAuthCode::InvalidDpopProof, "iat out of range"))?;
+            let key = format!(
+                "dpop:{}",
+                hex::encode(Sha256::digest(format!("{}\n{}", p.jkt, p.jti)))
+            );
+            if !state.stores.replay.insert_once(&key, until, now).await? {
+                return Err(ApiError::oauth(
+                    OAuthCode::InvalidDpopProof,
+                    "DPoP proof jti was already used",
+                ));
+            }
+            Some(
+                jose::to_biscuit_key(&p.key)
+                    .map_err(|e| ApiError::oauth(OAuthCode::InvalidDpopProof, e.to_string()))?,
+            )
+        }
+    };
+    let bound = holder_key.is_some();
+    let cap = Capability {
+        agent: client.id.clone(),
+        action: asked.action.clone(),
+        resource: asked.resource.clone(),
+        audience: asked.audience.clone(),
+        lifetime,
+        holder_key,
+    };
+    let ring = state.ring();
+    let minted = token::mint(&cap, ring.active(), now)
+        .map_err(|e| ApiError::Internal(format!("mint: {e}")))?;
+    state
+        .stores
+        .tokens
+        .record(&IssuedToken {
+            token_id: minted.token_id.clone(),
+            agent: client.id.to_string(),
+            revocation_id: minted.revocation_id.clone(),
+            expires_at: minted.expires_at,
+            issued_at: minted.issued_at,
+        })
+        .await?;
+    let capability = format!(
+        "{} on {}{}",
+        asked.action,
+        asked.resource,
+        asked
+            .audience
+            .as_ref()
+            .map(|a| format!(" at {a}"))
+            .unwrap_or_default()
+    );
+    let mut ev = event(state, AuditKind::Mint, "granted");
+    ev.agent = Some(client.id.to_string());
+    ev.token_id = Some(minted.token_id.clone());
+    ev.capability = Some(capability);
+    ev.chain = vec![client.id.to_string()];
+    ev.remote_addr = remote;
+    audit(state, ev).await?;
+    state.metrics.minted.inc();
+
+    let mut detail = json!({
+        "type": "tessera",
+        "actions": [asked.action.as_str()],
+        "identifier": asked.resource.to_string(),
+    });
+    if let Some(a) = &asked.audience {
+        detail["locations"] = json!([a.as_str()]);
+    }
+    let _ = asked.via_details; // both forms get the same echo
+    let body = TokenResponse {
+        access_token: minted.token,
+        token_type: if bound { "DPoP" } else { "Bearer" }.into(),
+        expires_in: lifetime.duration().as_secs(),
+        scope: asked.action.to_string(),
+        authorization_details: json!([detail]),
+        token_id: minted.token_id,
+    };
+    let mut r = Json(body).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(r)
+}
+
+fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let mut all = headers.get_all("dpop").iter();
+    match (all.next(), all.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ApiError::oauth(OAuthCode::InvalidDpopProof, "DPoP header is not text")),
+        _ => Err(ApiError::oauth(
+            OAuthCode::InvalidDpopProof,
+            "more than one DPoP header",
+        )),
+    }
+}
+
+/// `POST /oauth/revoke` (RFC 7009): an agent revokes a token issued to it.
+pub async fn revoke(
+    State(state): State<AppState>,
+    addr: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form = Form::parse(&headers, &body)?;
+    let client = authenticate(&state, &form, &state.revocation_endpoint()).await?;
+    let presented = form.required("token")?;
+    if let Some(hint) = form.one("token_type_hint")? {
+        if hint != "access_token" {
+            return Err(ApiError::oauth(
+                OAuthCode::UnsupportedTokenType,
+                "only access tokens can be revoked",
+            ));
+        }
+    }
+    let now = state.now();
+    // An invalid token is not an error (RFC 7009 §2.2): there is nothing to revoke.
+    let Ok(seen) = token::inspect(presented, Some(&state.ring().key_set(now)), &state.limits) else {
+        return Ok(().into_response());
+    };
+    if seen.agent != client.id.as_str() {
+        return Err(ApiError::oauth(
+            OAuthCode::UnauthorizedClient,
+            "this token was not issued to this client",
+        ));
+    }
+    let Some(authority) = seen.blocks.first() else {
+        return Ok(().into_response());
+    };
+    let revocation = Revocation {
+        revocation_id: authority.revocation_id.clone(),
+        token_id: Some(seen.token_id.clone()),
+        agent: Some(seen.agent.clone()),
+        reason: "revoked by its agent".into(),
+        revoked_at: now,
+        expires_at: seen.expires_at,
+    };
+    state.stores.revocations.revoke(&revocation).await?;
+    state.metrics.revocations.inc();
+    let mut ev = event(&state, AuditKind::Revocation, "revoked");
+    ev.agent = Some(seen.agent);
+    ev.token_id = Some(seen.token_id);
+    ev.reason = Some(revocation.reason);
+    ev.remote_addr = remote(addr);
+    if let Err(e) = audit(&state, ev).await {
+        tracing::warn!(error = %e, "revocation recorded, audit event lost");
+    }
+    Ok(().into_response())
+}
+
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+pub async fn metadata(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let i = &state.issuer;
+    Json(json!({
+        "issuer": i.as_ref(),
+        "token_endpoint": state.token_endpoint(),
+        "revocation_endpoint": state.revocation_endpoint(),
+        "jwks_uri": format!("{i}/.well-known/jwks.json"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "dpop_signing_alg_values_supported": ["EdDSA"],
+        "authorization_details_types_supported": ["tessera"],
+        "response_types_supported": [],
+        "service_documentation": format!("{i}/openapi.json"),
+    }))
+}
+
+/// `GET /.well-known/jwks.json`: root public keys, retired ones included
+/// until their publication date.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let set = state.ring().key_set(state.now());
+    let mut r = Json(set.to_jwks()).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    r
+}

@@ -1,0 +1,99 @@
+//! Shared state of the issuer: configuration, stores, key ring, metrics,
+//! clock. Handlers receive it through axum's `State`.
+
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+
+use super::config::Config;
+use super::keyring::KeyRing;
+use super::metrics::Metrics;
+use crate::store::Stores;
+use crate::token::Limits;
+
+/// The source of the current time (the token core never reads it itself).
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the one place the issuer reads the clock
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// Settings.
+    pub config: Arc<Config>,
+    /// The issuer URL (no trailing slash).
+    pub issuer: Arc<str>,
+    /// The stores.
+    pub stores: Stores,
+    /// The root key ring, swapped on reload.
+    pub keys: Arc<RwLock<Arc<KeyRing>>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Token limits.
+    pub limits: Limits,
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(config: Config, stores: Stores, ring: KeyRing, clock: Arc<dyn Clock>) -> Self {
+        let limits = Limits {
+            max_token_bytes: config.max_token_bytes,
+            ..Limits::default()
+        };
+        Self {
+            issuer: config.issuer().into(),
+            config: Arc::new(config),
+            stores,
+            keys: Arc::new(RwLock::new(Arc::new(ring))),
+            metrics: Arc::new(Metrics::default()),
+            clock,
+            limits,
+        }
+    }
+
+    /// The current key ring.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        match self.keys.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the key ring (SIGHUP).
+    pub fn replace_ring(&self, ring: KeyRing) {
+        let ring = Arc::new(ring);
+        match self.keys.write() {
+            Ok(mut g) => *g = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+    }
+
+    /// Now.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// `<issuer>/oauth/token`.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth/token", self.issuer)
+    }
+
+    /// `<issuer>/oauth/revoke`.
+    pub fn revocation_endpoint(&self) -> String {
+        format!("{}/oauth/revoke", self.issuer)
+    }
+}

@@ -1,0 +1,191 @@
+//! Storage for the issuer: one trait per capability, two implementations.
+//!
+//! - [`AgentStore`]: the agent registry.
+//! - [`TokenLedger`]: tokens issued, to revoke by token id or by agent.
+//! - [`RevocationStore`]: revoked ids and the ordered feed verifiers follow.
+//! - [`ReplayCache`]: one-time keys (`jti` of client assertions and DPoP proofs).
+//! - [`AuditLog`]: what the issuer did and refused.
+//!
+//! [`RedbStore`] keeps everything in one `redb` file under the data
+//! directory; [`RedisStore`] keeps it in Redis so that several issuers can
+//! share it. [`Stores`] bundles the trait objects for the server's state.
+//!
+//! Stores never read the clock: `now` is an argument wherever expiry
+//! matters. The one exception is Redis, whose keys expire by its own clock.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+mod embedded;
+mod error;
+mod model;
+mod redis;
+
+pub use embedded::RedbStore;
+pub use error::StoreError;
+pub use model::{
+    AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, IssuedToken, Revocation,
+};
+pub use redis::{RedisConfig, RedisStore};
+
+/// The agent registry.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Creates the agent or replaces the record with the same id.
+    async fn put(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+    /// The agent with this id, if registered.
+    async fn get(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+    /// Every registered agent (disabled ones too), ordered by id.
+    async fn list(&self) -> Result<Vec<AgentRecord>, StoreError>;
+    /// Marks the agent disabled as of `now`. Returns `false` if no agent has
+    /// this id.
+    async fn disable(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+}
+
+/// Tokens the issuer minted.
+#[async_trait]
+pub trait TokenLedger: Send + Sync {
+    /// Records a minted token.
+    async fn record(&self, token: &IssuedToken) -> Result<(), StoreError>;
+    /// The token with this id. An expired token may still be returned until
+    /// it is dropped; check `expires_at`.
+    async fn get(&self, token_id: &str) -> Result<Option<IssuedToken>, StoreError>;
+    /// The agent's tokens that have not expired at `now`, oldest first.
+    /// Expired entries may be dropped as a side effect.
+    async fn outstanding(
+        &self,
+        agent: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<IssuedToken>, StoreError>;
+}
+
+/// Revoked ids and the feed of revocations, in order.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Records the revocation and returns its feed position, only once the
+    /// write is durable (embedded) or acknowledged (Redis).
+    ///
+    /// Revoking an id that is already revoked changes nothing and returns
+    /// the cursor of the first revocation.
+    async fn revoke(&self, revocation: &Revocation) -> Result<Cursor, StoreError>;
+    /// Whether this revocation id has been revoked. Once the token would
+    /// have expired the id may be forgotten (Redis drops the key then).
+    async fn is_revoked(&self, revocation_id: &str) -> Result<bool, StoreError>;
+    /// Up to `limit` feed entries after `after` (from the start if `None`),
+    /// oldest first.
+    async fn feed(
+        &self,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<(Cursor, Revocation)>, StoreError>;
+    /// Like [`feed`](Self::feed), but when there is nothing after `after`,
+    /// waits up to `timeout` for an entry and returns as soon as one exists.
+    /// Returns an empty list when the timeout passes first.
+    async fn wait(
+        &self,
+        after: Option<&Cursor>,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Vec<(Cursor, Revocation)>, StoreError>;
+}
+
+/// Keys accepted once (`jti` of client assertions and DPoP proofs).
+#[async_trait]
+pub trait ReplayCache: Send + Sync {
+    /// Returns `true` if `key` was not seen (or its earlier use has expired)
+    /// and remembers it until `expires_at`; `false` if it is a replay.
+    /// Concurrent calls with one key: exactly one gets `true`.
+    ///
+    /// A key whose `expires_at` is not after `now` is never accepted.
+    async fn insert_once(
+        &self,
+        key: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends an event and returns its position.
+    async fn append(&self, event: &AuditEvent) -> Result<Cursor, StoreError>;
+    /// The first `query.limit` events after `query.after` (from the oldest
+    /// kept event if `None`) that pass the filters, oldest first. The last
+    /// cursor returned resumes the query.
+    async fn query(&self, query: &AuditQuery) -> Result<Vec<(Cursor, AuditEvent)>, StoreError>;
+}
+
+/// Whether the backend answers.
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    /// Succeeds when the backend answers a trivial request.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Every store the issuer uses, as trait objects for the server's state.
+#[derive(Clone)]
+pub struct Stores {
+    /// The agent registry.
+    pub agents: Arc<dyn AgentStore>,
+    /// Tokens issued.
+    pub tokens: Arc<dyn TokenLedger>,
+    /// Revocations and their feed.
+    pub revocations: Arc<dyn RevocationStore>,
+    /// One-time keys.
+    pub replay: Arc<dyn ReplayCache>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
+    /// Readiness of the backend.
+    pub health: Arc<dyn StoreHealth>,
+}
+
+impl Stores {
+    /// Opens (or creates) `tessera.redb` under `data_dir`, creating the
+    /// directory if it is missing.
+    pub fn embedded(data_dir: &Path) -> Result<Self, StoreError> {
+        Ok(Self::from_backend(Arc::new(RedbStore::open(data_dir)?)))
+    }
+
+    /// Connects to Redis at `url` with keys under `key_prefix` (for example
+    /// `tessera:`) and the other settings at their defaults.
+    pub async fn redis(url: &str, key_prefix: &str) -> Result<Self, StoreError> {
+        let config = RedisConfig {
+            key_prefix: key_prefix.to_owned(),
+            ..RedisConfig::new(url)
+        };
+        Self::redis_with(config).await
+    }
+
+    /// Connects to Redis with explicit settings.
+    pub async fn redis_with(config: RedisConfig) -> Result<Self, StoreError> {
+        Ok(Self::from_backend(Arc::new(
+            RedisStore::connect(config).await?,
+        )))
+    }
+
+    /// Uses one backend for every capability.
+    pub fn from_backend<B>(backend: Arc<B>) -> Self
+    where
+        B: AgentStore + TokenLedger + RevocationStore + ReplayCache + AuditLog + StoreHealth,
+        B: 'static,
+    {
+        Self {
+            agents: backend.clone(),
+            tokens: backend.clone(),
+            revocations: backend.clone(),
+            replay: backend.clone(),
+            audit: backend.clone(),
+            health: backend,
+        }
+    }
+
+    /// Succeeds when the backend answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.health.ping().await
+    }
+}

@@ -1,0 +1,524 @@
+//! The store contract: every function here runs against every backend
+//! (see the `contract_suite!` list in `mod.rs`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tessera::store::{
+    AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, IssuedToken, Revocation,
+    StoreError, Stores,
+};
+
+/// The real time. Redis expires keys by its own clock, so the contract uses
+/// real time for `now` everywhere.
+#[allow(clippy::disallowed_methods)] // tests are an edge: they may read the clock
+pub fn wall_clock() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn secs(n: i64) -> TimeDelta {
+    TimeDelta::seconds(n)
+}
+
+fn agent(id: &str, now: DateTime<Utc>) -> AgentRecord {
+    AgentRecord {
+        id: id.to_owned(),
+        public_key: format!("ed25519/{}", "ab".repeat(32)),
+        description: format!("agent {id}, with \"quotes\"\nand a newline"),
+        ceiling: Ceiling {
+            actions: vec!["read".to_owned(), "write".to_owned()],
+            resources: vec!["docs/*".to_owned(), "reports/2024".to_owned()],
+            audiences: vec!["https://tools.example/".to_owned()],
+            max_ttl_secs: 300,
+        },
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+pub fn revocation(id: &str, now: DateTime<Utc>) -> Revocation {
+    Revocation {
+        revocation_id: id.to_owned(),
+        token_id: Some(format!("tok-{id}")),
+        agent: Some("https://agents.example/alpha".to_owned()),
+        reason: "operator request".to_owned(),
+        revoked_at: now,
+        expires_at: now + secs(600),
+    }
+}
+
+fn token(token_id: &str, agent: &str, issued_at: DateTime<Utc>, ttl: i64) -> IssuedToken {
+    IssuedToken {
+        token_id: token_id.to_owned(),
+        agent: agent.to_owned(),
+        revocation_id: format!("{token_id}-sig"),
+        expires_at: issued_at + secs(ttl),
+        issued_at,
+    }
+}
+
+pub fn event(agent: &str, token_id: &str, at: DateTime<Utc>) -> AuditEvent {
+    AuditEvent {
+        at,
+        kind: AuditKind::Mint,
+        agent: Some(agent.to_owned()),
+        token_id: Some(token_id.to_owned()),
+        capability: Some("read docs/report.pdf".to_owned()),
+        outcome: "granted".to_owned(),
+        reason: None,
+        remote_addr: Some("127.0.0.1:5555".to_owned()),
+        chain: vec![agent.to_owned()],
+    }
+}
+
+fn ids(entries: &[(Cursor, Revocation)]) -> Vec<&str> {
+    entries
+        .iter()
+        .map(|(_, r)| r.revocation_id.as_str())
+        .collect()
+}
+
+pub async fn agent_records_round_trip_through_put_get_list_and_disable(stores: &Stores) {
+    let now = wall_clock();
+    let alpha = agent("https://agents.example/alpha", now);
+    let beta = agent("https://agents.example/beta", now);
+    stores.agents.put(&beta).await.unwrap();
+    stores.agents.put(&alpha).await.unwrap();
+
+    assert_eq!(
+        stores.agents.get(&alpha.id).await.unwrap(),
+        Some(alpha.clone())
+    );
+    assert_eq!(
+        stores.agents.list().await.unwrap(),
+        vec![alpha.clone(), beta.clone()]
+    );
+
+    let replaced = AgentRecord {
+        description: "replaced".to_owned(),
+        ceiling: Ceiling {
+            actions: vec!["read".to_owned()],
+            ..alpha.ceiling.clone()
+        },
+        updated_at: now + secs(1),
+        ..alpha.clone()
+    };
+    stores.agents.put(&replaced).await.unwrap();
+    assert_eq!(
+        stores.agents.get(&alpha.id).await.unwrap(),
+        Some(replaced.clone())
+    );
+
+    let later = now + secs(5);
+    assert!(stores.agents.disable(&alpha.id, later).await.unwrap());
+    let disabled = stores.agents.get(&alpha.id).await.unwrap().unwrap();
+    assert!(disabled.disabled);
+    assert_eq!(disabled.updated_at, later);
+    assert_eq!(disabled.description, "replaced");
+    assert_eq!(
+        stores.agents.get(&beta.id).await.unwrap(),
+        Some(beta.clone())
+    );
+
+    assert!(!stores
+        .agents
+        .disable("https://agents.example/nobody", later)
+        .await
+        .unwrap());
+    assert_eq!(
+        stores
+            .agents
+            .get("https://agents.example/nobody")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(stores.agents.list().await.unwrap().len(), 2);
+}
+
+pub async fn revoked_id_is_reported_and_an_unknown_id_is_not(stores: &Stores) {
+    let now = wall_clock();
+    assert!(!stores.revocations.is_revoked("aa01").await.unwrap());
+    stores
+        .revocations
+        .revoke(&revocation("aa01", now))
+        .await
+        .unwrap();
+    assert!(stores.revocations.is_revoked("aa01").await.unwrap());
+    assert!(!stores.revocations.is_revoked("aa02").await.unwrap());
+}
+
+pub async fn feed_lists_revocations_in_order_and_resumes_after_a_cursor(stores: &Stores) {
+    let now = wall_clock();
+    let mut cursors = Vec::new();
+    for i in 0..5 {
+        let cursor = stores
+            .revocations
+            .revoke(&revocation(&format!("bb{i:02}"), now))
+            .await
+            .unwrap();
+        cursors.push(cursor);
+    }
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
+
+    let all = stores.revocations.feed(None, 100).await.unwrap();
+    assert_eq!(ids(&all), ["bb00", "bb01", "bb02", "bb03", "bb04"]);
+    let feed_cursors: Vec<Cursor> = all.iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(feed_cursors, cursors);
+    assert_eq!(all[0].1, revocation("bb00", now));
+
+    let rest = stores
+        .revocations
+        .feed(Some(&cursors[1]), 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(&rest), ["bb02", "bb03", "bb04"]);
+    let page = stores.revocations.feed(Some(&cursors[1]), 2).await.unwrap();
+    assert_eq!(ids(&page), ["bb02", "bb03"]);
+    let next = stores.revocations.feed(Some(&page[1].0), 2).await.unwrap();
+    assert_eq!(ids(&next), ["bb04"]);
+    assert!(stores
+        .revocations
+        .feed(Some(&cursors[4]), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(stores.revocations.feed(None, 0).await.unwrap().is_empty());
+}
+
+pub async fn revoking_the_same_id_twice_keeps_one_feed_entry(stores: &Stores) {
+    let now = wall_clock();
+    let first = stores
+        .revocations
+        .revoke(&revocation("cc01", now))
+        .await
+        .unwrap();
+    let again = Revocation {
+        reason: "revoked again".to_owned(),
+        ..revocation("cc01", now + secs(1))
+    };
+    let second = stores.revocations.revoke(&again).await.unwrap();
+    assert_eq!(first, second);
+    let other = stores
+        .revocations
+        .revoke(&revocation("cc02", now))
+        .await
+        .unwrap();
+    assert!(other > first);
+
+    let feed = stores.revocations.feed(None, 100).await.unwrap();
+    assert_eq!(ids(&feed), ["cc01", "cc02"]);
+    assert_eq!(feed[0].1.reason, "operator request");
+    assert!(stores.revocations.is_revoked("cc01").await.unwrap());
+}
+
+pub async fn a_malformed_cursor_is_refused(stores: &Stores) {
+    let bad = Cursor::new("not a cursor");
+    let feed = stores.revocations.feed(Some(&bad), 10).await;
+    assert!(
+        matches!(feed, Err(StoreError::InvalidCursor(_))),
+        "{feed:?}"
+    );
+    let query = AuditQuery {
+        after: Some(bad),
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    let audit = stores.audit.query(&query).await;
+    assert!(
+        matches!(audit, Err(StoreError::InvalidCursor(_))),
+        "{audit:?}"
+    );
+}
+
+pub async fn wait_returns_promptly_when_a_revocation_arrives_from_another_task(stores: &Stores) {
+    let now = wall_clock();
+    let revocations = Arc::clone(&stores.revocations);
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        revocations.revoke(&revocation("dd01", now)).await.unwrap()
+    });
+    let started = Instant::now();
+    let got = stores
+        .revocations
+        .wait(None, 10, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(ids(&got), ["dd01"]);
+    assert!(
+        waited >= Duration::from_millis(250),
+        "returned before the write: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "did not wake promptly: {waited:?}"
+    );
+    let cursor = writer.await.unwrap();
+    assert_eq!(got[0].0, cursor);
+
+    // Resuming after that cursor waits for the next one only.
+    let revocations = Arc::clone(&stores.revocations);
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        revocations.revoke(&revocation("dd02", now)).await.unwrap()
+    });
+    let started = Instant::now();
+    let got = stores
+        .revocations
+        .wait(Some(&cursor), 10, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), ["dd02"]);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    writer.await.unwrap();
+}
+
+pub async fn wait_returns_nothing_once_the_timeout_passes(stores: &Stores) {
+    let now = wall_clock();
+    let cursor = stores
+        .revocations
+        .revoke(&revocation("ee01", now))
+        .await
+        .unwrap();
+
+    // Something already there: no waiting.
+    let started = Instant::now();
+    let got = stores
+        .revocations
+        .wait(None, 10, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), ["ee01"]);
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let started = Instant::now();
+    let got = stores
+        .revocations
+        .wait(Some(&cursor), 10, Duration::from_millis(700))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(got.is_empty(), "{got:?}");
+    assert!(
+        waited >= Duration::from_millis(650),
+        "returned early: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "overslept: {waited:?}");
+}
+
+pub async fn exactly_one_of_32_concurrent_replay_inserts_wins(stores: &Stores) {
+    let now = wall_clock();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let replay = Arc::clone(&stores.replay);
+            tokio::spawn(async move {
+                replay
+                    .insert_once("jti:same", now + secs(60), now)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        if task.await.unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    assert!(!stores
+        .replay
+        .insert_once("jti:same", now + secs(60), now)
+        .await
+        .unwrap());
+    assert!(stores
+        .replay
+        .insert_once("jti:other", now + secs(60), now)
+        .await
+        .unwrap());
+}
+
+pub async fn an_expired_replay_key_can_be_used_again(stores: &Stores) {
+    let now = wall_clock();
+    let expires = now + TimeDelta::milliseconds(800);
+    assert!(stores
+        .replay
+        .insert_once("jti:short", expires, now)
+        .await
+        .unwrap());
+    assert!(!stores
+        .replay
+        .insert_once("jti:short", expires, now)
+        .await
+        .unwrap());
+
+    // Past its expiry (by the argument and by Redis's own clock).
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let later = wall_clock();
+    assert!(later > expires);
+    assert!(stores
+        .replay
+        .insert_once("jti:short", later + secs(60), later)
+        .await
+        .unwrap());
+    assert!(!stores
+        .replay
+        .insert_once("jti:short", later + secs(60), later)
+        .await
+        .unwrap());
+
+    // A key that is already expired is never accepted.
+    assert!(!stores
+        .replay
+        .insert_once("jti:dead", later - secs(1), later)
+        .await
+        .unwrap());
+}
+
+pub async fn ledger_finds_tokens_by_id_and_lists_outstanding_ones_by_agent(stores: &Stores) {
+    let t0 = wall_clock();
+    let alpha = "https://agents.example/alpha";
+    let beta = "https://agents.example/beta";
+    let short = token("tok-short", alpha, t0, 60);
+    let long = token("tok-long", alpha, t0 + secs(1), 600);
+    let other = token("tok-other", beta, t0, 600);
+    for t in [&long, &short, &other] {
+        stores.tokens.record(t).await.unwrap();
+    }
+
+    assert_eq!(
+        stores.tokens.get("tok-short").await.unwrap(),
+        Some(short.clone())
+    );
+    assert_eq!(stores.tokens.get("tok-none").await.unwrap(), None);
+    assert_eq!(
+        stores.tokens.outstanding(alpha, t0).await.unwrap(),
+        vec![short.clone(), long.clone()]
+    );
+    assert_eq!(
+        stores.tokens.outstanding(beta, t0).await.unwrap(),
+        vec![other]
+    );
+    assert_eq!(
+        stores
+            .tokens
+            .outstanding(alpha, t0 + secs(120))
+            .await
+            .unwrap(),
+        vec![long.clone()]
+    );
+    assert!(stores
+        .tokens
+        .outstanding("https://agents.example/nobody", t0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(stores
+        .tokens
+        .outstanding(alpha, t0 + secs(601))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn audit_query_filters_by_agent_and_token_and_pages_with_after_and_limit(
+    stores: &Stores,
+) {
+    let now = wall_clock();
+    let agents = ["https://agents.example/a", "https://agents.example/b"];
+    let mut appended = Vec::new();
+    for i in 0..6 {
+        let e = event(agents[i % 2], &format!("t{i}"), now + secs(i as i64));
+        let cursor = stores.audit.append(&e).await.unwrap();
+        appended.push((cursor, e));
+    }
+    assert!(appended.windows(2).all(|w| w[0].0 < w[1].0));
+
+    let all = stores
+        .audit
+        .query(&AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all, appended);
+
+    let by_agent = stores
+        .audit
+        .query(&AuditQuery {
+            agent: Some(agents[0].to_owned()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let expected: Vec<_> = appended.iter().step_by(2).cloned().collect();
+    assert_eq!(by_agent, expected);
+
+    let by_token = stores
+        .audit
+        .query(&AuditQuery {
+            token_id: Some("t3".to_owned()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_token, vec![appended[3].clone()]);
+
+    let both = stores
+        .audit
+        .query(&AuditQuery {
+            agent: Some(agents[0].to_owned()),
+            token_id: Some("t3".to_owned()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(both.is_empty());
+
+    let page = stores
+        .audit
+        .query(&AuditQuery {
+            after: Some(appended[1].0.clone()),
+            limit: 2,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page, appended[2..4].to_vec());
+
+    let next_for_a = stores
+        .audit
+        .query(&AuditQuery {
+            agent: Some(agents[0].to_owned()),
+            after: Some(appended[0].0.clone()),
+            limit: 1,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(next_for_a, vec![appended[2].clone()]);
+
+    let after_last = stores
+        .audit
+        .query(&AuditQuery {
+            after: Some(appended[5].0.clone()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(after_last.is_empty());
+    let none = stores.audit.query(&AuditQuery::default()).await.unwrap();
+    assert!(none.is_empty());
+}
+
+pub async fn the_store_answers_ping(stores: &Stores) {
+    stores.ping().await.unwrap();
+}

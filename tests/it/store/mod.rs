@@ -1,0 +1,51 @@
+//! Store tests: one contract suite run against every backend, plus what
+//! only one backend can show (persistence across reopening; Redis going
+//! away and coming back).
+
+mod contract;
+mod embedded;
+mod redis;
+mod redis_server;
+
+/// Declares each contract function as a test against each backend:
+/// `store::embedded_contract::<name>` and `store::redis_contract::<name>`.
+macro_rules! contract_suite {
+    ($($name:ident),+ $(,)?) => {
+        mod embedded_contract {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let backend = super::embedded::Backend::new();
+                    super::contract::$name(&backend.stores).await;
+                }
+            )+
+        }
+
+        mod redis_contract {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(backend) = super::redis::Backend::start().await else {
+                        return;
+                    };
+                    super::contract::$name(&backend.stores).await;
+                }
+            )+
+        }
+    };
+}
+
+contract_suite!(
+    agent_records_round_trip_through_put_get_list_and_disable,
+    revoked_id_is_reported_and_an_unknown_id_is_not,
+    feed_lists_revocations_in_order_and_resumes_after_a_cursor,
+    revoking_the_same_id_twice_keeps_one_feed_entry,
+    a_malformed_cursor_is_refused,
+    wait_returns_promptly_when_a_revocation_arrives_from_another_task,
+    wait_returns_nothing_once_the_timeout_passes,
+    exactly_one_of_32_concurrent_replay_inserts_wins,
+    an_expired_replay_key_can_be_used_again,
+    ledger_finds_tokens_by_id_and_lists_outstanding_ones_by_agent,
+    audit_query_filters_by_agent_and_token_and_pages_with_after_and_limit,
+    the_store_answers_ping,
+);
