@@ -107,7 +107,7 @@ pub fn delegate_with_rng<R: RngCore + CryptoRng>(
 ) -> Result<String, TokenError> {
     let (unverified, chain) = open(token, limits)?;
     let current = chain.holder().ok_or(TokenError::NotBound)?;
-    if holder.public() != *current {
+    if !current.matches(&holder.public()) {
         return Err(TokenError::NotHolder {
             holder: current.to_string(),
         });

@@ -351,7 +351,7 @@ pub fn authorize_bytes(
     let chain = walk(&layout.payloads, &biscuit.external_public_keys())?;
     let holder_proven = match chain.holder() {
         None => false,
-        Some(holder) if req.proven_key.as_ref() == Some(holder) => true,
+        Some(holder) if req.proven_key.as_ref().is_some_and(|k| holder.matches(k)) => true,
         Some(holder) => {
             let detail = match &req.proven_key {
                 None => format!("no proof of possession for {holder}"),

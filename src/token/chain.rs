@@ -4,10 +4,12 @@
 //! block must be signed by the current holder and name exactly one next
 //! holder with `delegated_to(<agent>, <key>)`; first-party blocks only narrow.
 
+use std::fmt;
+
 use biscuit_auth::PublicKey;
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::types::{parse_public_key, AgentId, ResourcePattern};
+use super::types::{AgentId, ResourcePattern};
 use super::wire::{block_facts, RawFact, Value};
 
 /// Why the claims or the chain could not be read.
@@ -39,13 +41,46 @@ pub enum ChainError {
     },
 }
 
+/// A holder key as a token names it (`ed25519/<hex>`), kept as bytes.
+///
+/// Comparing bytes with the key that signed a block (already checked by
+/// biscuit-auth) avoids decoding a curve point per hop; a string that is not
+/// a valid key simply never matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HolderKey([u8; 32]);
+
+impl HolderKey {
+    /// Reads `ed25519/<64 hex digits>`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let hex = s
+            .strip_prefix("ed25519/")
+            .ok_or_else(|| "a holder key must be `ed25519/<hex>`".to_owned())?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex, &mut bytes)
+            .map_err(|_| "a holder key is 64 hex digits".to_owned())?;
+        Ok(Self(bytes))
+    }
+
+    /// Whether `key` is this Ed25519 key.
+    pub fn matches(&self, key: &PublicKey) -> bool {
+        key.algorithm() == biscuit_auth::format::schema::public_key::Algorithm::Ed25519
+            && key.to_bytes() == self.0
+    }
+}
+
+impl fmt::Display for HolderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ed25519/{}", hex::encode(self.0))
+    }
+}
+
 /// One hand-over: the agent that received the token and its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hop {
     /// The agent the token was handed to.
     pub agent: AgentId,
     /// Its key, which must sign the next hand-over or prove possession.
-    pub key: PublicKey,
+    pub key: HolderKey,
 }
 
 /// What the authority block says.
@@ -56,7 +91,7 @@ pub struct Claims {
     /// `agent`.
     pub agent: AgentId,
     /// `agent_key`, when the token is bound.
-    pub agent_key: Option<PublicKey>,
+    pub agent_key: Option<HolderKey>,
     /// `right` / `right_prefix` facts as (action, pattern).
     pub rights: Vec<(String, ResourcePattern)>,
     /// `audience`, when the token names a tool server.
@@ -78,7 +113,7 @@ pub struct Chain {
 
 impl Chain {
     /// The key that must prove possession, if the token is bound.
-    pub fn holder(&self) -> Option<&PublicKey> {
+    pub fn holder(&self) -> Option<&HolderKey> {
         self.hops
             .last()
             .map(|h| &h.key)
@@ -138,9 +173,9 @@ pub fn claims(authority_payload: &[u8]) -> Result<Claims, ChainError> {
     let agent = one_str(&facts, "agent")?.ok_or_else(|| missing("agent"))?;
     let agent = AgentId::parse(&agent).map_err(|e| ChainError::Schema(e.to_string()))?;
     let agent_key = one_str(&facts, "agent_key")?
-        .map(|k| parse_public_key(&k))
+        .map(|k| HolderKey::parse(&k))
         .transpose()
-        .map_err(|e| ChainError::Schema(e.to_string()))?;
+        .map_err(ChainError::Schema)?;
     let mut rights = Vec::new();
     for f in &facts {
         let (action, pattern) = match (f.name.as_str(), f.terms.as_slice()) {
@@ -184,7 +219,7 @@ pub fn walk(payloads: &[&[u8]], external_keys: &[Option<PublicKey>]) -> Result<C
     for (i, (payload, signer)) in payloads.iter().zip(external_keys).enumerate().skip(1) {
         let Some(signer) = signer else { continue };
         let holder = *chain.holder().ok_or(ChainError::DelegationOnBearer(i))?;
-        if *signer != holder {
+        if !holder.matches(signer) {
             return Err(ChainError::WrongSigner {
                 block: i,
                 signer: signer.to_string(),
@@ -198,7 +233,7 @@ pub fn walk(payloads: &[&[u8]], external_keys: &[Option<PublicKey>]) -> Result<C
             (Some(f), None) => match f.terms.as_slice() {
                 [Value::Str(agent), Value::Str(key)] => Hop {
                     agent: AgentId::parse(agent).map_err(|e| bad(e.to_string()))?,
-                    key: parse_public_key(key).map_err(|e| bad(e.to_string()))?,
+                    key: HolderKey::parse(key).map_err(bad)?,
                 },
                 _ => return Err(bad("`delegated_to` must hold an agent and a key".into())),
             },
