@@ -545,7 +545,7 @@ fn read_key_pair(path: &Path) -> Result<KeyPair, Failure> {
 }
 
 fn write_private_key(path: &Path, kp: &KeyPair, force: bool) -> Result<(), Failure> {
-    let pem = kp.to_private_key_pem().map_err(Failure::new)?;
+    let pem = token::ed25519_private_key_pem(kp).map_err(Failure::new)?;
     let mut opts = fs::OpenOptions::new();
     opts.write(true);
     if force {

@@ -11,10 +11,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::token::parse_duration;
 
 /// Environment variables that start with `TESSERA_` but are not settings.
+/// (Test switches, the log filter, and the command-line client's defaults.)
 const NOT_SETTINGS: &[&str] = &[
-    "TESSERA_REQUIRE_REDIS",
-    "TESSERA_REGENERATE_FIXTURES",
     "TESSERA_LOG",
+    "TESSERA_REQUIRE_REDIS",
+    "TESSERA_REQUIRE_PYTHON",
+    "TESSERA_PYTHON",
+    "TESSERA_REGENERATE_FIXTURES",
+    "TESSERA_ISSUER",
+    "TESSERA_ADMIN_TOKEN",
+    "TESSERA_AGENT",
+    "TESSERA_AGENT_KEY",
 ];
 
 /// Why the configuration was refused.

@@ -76,8 +76,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyRingError + '_ {
 }
 
 fn write_private(path: &Path, kp: &KeyPair) -> Result<(), KeyRingError> {
-    let pem = kp
-        .to_private_key_pem()
+    let pem = crate::token::ed25519_private_key_pem(kp)
         .map_err(|e| KeyRingError::Invalid(e.to_string()))?;
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);

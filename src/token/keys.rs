@@ -31,6 +31,30 @@ pub enum KeyError {
     Invalid(String),
 }
 
+/// DER prefix of an Ed25519 private key in PKCS#8 v1 (RFC 8410 §7): the
+/// 32-byte seed follows.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// An Ed25519 private key as PEM, PKCS#8 v1 (`BEGIN PRIVATE KEY`): the plain
+/// form every TLS and JOSE library reads (OpenSSL, Python `cryptography`,
+/// Go, Java). The caller should write it to a file readable by its owner only.
+pub fn ed25519_private_key_pem(kp: &KeyPair) -> Result<String, KeyError> {
+    if kp.algorithm() != biscuit_auth::format::schema::public_key::Algorithm::Ed25519 {
+        return Err(KeyError::Invalid("only Ed25519 keys are written".into()));
+    }
+    let seed = kp.private().to_bytes();
+    let mut der = Vec::with_capacity(48);
+    der.extend_from_slice(&ED25519_PKCS8_V1_PREFIX);
+    der.extend_from_slice(&seed);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    der.iter_mut().for_each(|b| *b = 0);
+    Ok(format!(
+        "-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"
+    ))
+}
+
 /// The issuer's signing key with its numeric id (`root_key_id` in tokens).
 pub struct RootKeyPair {
     /// The id written into every token signed by this key.
@@ -246,6 +270,17 @@ mod tests {
         assert!(KeySet::from_jwks_json(&named).is_err());
         let dup = json.replace("\"kid\":\"7\"", "\"kid\":\"0\"");
         assert_eq!(KeySet::from_jwks_json(&dup), Err(KeyError::DuplicateId(0)));
+    }
+
+    #[test]
+    fn private_keys_are_written_as_pkcs8_v1_and_read_back() {
+        let kp = KeyPair::new();
+        let pem = ed25519_private_key_pem(&kp).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI"));
+        let back = KeyPair::from_private_key_pem(&pem).unwrap();
+        assert_eq!(back.public(), kp.public());
+        let p256 = KeyPair::new_with_algorithm(biscuit_auth::Algorithm::Secp256r1);
+        assert!(ed25519_private_key_pem(&p256).is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use attenuate::{attenuate, attenuate_with_rng, delegate, delegate_with_rng};
 pub use authorize::{authorize, authorize_bytes, Denial, DenyReason, Grant, Limits, Request};
 pub use chain::{Chain, ChainError, Claims, HolderKey, Hop};
 pub use inspect::{inspect, BlockKind, BlockView, Inspection, RightView};
-pub use keys::{Jwk, Jwks, KeyError, KeySet, RootKeyPair};
+pub use keys::{ed25519_private_key_pem, Jwk, Jwks, KeyError, KeySet, RootKeyPair};
 pub use mint::{mint, mint_with_rng, Capability, Minted};
 pub use schema::{Narrowing, SCHEMA_VERSION};
 pub use types::{

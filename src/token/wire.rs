@@ -213,6 +213,62 @@ pub fn block_facts(payload: &[u8]) -> Result<Vec<RawFact>, WireError> {
         .collect()
 }
 
+/// The predicate names in the body of check `check` of block `block`.
+///
+/// `third_party[i]` says whether block `i` carries an external signature:
+/// such a block resolves symbols against its own table, while the authority
+/// block and first-party blocks share one table that grows block by block.
+/// Used to explain a failed check from its structure, not its printed text.
+pub fn check_predicates(
+    payloads: &[&[u8]],
+    third_party: &[bool],
+    block: usize,
+    check: usize,
+) -> Result<Vec<String>, WireError> {
+    let mut shared: Vec<String> = Vec::new();
+    for (i, payload) in payloads.iter().enumerate().take(block + 1) {
+        let decoded = schema::Block::decode(*payload)
+            .map_err(|_| WireError::Malformed("block does not decode"))?;
+        let own = third_party.get(i).copied().unwrap_or(false);
+        if i < block {
+            if !own {
+                shared.extend(decoded.symbols);
+            }
+            continue;
+        }
+        let table: Vec<&str> = if own {
+            decoded.symbols.iter().map(String::as_str).collect()
+        } else {
+            shared
+                .iter()
+                .chain(decoded.symbols.iter())
+                .map(String::as_str)
+                .collect()
+        };
+        let name = |i: u64| -> Option<String> {
+            if i < SYMBOL_OFFSET {
+                DEFAULT_SYMBOLS.get_symbol(i).map(str::to_owned)
+            } else {
+                usize::try_from(i - SYMBOL_OFFSET)
+                    .ok()
+                    .and_then(|j| table.get(j))
+                    .map(|s| (*s).to_owned())
+            }
+        };
+        let c = decoded
+            .checks
+            .get(check)
+            .ok_or(WireError::Malformed("no such check"))?;
+        return c
+            .queries
+            .iter()
+            .flat_map(|q| q.body.iter())
+            .map(|p| name(p.name).ok_or(WireError::Malformed("unknown symbol")))
+            .collect();
+    }
+    Err(WireError::Malformed("no such block"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
