@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test. On a fresh machine it first installs what the tests need
-# (a redis-server binary for the Redis store tests). Tests start their own
+# Runs every test. On a fresh machine it first installs what the tests need:
+# a redis-server binary (Redis store tests) and a Python virtual environment
+# with Authlib (interop tests). Tests start their own
 # redis-server processes; they never use one already running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,11 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
 fi
 
-# Redis tests fail instead of skipping when redis-server is missing.
+# Python (Authlib) for the interop tests, in ./.venv.
+python="$(bash scripts/python-env.sh | tail -n 1)"
+export TESSERA_PYTHON="$python"
+
+# Redis and Python tests fail instead of skipping when their tools are missing.
 export TESSERA_REQUIRE_REDIS=1
+export TESSERA_REQUIRE_PYTHON=1
 cargo test --locked --all-features

@@ -82,9 +82,9 @@
 //! - General-purpose Biscuit tooling: tokens follow one schema
 //!   (`docs/token-schema.md`); arbitrary Datalog policies are out of scope.
 
+pub mod jose;
 #[cfg(feature = "store")]
 pub mod store;
-pub mod jose;
 pub mod token;
 
 #[cfg(feature = "cli")]

@@ -40,7 +40,12 @@ pub enum AdminCommand {
     /// Print an admin token for the `/v1` API, minted offline from the root key.
     Token {
         /// The issuer's data directory (uses its active root key).
-        #[arg(long, value_name = "DIR", conflicts_with = "root_key", required_unless_present = "root_key")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            conflicts_with = "root_key",
+            required_unless_present = "root_key"
+        )]
         data_dir: Option<PathBuf>,
         /// A root private key file instead.
         #[arg(long, value_name = "FILE")]
@@ -105,7 +110,12 @@ pub struct AdminConn {
     #[arg(long, value_name = "URL", env = "TESSERA_ISSUER")]
     issuer: String,
     /// Admin token (or a file holding it).
-    #[arg(long, value_name = "TOKEN", env = "TESSERA_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TESSERA_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     admin_token: String,
 }
 
@@ -150,7 +160,12 @@ pub struct RevokeArgs {
     #[arg(long, value_name = "URL")]
     issuer: String,
     /// Revoke as an operator with this admin token.
-    #[arg(long, value_name = "TOKEN", env = "TESSERA_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TESSERA_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     admin_token: Option<String>,
     /// With an admin token: revoke by token id.
     #[arg(long, value_name = "ID")]
@@ -327,7 +342,10 @@ pub fn agent(cmd: AgentCommand) -> Result<(), Failure> {
             }
             AgentCommand::Disable { conn, id } => {
                 let resp = http
-                    .delete(url(&conn.issuer, &format!("/v1/agents/{}", segment(id.as_str()))))
+                    .delete(url(
+                        &conn.issuer,
+                        &format!("/v1/agents/{}", segment(id.as_str())),
+                    ))
                     .bearer_auth(admin_token_text(&conn.admin_token)?)
                     .send()
                     .await
@@ -355,7 +373,11 @@ fn random_id() -> String {
 }
 
 /// A client assertion for `endpoint`, signed by the agent key.
-pub fn client_assertion(agent: &AgentId, key: &SigningKey, endpoint: &str) -> Result<String, Failure> {
+pub fn client_assertion(
+    agent: &AgentId,
+    key: &SigningKey,
+    endpoint: &str,
+) -> Result<String, Failure> {
     let t = now().timestamp();
     let claims = AssertionClaims {
         iss: agent.to_string(),
@@ -377,7 +399,10 @@ pub fn request(args: RequestArgs) -> Result<(), Failure> {
     let mut form = vec![
         ("grant_type", "client_credentials".to_owned()),
         ("client_assertion_type", JWT_BEARER.to_owned()),
-        ("client_assertion", client_assertion(&args.agent, &key, &endpoint)?),
+        (
+            "client_assertion",
+            client_assertion(&args.agent, &key, &endpoint)?,
+        ),
         ("scope", args.action.to_string()),
         ("identifier", args.resource.to_string()),
     ];
@@ -425,9 +450,17 @@ pub fn revoke(args: RevokeArgs) -> Result<(), Failure> {
             let form = [
                 ("token", t),
                 ("client_assertion_type", JWT_BEARER.to_owned()),
-                ("client_assertion", client_assertion(agent, &key, &endpoint)?),
+                (
+                    "client_assertion",
+                    client_assertion(agent, &key, &endpoint)?,
+                ),
             ];
-            let resp = http.post(&endpoint).form(&form).send().await.map_err(send_err)?;
+            let resp = http
+                .post(&endpoint)
+                .form(&form)
+                .send()
+                .await
+                .map_err(send_err)?;
             check(resp).await?;
             return emit("revoked\n");
         }
@@ -439,7 +472,11 @@ pub fn revoke(args: RevokeArgs) -> Result<(), Failure> {
             (Some(id), None, None) => json!({ "token_id": id }),
             (None, Some(id), None) => json!({ "revocation_id": id }),
             (None, None, Some(t)) => json!({ "token": read_token(t)? }),
-            _ => return Err(Failure::new("give exactly one of TOKEN, --token-id, --revocation-id")),
+            _ => {
+                return Err(Failure::new(
+                    "give exactly one of TOKEN, --token-id, --revocation-id",
+                ))
+            }
         };
         let resp = http
             .post(url(&args.issuer, "/v1/revocations"))

@@ -19,8 +19,8 @@ use super::state::AppState;
 use crate::jose::OkpJwk;
 use crate::store::{AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, Revocation};
 use crate::token::{
-    self, parse_duration, parse_public_key, Action, AgentId, Audience, Grant, Lifetime, Request as
-    AuthzRequest, Resource, ResourcePattern,
+    self, parse_duration, parse_public_key, Action, AgentId, Audience, Grant, Lifetime,
+    Request as AuthzRequest, Resource, ResourcePattern,
 };
 
 /// The action an admin token grants, on the resource prefix `/v1/`.
@@ -57,8 +57,7 @@ pub async fn require_admin(
     let now = state.now();
     let path = req.uri().path().to_owned();
     let authz = AuthzRequest {
-        operation: Action::parse(ADMIN_ACTION)
-            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        operation: Action::parse(ADMIN_ACTION).map_err(|e| ApiError::Internal(e.to_string()))?,
         resource: Resource::parse(&path).map_err(|e| ApiError::bad_request(e.to_string()))?,
         service: None,
         now,
@@ -71,9 +70,18 @@ pub async fn require_admin(
             _ => ApiError::Unauthenticated(d.to_string()),
         }
     })?;
+    // Only the operator's own token, as minted from the root key: never an
+    // agent's token (whatever its rights) and never a delegated one.
+    if grant.chain.len() != 1 || grant.agent().map(AgentId::as_str) != Some(ADMIN_AGENT) {
+        return Err(ApiError::Forbidden(
+            "not an admin token: admin tokens come from `tessera admin token`".into(),
+        ));
+    }
     for id in &grant.revocation_ids {
         if state.stores.revocations.is_revoked(id).await? {
-            return Err(ApiError::Unauthenticated("revoked: the admin token is revoked".into()));
+            return Err(ApiError::Unauthenticated(
+                "revoked: the admin token is revoked".into(),
+            ));
         }
     }
     req.extensions_mut().insert(grant);
@@ -110,7 +118,10 @@ struct AgentInput {
     ceiling: CeilingInput,
 }
 
-fn validate(input: AgentInput, max_ttl: Duration) -> Result<(AgentId, String, Ceiling, String), ApiError> {
+fn validate(
+    input: AgentInput,
+    max_ttl: Duration,
+) -> Result<(AgentId, String, Ceiling, String), ApiError> {
     let bad = |m: String| ApiError::bad_request(m);
     let id = AgentId::parse(&input.id).map_err(|e| bad(e.to_string()))?;
     let key = match input.public_key {
@@ -120,9 +131,19 @@ fn validate(input: AgentInput, max_ttl: Duration) -> Result<(AgentId, String, Ce
             .and_then(|k| crate::jose::to_biscuit_key(&k))
             .map_err(|e| bad(format!("public_key: {e}")))?,
     };
+    if id.as_str().starts_with("agent://tessera/") {
+        return Err(bad("agent ids under agent://tessera/ are reserved".into()));
+    }
     let c = input.ceiling;
+    if c.actions.iter().any(|a| a.starts_with("tessera:")) {
+        return Err(bad(
+            "actions starting with `tessera:` are reserved for the issuer".into(),
+        ));
+    }
     if c.actions.is_empty() || c.resources.is_empty() {
-        return Err(bad("the ceiling needs at least one action and one resource pattern".into()));
+        return Err(bad(
+            "the ceiling needs at least one action and one resource pattern".into(),
+        ));
     }
     let actions = c
         .actions
@@ -154,7 +175,9 @@ fn validate(input: AgentInput, max_ttl: Duration) -> Result<(AgentId, String, Ce
     }
     let dedup = |v: Vec<String>| {
         let mut seen = HashSet::new();
-        v.into_iter().filter(|x| seen.insert(x.clone())).collect::<Vec<_>>()
+        v.into_iter()
+            .filter(|x| seen.insert(x.clone()))
+            .collect::<Vec<_>>()
     };
     Ok((
         id,
@@ -169,7 +192,12 @@ fn validate(input: AgentInput, max_ttl: Duration) -> Result<(AgentId, String, Ce
     ))
 }
 
-fn admin_event(state: &AppState, outcome: &str, agent: Option<String>, grant: &Grant) -> AuditEvent {
+fn admin_event(
+    state: &AppState,
+    outcome: &str,
+    agent: Option<String>,
+    grant: &Grant,
+) -> AuditEvent {
     AuditEvent {
         at: state.now(),
         kind: AuditKind::Admin,
@@ -208,12 +236,18 @@ pub async fn register_agent(
     let mut ev = admin_event(&state, "agent registered", Some(id.to_string()), &grant);
     ev.remote_addr = remote(addr);
     audit(&state, ev).await?;
-    let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((status, Json(record)).into_response())
 }
 
 /// `GET /v1/agents`.
-pub async fn list_agents(State(state): State<AppState>) -> Result<Json<Vec<AgentRecord>>, ApiError> {
+pub async fn list_agents(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<AgentRecord>>, ApiError> {
     Ok(Json(state.stores.agents.list().await?))
 }
 
@@ -246,7 +280,9 @@ pub async fn disable_agent(
     let mut ev = admin_event(&state, "agent disabled", Some(id.clone()), &grant);
     ev.remote_addr = remote(addr);
     audit(&state, ev).await?;
-    Ok(Json(json!({ "id": id, "disabled": true, "revoked": revoked })))
+    Ok(Json(
+        json!({ "id": id, "disabled": true, "revoked": revoked }),
+    ))
 }
 
 /// One acknowledged revocation.
@@ -318,7 +354,9 @@ pub async fn revoke(
     let input: RevokeInput = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid revocation: {e}")))?;
     let now = state.now();
-    let reason = input.reason.unwrap_or_else(|| "revoked by an operator".into());
+    let reason = input
+        .reason
+        .unwrap_or_else(|| "revoked by an operator".into());
     if reason.len() > 512 {
         return Err(ApiError::bad_request("reason is longer than 512 bytes"));
     }
@@ -349,11 +387,18 @@ pub async fn revoke(
             revoked_at: now,
             expires_at: seen.expires_at,
         };
-        (vec![revoke_one(&state, r).await?], Some(seen.agent), Some(seen.token_id))
+        (
+            vec![revoke_one(&state, r).await?],
+            Some(seen.agent),
+            Some(seen.token_id),
+        )
     } else if let Some(id) = input.revocation_id {
-        let bytes = hex::decode(&id).map_err(|_| ApiError::bad_request("revocation_id must be hex"))?;
+        let bytes =
+            hex::decode(&id).map_err(|_| ApiError::bad_request("revocation_id must be hex"))?;
         if bytes.len() != 64 {
-            return Err(ApiError::bad_request("revocation_id must be 64 bytes (128 hex digits)"));
+            return Err(ApiError::bad_request(
+                "revocation_id must be 64 bytes (128 hex digits)",
+            ));
         }
         let r = Revocation {
             revocation_id: id.to_ascii_lowercase(),
@@ -383,7 +428,11 @@ pub async fn revoke(
         (vec![revoke_one(&state, r).await?], Some(t.agent), Some(tid))
     } else if let Some(agent) = input.agent {
         let id = AgentId::parse(&agent).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        (revoke_agent_tokens(&state, id.as_str(), &reason).await?, Some(agent), None)
+        (
+            revoke_agent_tokens(&state, id.as_str(), &reason).await?,
+            Some(agent),
+            None,
+        )
     } else {
         return Err(ApiError::bad_request("nothing to revoke"));
     };

@@ -216,7 +216,8 @@ impl Config {
         if !(1024..=1024 * 1024).contains(&self.max_token_bytes) {
             return bad("max_token_bytes must be between 1 KiB and 1 MiB".into());
         }
-        if !(0..=300).contains(&self.clock_skew_secs) || !(1..=600).contains(&self.dpop_window_secs) {
+        if !(0..=300).contains(&self.clock_skew_secs) || !(1..=600).contains(&self.dpop_window_secs)
+        {
             return bad("clock_skew_secs must be 0..=300 and dpop_window_secs 1..=600".into());
         }
         Ok(())
@@ -252,10 +253,18 @@ mod tests {
     fn file_then_environment_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nmax_ttl = \"30m\"\ndefault_ttl = 60\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nmax_ttl = \"30m\"\ndefault_ttl = 60\n",
+        )
+        .unwrap();
         let c = Config::load(
             Some(&path),
-            env(&[("TESSERA_MAX_BODY_BYTES", "2048"), ("TESSERA_REQUIRE_REDIS", "1"), ("HOME", "/x")]),
+            env(&[
+                ("TESSERA_MAX_BODY_BYTES", "2048"),
+                ("TESSERA_REQUIRE_REDIS", "1"),
+                ("HOME", "/x"),
+            ]),
             Overrides {
                 data_dir: Some("/tmp/d".into()),
                 ..Overrides::default()
@@ -277,8 +286,12 @@ mod tests {
         std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").unwrap();
         let e = Config::load(Some(&path), env(&[]), Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("lisen"), "{e}");
-        let e = Config::load(None, env(&[("TESSERA_REDIS_ULR", "x")]), Overrides::default())
-            .unwrap_err();
+        let e = Config::load(
+            None,
+            env(&[("TESSERA_REDIS_ULR", "x")]),
+            Overrides::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("redis_ulr"), "{e}");
     }
 
@@ -291,7 +304,10 @@ mod tests {
             ("TESSERA_LOG_FORMAT", "xml"),
             ("TESSERA_LISTEN", "nowhere"),
         ] {
-            assert!(Config::load(None, env(&[(k, v)]), Overrides::default()).is_err(), "{k}={v}");
+            assert!(
+                Config::load(None, env(&[(k, v)]), Overrides::default()).is_err(),
+                "{k}={v}"
+            );
         }
     }
 }

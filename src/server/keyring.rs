@@ -94,7 +94,8 @@ fn write_private(path: &Path, kp: &KeyPair) -> Result<(), KeyRingError> {
 fn write_ring(dir: &Path, ring: &RingFile) -> Result<(), KeyRingError> {
     let path = dir.join("ring.json");
     let tmp = dir.join("ring.json.tmp");
-    let text = serde_json::to_string_pretty(ring).map_err(|e| KeyRingError::Invalid(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(ring).map_err(|e| KeyRingError::Invalid(e.to_string()))?;
     let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
@@ -155,14 +156,20 @@ impl KeyRing {
         let mut published = Vec::new();
         for e in &ring.keys {
             if e.file.contains('/') || e.file.contains("..") {
-                return Err(KeyRingError::Invalid(format!("key {}: bad file name", e.id)));
+                return Err(KeyRingError::Invalid(format!(
+                    "key {}: bad file name",
+                    e.id
+                )));
             }
             let path = dir.join(&e.file);
             let pem = fs::read_to_string(&path).map_err(io(&path))?;
             let kp = KeyPair::from_private_key_pem(&pem)
                 .map_err(|err| KeyRingError::Invalid(format!("{}: {err}", path.display())))?;
             if published.iter().any(|(id, _, _)| *id == e.id) {
-                return Err(KeyRingError::Invalid(format!("key id {} appears twice", e.id)));
+                return Err(KeyRingError::Invalid(format!(
+                    "key id {} appears twice",
+                    e.id
+                )));
             }
             published.push((e.id, kp.public(), e.publish_until));
             if e.status == KeyStatus::Active {
@@ -260,7 +267,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
         KeyRing::load_or_create(&keys).unwrap();
-        let mode = fs::metadata(keys.join("root-0.pem")).unwrap().permissions().mode();
+        let mode = fs::metadata(keys.join("root-0.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

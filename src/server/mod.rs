@@ -37,7 +37,10 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Builds the router over `state`.
 pub fn app(state: AppState) -> Router {
     let admin = Router::new()
-        .route("/v1/agents", post(admin::register_agent).get(admin::list_agents))
+        .route(
+            "/v1/agents",
+            post(admin::register_agent).get(admin::list_agents),
+        )
         .route(
             "/v1/agents/{id}",
             get(admin::get_agent).delete(admin::disable_agent),
@@ -156,7 +159,11 @@ pub async fn serve(
     if config.issuer_url.is_none() {
         config.issuer_url = Some(format!("http://{addr}"));
     }
-    let store_kind = if config.redis_url.is_some() { "redis" } else { "embedded" };
+    let store_kind = if config.redis_url.is_some() {
+        "redis"
+    } else {
+        "embedded"
+    };
     let state = AppState::new(config, stores, ring, Arc::new(SystemClock));
     tracing::info!(%addr, issuer = %state.issuer, store = store_kind, "tessera issuer listening");
     spawn_reload_on_hangup(state.clone(), keys_dir);
@@ -187,7 +194,9 @@ fn spawn_reload_on_hangup(state: AppState, dir: std::path::PathBuf) {
                     tracing::info!(active_key_id = ring.active().id, "root key ring reloaded");
                     state.replace_ring(ring);
                 }
-                Err(e) => tracing::error!(error = %e, "key ring reload failed; keeping the old ring"),
+                Err(e) => {
+                    tracing::error!(error = %e, "key ring reload failed; keeping the old ring")
+                }
             }
         }
     });

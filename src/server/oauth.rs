@@ -38,11 +38,10 @@ impl Form {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if !ct
-            .split(';')
-            .next()
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
-        {
+        if !ct.split(';').next().is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        }) {
             return Err(ApiError::bad_request(
                 "the body must be application/x-www-form-urlencoded",
             ));
@@ -58,7 +57,9 @@ impl Form {
         match (it.next(), it.next()) {
             (None, _) => Ok(None),
             (Some((_, v)), None) => Ok(Some(v.as_str())),
-            _ => Err(ApiError::bad_request(format!("parameter `{name}` is repeated"))),
+            _ => Err(ApiError::bad_request(format!(
+                "parameter `{name}` is repeated"
+            ))),
         }
     }
 
@@ -227,7 +228,9 @@ fn asked(form: &Form) -> Result<Asked, ApiError> {
             let list: Vec<Detail> = serde_json::from_str(details)
                 .map_err(|e| bad_details(format!("not a JSON array of details: {e}")))?;
             let [d] = list.as_slice() else {
-                return Err(bad_details("exactly one authorization detail per token".into()));
+                return Err(bad_details(
+                    "exactly one authorization detail per token".into(),
+                ));
             };
             if d.kind != "tessera" {
                 return Err(bad_details(format!("type `{}` is not supported", d.kind)));
@@ -548,7 +551,8 @@ pub async fn revoke(
     }
     let now = state.now();
     // An invalid token is not an error (RFC 7009 §2.2): there is nothing to revoke.
-    let Ok(seen) = token::inspect(presented, Some(&state.ring().key_set(now)), &state.limits) else {
+    let Ok(seen) = token::inspect(presented, Some(&state.ring().key_set(now)), &state.limits)
+    else {
         return Ok(().into_response());
     };
     if seen.agent != client.id.as_str() {

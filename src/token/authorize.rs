@@ -211,10 +211,7 @@ pub(crate) fn denial_from_biscuit(e: &error::Token) -> Denial {
 
 /// Maps a biscuit-auth error to a denial; `explain(block, check)` gives the
 /// predicate names of a failed block check, to name the reason.
-fn denial_with(
-    e: &error::Token,
-    explain: impl Fn(u32, u32) -> Option<Vec<String>>,
-) -> Denial {
+fn denial_with(e: &error::Token, explain: impl Fn(u32, u32) -> Option<Vec<String>>) -> Denial {
     use error::Format as F;
     let reason = match e {
         error::Token::Format(
@@ -240,10 +237,7 @@ fn denial_with(
 /// the block, never from printed text, which a resource name could shape):
 /// `time` means expired, `service` wrong audience, `holder_proven` holder not
 /// proven, anything else out of scope.
-fn classify(
-    checks: &[FailedCheck],
-    explain: impl Fn(u32, u32) -> Option<Vec<String>>,
-) -> Denial {
+fn classify(checks: &[FailedCheck], explain: impl Fn(u32, u32) -> Option<Vec<String>>) -> Denial {
     let mut best: Option<(u8, DenyReason, &str)> = None;
     for check in checks {
         let (rule, names) = match check {
@@ -418,4 +412,3 @@ pub fn authorize_bytes(
         revocation_ids: revocation_ids.iter().map(hex::encode).collect(),
     })
 }
-

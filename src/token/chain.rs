@@ -9,7 +9,7 @@ use std::fmt;
 use biscuit_auth::PublicKey;
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::types::{AgentId, ResourcePattern};
+use super::types::{AgentId, Resource, ResourcePattern};
 use super::wire::{block_facts, RawFact, Value};
 
 /// Why the claims or the chain could not be read.
@@ -178,10 +178,13 @@ pub fn claims(authority_payload: &[u8]) -> Result<Claims, ChainError> {
         .map_err(ChainError::Schema)?;
     let mut rights = Vec::new();
     for f in &facts {
+        // Built directly, not re-parsed: an exact right on `reports/*` stays exact.
         let (action, pattern) = match (f.name.as_str(), f.terms.as_slice()) {
-            ("right", [Value::Str(a), Value::Str(r)]) => (a, ResourcePattern::parse(r)),
+            ("right", [Value::Str(a), Value::Str(r)]) => {
+                (a, Resource::parse(r).map(ResourcePattern::Exact))
+            }
             ("right_prefix", [Value::Str(a), Value::Str(p)]) => {
-                (a, ResourcePattern::parse(&format!("{p}*")))
+                (a, Resource::parse(p).map(ResourcePattern::Prefix))
             }
             ("right" | "right_prefix", _) => {
                 return Err(ChainError::Schema(format!("malformed `{}` fact", f.name)))

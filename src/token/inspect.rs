@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::authorize::{denial_from_biscuit, Denial, DenyReason};
 use super::chain::walk;
 use super::keys::KeySet;
+use super::types::ResourcePattern;
 use super::wire::scan;
 use super::{decode, Limits, TokenError};
 
@@ -47,8 +48,11 @@ pub struct Inspection {
 pub struct RightView {
     /// The action.
     pub action: String,
-    /// The resource pattern (`prefix*` for a prefix).
+    /// The resource name, or the prefix when `prefix` is true (literal text:
+    /// no `*` is added or escaped).
     pub resource: String,
+    /// Whether every resource starting with `resource` is covered.
+    pub prefix: bool,
 }
 
 /// The kind of a block.
@@ -125,9 +129,16 @@ pub fn inspect(
         rights: c
             .rights
             .iter()
-            .map(|(action, p)| RightView {
-                action: action.clone(),
-                resource: p.to_string(),
+            .map(|(action, p)| {
+                let (resource, prefix) = match p {
+                    ResourcePattern::Exact(r) => (r.to_string(), false),
+                    ResourcePattern::Prefix(r) => (r.to_string(), true),
+                };
+                RightView {
+                    action: action.clone(),
+                    resource,
+                    prefix,
+                }
             })
             .collect(),
         audience: c.audience.clone(),
@@ -154,7 +165,12 @@ impl fmt::Display for Inspection {
         writeln!(f, "token id:    {}", self.token_id)?;
         writeln!(f, "agent:       {}", self.agent)?;
         for r in &self.rights {
-            writeln!(f, "right:       {} on {:?}", r.action, r.resource)?;
+            let what = if r.prefix {
+                "every resource starting with"
+            } else {
+                ""
+            };
+            writeln!(f, "right:       {} on {what}{:?}", r.action, r.resource)?;
         }
         if let Some(a) = &self.audience {
             writeln!(f, "audience:    {a}")?;

@@ -183,8 +183,10 @@ string_newtype!(Resource);
 /// Which resources a right covers: one exact name, or every name that starts
 /// with a prefix (written with a trailing `*`, as in `docs/team-a/*`).
 ///
-/// A pattern is always at least as specific as its text: `*` alone (every
-/// resource) is refused, so a grant always names something.
+/// An exact name that itself ends in `*` is written with the star escaped:
+/// `reports/\*` is the one resource `reports/*`. A prefix may not end in a
+/// backslash (it would read as that escape). `*` alone (every resource) is
+/// refused, so a grant always names something.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum ResourcePattern {
@@ -195,11 +197,18 @@ pub enum ResourcePattern {
 }
 
 impl ResourcePattern {
-    /// Parses `name` (exact) or `prefix*` (prefix).
+    /// Parses `name` (exact), `prefix*` (prefix) or `name\*` (an exact name
+    /// ending in `*`).
     pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        if let Some(name) = s.strip_suffix("\\*") {
+            return Ok(Self::Exact(Resource::parse(&format!("{name}*"))?));
+        }
         match s.strip_suffix('*') {
             Some("") => Err(InvalidInput::Resource(
                 "a bare `*` would cover every resource; name a prefix",
+            )),
+            Some(prefix) if prefix.ends_with('\\') => Err(InvalidInput::Resource(
+                "a prefix may not end in a backslash",
             )),
             Some(prefix) => Ok(Self::Prefix(Resource::parse(prefix)?)),
             None => Ok(Self::Exact(Resource::parse(s)?)),
@@ -229,7 +238,10 @@ impl ResourcePattern {
 impl fmt::Display for ResourcePattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Exact(r) => f.write_str(r.as_str()),
+            Self::Exact(r) => match r.as_str().strip_suffix('*') {
+                Some(head) => write!(f, "{head}\\*"),
+                None => f.write_str(r.as_str()),
+            },
             Self::Prefix(p) => write!(f, "{}*", p.as_str()),
         }
     }
@@ -435,6 +447,24 @@ mod tests {
         assert!(p.covers(&ResourcePattern::parse("docs/team-a/sub/*").unwrap()));
         assert!(!p.covers(&ResourcePattern::parse("docs/*").unwrap()));
         assert!(!e.covers(&ResourcePattern::parse("order:1*").unwrap()));
+    }
+
+    #[test]
+    fn an_exact_name_ending_in_a_star_is_written_escaped_and_round_trips() {
+        let e = ResourcePattern::parse("reports/\\*").unwrap();
+        assert_eq!(
+            e,
+            ResourcePattern::Exact(Resource::parse("reports/*").unwrap())
+        );
+        assert!(e.matches("reports/*") && !e.matches("reports/x"));
+        assert_eq!(e.to_string(), "reports/\\*");
+        for text in ["reports/\\*", "reports/*", "a\\b", "x"] {
+            let p = ResourcePattern::parse(text).unwrap();
+            assert_eq!(ResourcePattern::parse(&p.to_string()).unwrap(), p, "{text}");
+        }
+        assert!(ResourcePattern::parse("a\\\\*").is_ok()); // exact `a\*`
+        assert!(ResourcePattern::parse("ab\\ *").is_ok());
+        assert!(ResourcePattern::parse("ab\\*").is_ok());
     }
 
     #[test]

@@ -178,7 +178,8 @@ fn a_token_is_read_from_an_argument_a_file_or_standard_input() {
     let v: serde_json::Value = serde_json::from_str(&from_arg).unwrap();
     assert_eq!(v["verified"], true);
     assert_eq!(v["agent"], "agent://acme/a");
-    assert_eq!(v["rights"][0]["resource"], "docs/*");
+    assert_eq!(v["rights"][0]["resource"], "docs/");
+    assert_eq!(v["rights"][0]["prefix"], true);
 }
 
 #[test]

@@ -3,8 +3,12 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[cfg(feature = "store")]
-mod store;
 #[cfg(feature = "cli")]
 mod cli;
+#[cfg(feature = "server")]
+mod interop_python;
+#[cfg(feature = "server")]
+mod server;
+#[cfg(feature = "store")]
+mod store;
 mod token;

@@ -3,7 +3,9 @@ use chrono::{DateTime, Duration, Utc};
 use tessera::token::*;
 
 fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z").unwrap().to_utc()
+    DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+        .unwrap()
+        .to_utc()
 }
 
 #[test]
@@ -29,25 +31,104 @@ fn smoke_mint_attenuate_delegate_authorize() {
         now,
         proven_key: key.map(|k| k.public()),
     };
-    let g = authorize(&m.token, &keys, &req("docs/team-a/x", Some(&agent), t0()), |_| false, &limits).unwrap();
+    let g = authorize(
+        &m.token,
+        &keys,
+        &req("docs/team-a/x", Some(&agent), t0()),
+        |_| false,
+        &limits,
+    )
+    .unwrap();
     assert_eq!(g.chain.len(), 1);
-    let d = authorize(&m.token, &keys, &req("docs/team-b/x", Some(&agent), t0()), |_| false, &limits).unwrap_err();
+    let d = authorize(
+        &m.token,
+        &keys,
+        &req("docs/team-b/x", Some(&agent), t0()),
+        |_| false,
+        &limits,
+    )
+    .unwrap_err();
     assert_eq!(d.reason, DenyReason::OutOfScope, "{d}");
-    let d = authorize(&m.token, &keys, &req("docs/team-a/x", Some(&agent), t0() + Duration::seconds(301)), |_| false, &limits).unwrap_err();
+    let d = authorize(
+        &m.token,
+        &keys,
+        &req("docs/team-a/x", Some(&agent), t0() + Duration::seconds(301)),
+        |_| false,
+        &limits,
+    )
+    .unwrap_err();
     assert_eq!(d.reason, DenyReason::Expired, "{d}");
-    let d = authorize(&m.token, &keys, &req("docs/team-a/x", None, t0()), |_| false, &limits).unwrap_err();
+    let d = authorize(
+        &m.token,
+        &keys,
+        &req("docs/team-a/x", None, t0()),
+        |_| false,
+        &limits,
+    )
+    .unwrap_err();
     assert_eq!(d.reason, DenyReason::HolderNotProven, "{d}");
 
-    let n = Narrowing { resource: Some(ResourcePattern::parse("docs/team-a/sub/*").unwrap()), ..Default::default() };
-    let t2 = delegate(&m.token, &agent, &AgentId::parse("agent://acme/sub").unwrap(), &sub.public(), &n, &limits).unwrap();
-    let g = authorize(&t2, &keys, &req("docs/team-a/sub/1", Some(&sub), t0()), |_| false, &limits).unwrap();
+    let n = Narrowing {
+        resource: Some(ResourcePattern::parse("docs/team-a/sub/*").unwrap()),
+        ..Default::default()
+    };
+    let t2 = delegate(
+        &m.token,
+        &agent,
+        &AgentId::parse("agent://acme/sub").unwrap(),
+        &sub.public(),
+        &n,
+        &limits,
+    )
+    .unwrap();
+    let g = authorize(
+        &t2,
+        &keys,
+        &req("docs/team-a/sub/1", Some(&sub), t0()),
+        |_| false,
+        &limits,
+    )
+    .unwrap();
     assert_eq!(g.chain.len(), 2);
-    let d = authorize(&t2, &keys, &req("docs/team-a/sub/1", Some(&agent), t0()), |_| false, &limits).unwrap_err();
+    let d = authorize(
+        &t2,
+        &keys,
+        &req("docs/team-a/sub/1", Some(&agent), t0()),
+        |_| false,
+        &limits,
+    )
+    .unwrap_err();
     assert_eq!(d.reason, DenyReason::HolderNotProven, "{d}");
-    let d = authorize(&t2, &keys, &req("docs/team-a/x", Some(&sub), t0()), |_| false, &limits).unwrap_err();
+    let d = authorize(
+        &t2,
+        &keys,
+        &req("docs/team-a/x", Some(&sub), t0()),
+        |_| false,
+        &limits,
+    )
+    .unwrap_err();
     assert_eq!(d.reason, DenyReason::OutOfScope, "{d}");
-    let t3 = attenuate(&t2, &Narrowing { expires_at: Some(t0() + Duration::seconds(60)), ..Default::default() }, &limits).unwrap();
-    let d = authorize(&t3, &keys, &req("docs/team-a/sub/1", Some(&sub), t0() + Duration::seconds(61)), |_| false, &limits).unwrap_err();
+    let t3 = attenuate(
+        &t2,
+        &Narrowing {
+            expires_at: Some(t0() + Duration::seconds(60)),
+            ..Default::default()
+        },
+        &limits,
+    )
+    .unwrap();
+    let d = authorize(
+        &t3,
+        &keys,
+        &req(
+            "docs/team-a/sub/1",
+            Some(&sub),
+            t0() + Duration::seconds(61),
+        ),
+        |_| false,
+        &limits,
+    )
+    .unwrap_err();
     assert_eq!(d.reason, DenyReason::Expired, "{d}");
     let i = inspect(&t3, Some(&keys), &limits).unwrap();
     println!("{i}");

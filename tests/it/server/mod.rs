@@ -1,0 +1,10 @@
+//! The issuer service over real HTTP on loopback: a `TestApp` per test
+//! (embedded store in a temp directory, or a Redis of its own), and the real
+//! binary for crash and SIGHUP behaviour.
+
+mod admin;
+mod helpers;
+mod oauth;
+mod process;
+mod redis;
+mod redis_server;

@@ -1,0 +1,79 @@
+//! The issuer on Redis: the replay cache shared by concurrent requests, and
+//! Redis going away and coming back under a running service.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use super::helpers::{eventually, random_hex, TestApp};
+use super::oauth::one_of_16_concurrent_uses_of_an_assertion_wins;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn a_replayed_assertion_jti_succeeds_exactly_once_among_16_concurrent_requests_on_redis() {
+    let Some(app) = TestApp::spawn_redis().await else {
+        return;
+    };
+    one_of_16_concurrent_uses_of_an_assertion_wins(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_redis_down_revocation_and_minting_answer_503_and_recover_without_a_restart() {
+    let Some(mut app) = TestApp::spawn_redis().await else {
+        return;
+    };
+    let agent = app.agent("through-outage").await;
+    app.mint_ok(&agent, "docs/team-a/before").await;
+    let before = random_hex(64);
+    let r = app.revoke_admin(&json!({ "revocation_id": before })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(app.get("/readyz", None).await.status, StatusCode::OK);
+
+    app.redis.as_mut().unwrap().stop();
+
+    let lost = random_hex(64);
+    let r = app.revoke_admin(&json!({ "revocation_id": lost })).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.error(), "temporarily_unavailable", "{}", r.text);
+    assert!(r.headers.contains_key("retry-after"));
+
+    let r = app.mint(&agent, "docs/team-a/during").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert!(r.json.get("access_token").is_none());
+
+    assert_eq!(
+        app.get("/readyz", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
+
+    app.redis.as_mut().unwrap().restart();
+
+    eventually(Duration::from_secs(20), "/readyz to answer 200", || async {
+        (app.get("/readyz", None).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+
+    // Only what was acknowledged is there.
+    let ids: Vec<String> = app.feed(None).await.into_iter().map(|(_, i)| i).collect();
+    assert_eq!(
+        ids,
+        vec![before.clone()],
+        "a 503 revocation must not be stored"
+    );
+
+    // Minting and revoking work again, on the same app.
+    let minted = app.mint_ok(&agent, "docs/team-a/after").await;
+    let r = app
+        .revoke_admin(&json!({ "token_id": minted["token_id"] }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let again = random_hex(64);
+    let r = app.revoke_admin(&json!({ "revocation_id": again })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let ids: Vec<String> = app.feed(None).await.into_iter().map(|(_, i)| i).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids[0], before);
+    assert_eq!(ids[2], again);
+    assert!(!ids.contains(&lost));
+}
