@@ -51,6 +51,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// What minting does while the store is unreachable. Revocations are never
+/// acknowledged without the store, whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreOutage {
+    /// Answer 503: nothing is minted without the store (the default).
+    #[default]
+    Refuse,
+    /// Keep minting for agents this process authenticated in the last five
+    /// minutes, with an in-process replay cache; the ledger and audit
+    /// entries of those tokens go to the log only.
+    Local,
+}
+
 /// A duration written like `30s`, `5m`, `1h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Ttl(#[serde(serialize_with = "ser_secs")] pub Duration);
@@ -107,6 +121,8 @@ pub struct Config {
     pub clock_skew_secs: i64,
     /// Accepted age of a DPoP proof, seconds.
     pub dpop_window_secs: i64,
+    /// Minting while the store is unreachable.
+    pub store_outage: StoreOutage,
 }
 
 impl Default for Config {
@@ -125,6 +141,7 @@ impl Default for Config {
             log_format: LogFormat::Human,
             clock_skew_secs: 30,
             dpop_window_secs: 60,
+            store_outage: StoreOutage::Refuse,
         }
     }
 }

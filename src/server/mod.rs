@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 
-pub use config::{Config, ConfigError, LogFormat, Overrides};
+pub use config::{Config, ConfigError, LogFormat, Overrides, StoreOutage};
 pub use keyring::KeyRing;
 pub use state::{AppState, Clock, SystemClock};
 

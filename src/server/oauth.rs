@@ -11,15 +11,16 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::config::StoreOutage;
 use super::error::{ApiError, OAuthCode};
 use super::state::AppState;
 use crate::jose::{self, AssertionClaims, AssertionRules, DpopRules, Jws};
-use crate::store::{AgentRecord, AuditEvent, AuditKind, IssuedToken, Revocation};
+use crate::store::{AgentRecord, AuditEvent, AuditKind, IssuedToken, Revocation, StoreError};
 use crate::token::{
     self, parse_public_key, Action, AgentId, Audience, Capability, Lifetime, ResourcePattern,
 };
@@ -75,6 +76,49 @@ pub(crate) fn remote(addr: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option
     addr.map(|Extension(ConnectInfo(a))| a.ip().to_string())
 }
 
+/// Whether `e` may be tolerated for minting under `store_outage = "local"`.
+fn tolerate(state: &AppState, e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(_)) && state.config.store_outage == StoreOutage::Local
+}
+
+/// The agent record, from the store or (during an outage, if configured)
+/// from what this process saw recently.
+async fn agent_record(state: &AppState, id: &AgentId) -> Result<Option<AgentRecord>, ApiError> {
+    let now = state.now();
+    match state.stores.agents.get(id.as_str()).await {
+        Ok(r) => {
+            if let Some(r) = &r {
+                state.fallback.remember(r, now);
+            }
+            Ok(r)
+        }
+        Err(e) if tolerate(state, &e) => {
+            tracing::warn!(agent = %id, "store unavailable: using this process's copy of the agent");
+            state
+                .fallback
+                .agent(id.as_str(), now)
+                .map(Some)
+                .ok_or_else(|| ApiError::from(e))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Accepts a one-time key, falling back on this process's cache during an
+/// outage if configured.
+async fn accept_once(
+    state: &AppState,
+    key: &str,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, ApiError> {
+    match state.stores.replay.insert_once(key, until, now).await {
+        Ok(fresh) => Ok(fresh),
+        Err(e) if tolerate(state, &e) => Ok(state.fallback.insert_once(key, until, now)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn invalid_client(d: impl Into<String>) -> ApiError {
     ApiError::oauth(OAuthCode::InvalidClient, d)
 }
@@ -116,10 +160,7 @@ pub(crate) async fn authenticate(
             return Err(invalid_client("client_id differs from the assertion's iss"));
         }
     }
-    let record = state
-        .stores
-        .agents
-        .get(id.as_str())
+    let record = agent_record(state, &id)
         .await?
         .ok_or_else(|| invalid_client("unknown client"))?;
     if record.disabled {
@@ -148,12 +189,7 @@ pub(crate) async fn authenticate(
         "assertion:{}",
         hex::encode(Sha256::digest(format!("{}\n{}", id, jws.claims.jti)))
     );
-    if !state
-        .stores
-        .replay
-        .insert_once(&replay_key, until, now)
-        .await?
-    {
+    if !accept_once(state, &replay_key, until, now).await? {
         return Err(invalid_client("client assertion jti was already used"));
     }
     Ok(Client { id, record })
@@ -437,7 +473,7 @@ async fn issue(
                 "dpop:{}",
                 hex::encode(Sha256::digest(format!("{}\n{}", p.jkt, p.jti)))
             );
-            if !state.stores.replay.insert_once(&key, until, now).await? {
+            if !accept_once(state, &key, until, now).await? {
                 return Err(ApiError::oauth(
                     OAuthCode::InvalidDpopProof,
                     "DPoP proof jti was already used",
@@ -461,17 +497,25 @@ async fn issue(
     let ring = state.ring();
     let minted = token::mint(&cap, ring.active(), now)
         .map_err(|e| ApiError::Internal(format!("mint: {e}")))?;
-    state
-        .stores
-        .tokens
-        .record(&IssuedToken {
-            token_id: minted.token_id.clone(),
-            agent: client.id.to_string(),
-            revocation_id: minted.revocation_id.clone(),
-            expires_at: minted.expires_at,
-            issued_at: minted.issued_at,
-        })
-        .await?;
+    let issued = IssuedToken {
+        token_id: minted.token_id.clone(),
+        agent: client.id.to_string(),
+        revocation_id: minted.revocation_id.clone(),
+        expires_at: minted.expires_at,
+        issued_at: minted.issued_at,
+    };
+    match state.stores.tokens.record(&issued).await {
+        Ok(()) => {}
+        Err(e) if tolerate(state, &e) => tracing::warn!(
+            target: "tessera::audit",
+            token_id = %issued.token_id,
+            agent = %issued.agent,
+            revocation_id = %issued.revocation_id,
+            expires_at = %issued.expires_at,
+            "store unavailable: token minted without a ledger entry"
+        ),
+        Err(e) => return Err(e.into()),
+    }
     let capability = format!(
         "{} on {}{}",
         asked.action,
@@ -488,7 +532,12 @@ async fn issue(
     ev.capability = Some(capability);
     ev.chain = vec![client.id.to_string()];
     ev.remote_addr = remote;
-    audit(state, ev).await?;
+    match audit(state, ev).await {
+        Ok(()) => {}
+        // The event was already emitted to the log by `audit`.
+        Err(ApiError::Unavailable(_)) if state.config.store_outage == StoreOutage::Local => {}
+        Err(e) => return Err(e),
+    }
     state.metrics.minted.inc();
 
     let mut detail = json!({

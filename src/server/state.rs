@@ -1,14 +1,15 @@
 //! Shared state of the issuer: configuration, stores, key ring, metrics,
 //! clock. Handlers receive it through axum's `State`.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 
 use super::config::Config;
 use super::keyring::KeyRing;
 use super::metrics::Metrics;
-use crate::store::Stores;
+use crate::store::{AgentRecord, Stores};
 use crate::token::Limits;
 
 /// The source of the current time (the token core never reads it itself).
@@ -45,6 +46,46 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Token limits.
     pub limits: Limits,
+    /// What minting falls back on while the store is down (`store_outage = "local"`).
+    pub fallback: Arc<Fallback>,
+}
+
+/// How long an agent record seen by this process may stand in for the store.
+const FALLBACK_AGENT_MAX_AGE: chrono::Duration = chrono::Duration::minutes(5);
+
+/// In-process stand-ins used only while the store is unreachable and
+/// `store_outage = "local"`.
+#[derive(Default)]
+pub struct Fallback {
+    agents: RwLock<HashMap<String, (AgentRecord, DateTime<Utc>)>>,
+    replay: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl Fallback {
+    /// Remembers an agent record read from the store.
+    pub fn remember(&self, record: &AgentRecord, now: DateTime<Utc>) {
+        let mut g = self.agents.write().unwrap_or_else(|p| p.into_inner());
+        g.insert(record.id.clone(), (record.clone(), now));
+    }
+
+    /// The record of `id` if this process read it recently.
+    pub fn agent(&self, id: &str, now: DateTime<Utc>) -> Option<AgentRecord> {
+        let g = self.agents.read().unwrap_or_else(|p| p.into_inner());
+        g.get(id)
+            .filter(|(_, seen)| now - *seen <= FALLBACK_AGENT_MAX_AGE)
+            .map(|(r, _)| r.clone())
+    }
+
+    /// Accepts `key` once until `until` (this process only).
+    pub fn insert_once(&self, key: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let mut g = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+        g.retain(|_, exp| *exp > now);
+        if until <= now || g.contains_key(key) {
+            return false;
+        }
+        g.insert(key.to_owned(), until);
+        true
+    }
 }
 
 impl AppState {
@@ -62,6 +103,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             clock,
             limits,
+            fallback: Arc::new(Fallback::default()),
         }
     }
 

@@ -77,3 +77,44 @@ async fn with_redis_down_revocation_and_minting_answer_503_and_recover_without_a
     assert_eq!(ids[2], again);
     assert!(!ids.contains(&lost));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_store_outage_local_agents_seen_recently_keep_minting_while_redis_is_down() {
+    let Some(redis) = super::redis_server::RedisServer::start() else {
+        return;
+    };
+    let mut app = TestApp::spawn_with(Some(redis), |c| {
+        c.store_outage = tessera::server::StoreOutage::Local;
+    })
+    .await;
+    let agent = app.agent("through-outage-local").await;
+    let never_minted = app.agent("registered-but-unseen").await;
+    app.mint_ok(&agent, "docs/team-a/before").await;
+
+    app.redis.as_mut().unwrap().stop();
+
+    // An agent this process authenticated a moment ago keeps getting tokens.
+    let form = TestApp::form(
+        app.assertion(&agent).build(),
+        &[
+            ("scope", "docs:read"),
+            ("identifier", "docs/team-a/during"),
+            ("resource", super::helpers::AUDIENCE),
+        ],
+    );
+    let r = app.request_token(&form, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let minted = app.inspect(r.token());
+    assert_eq!(minted.agent, agent.id);
+    // The same assertion is still accepted only once (in-process cache).
+    let again = app.request_token(&form, None).await;
+    again.assert_oauth_error(401, "invalid_client");
+    // An agent this process has not seen cannot be authenticated.
+    let r = app.mint(&never_minted, "docs/team-a/during").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    // Revocations are never acknowledged without the store.
+    let r = app
+        .revoke_admin(&json!({ "revocation_id": random_hex(64) }))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+}
