@@ -166,7 +166,7 @@ impl fmt::Display for Inspection {
         writeln!(f, "agent:       {}", self.agent)?;
         for r in &self.rights {
             let what = if r.prefix {
-                "every resource starting with"
+                "every resource starting with "
             } else {
                 ""
             };
