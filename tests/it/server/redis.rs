@@ -118,3 +118,50 @@ async fn with_store_outage_local_agents_seen_recently_keep_minting_while_redis_i
         .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_issuers_on_one_redis_behave_as_one() {
+    let Some(redis) = super::redis_server::RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let keys = tempfile::tempdir().unwrap();
+    let shared = |c: &mut tessera::server::Config| {
+        c.issuer_url = Some("https://issuer.example".into());
+        c.keys_dir = Some(keys.path().to_owned());
+    };
+    let a = TestApp::spawn_with(Some(redis), shared).await;
+    let b = TestApp::spawn_with(None, |c| {
+        shared(c);
+        c.redis_url = Some(url.clone());
+    })
+    .await;
+
+    // An agent registered through one is known to the other.
+    let agent = a.agent("shared").await;
+    let form = TestApp::form(
+        a.assertion_for(&agent, "https://issuer.example").build(),
+        &[
+            ("scope", "docs:read"),
+            ("identifier", "docs/team-a/x"),
+            ("resource", super::helpers::AUDIENCE),
+        ],
+    );
+    let r = b.request_token(&form, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let token_id = r.json["token_id"].as_str().unwrap().to_owned();
+    // The same assertion replayed at the other issuer is refused.
+    a.request_token(&form, None)
+        .await
+        .assert_oauth_error(401, "invalid_client");
+    // A token minted by one is revoked through the other, by token id
+    // (shared ledger), and the revocation is in both feeds.
+    let r = a.revoke_admin(&json!({ "token_id": token_id })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let in_a: Vec<String> = a.feed(None).await.into_iter().map(|(_, i)| i).collect();
+    let in_b: Vec<String> = b.feed(None).await.into_iter().map(|(_, i)| i).collect();
+    assert_eq!(in_a.len(), 1);
+    assert_eq!(in_a, in_b);
+    // Both publish the same keys.
+    assert_eq!(a.keys(), b.keys());
+}
