@@ -20,7 +20,7 @@ use tessera::store::Stores;
 use tessera::token::{self, Inspection, KeySet, Lifetime, Limits};
 use tokio::task::JoinHandle;
 
-use super::redis_server::RedisServer;
+use crate::store::redis_server::RedisServer;
 
 /// The wall clock (tests are an edge: they may read it).
 #[allow(clippy::disallowed_methods)]
@@ -243,7 +243,7 @@ impl TestApp {
 
     /// The issuer on a Redis of its own; `None` when redis-server is missing.
     pub async fn spawn_redis() -> Option<Self> {
-        let redis = RedisServer::start()?;
+        let redis = RedisServer::start_with(true)?;
         Some(Self::spawn_with(Some(redis), |_| {}).await)
     }
 

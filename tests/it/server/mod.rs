@@ -7,4 +7,3 @@ mod helpers;
 mod oauth;
 mod process;
 mod redis;
-mod redis_server;

@@ -11,7 +11,7 @@ use tessera::server::oauth::JWT_BEARER;
 use tessera::token::{self, Action, Audience, KeySet, Limits, Request, Resource};
 
 use super::helpers::{now, random_hex, Reply, TestAgent, ACTION, AUDIENCE};
-use super::redis_server::free_port;
+use crate::store::redis_server::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 

@@ -80,7 +80,7 @@ async fn with_redis_down_revocation_and_minting_answer_503_and_recover_without_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_store_outage_local_agents_seen_recently_keep_minting_while_redis_is_down() {
-    let Some(redis) = super::redis_server::RedisServer::start() else {
+    let Some(redis) = crate::store::redis_server::RedisServer::start_with(true) else {
         return;
     };
     let mut app = TestApp::spawn_with(Some(redis), |c| {
@@ -121,7 +121,7 @@ async fn with_store_outage_local_agents_seen_recently_keep_minting_while_redis_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_issuers_on_one_redis_behave_as_one() {
-    let Some(redis) = super::redis_server::RedisServer::start() else {
+    let Some(redis) = crate::store::redis_server::RedisServer::start_with(true) else {
         return;
     };
     let url = redis.url();

@@ -5,7 +5,7 @@
 mod contract;
 mod embedded;
 mod redis;
-mod redis_server;
+pub(crate) mod redis_server;
 
 /// Declares each contract function as a test against each backend:
 /// `store::embedded_contract::<name>` and `store::redis_contract::<name>`.

@@ -134,7 +134,7 @@ fn redis_installed() -> bool {
         .is_ok()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port");
     listener.local_addr().expect("local address").port()
 }
