@@ -504,18 +504,6 @@ async fn issue(
         expires_at: minted.expires_at,
         issued_at: minted.issued_at,
     };
-    match state.stores.tokens.record(&issued).await {
-        Ok(()) => {}
-        Err(e) if tolerate(state, &e) => tracing::warn!(
-            target: "tessera::audit",
-            token_id = %issued.token_id,
-            agent = %issued.agent,
-            revocation_id = %issued.revocation_id,
-            expires_at = %issued.expires_at,
-            "store unavailable: token minted without a ledger entry"
-        ),
-        Err(e) => return Err(e.into()),
-    }
     let capability = format!(
         "{} on {}{}",
         asked.action,
@@ -532,7 +520,22 @@ async fn issue(
     ev.capability = Some(capability);
     ev.chain = vec![client.id.to_string()];
     ev.remote_addr = remote;
-    match audit(state, ev).await {
+    // Both writes are durable before the token is returned; issued together
+    // they share one commit on the embedded store.
+    let (recorded, audited) = tokio::join!(state.stores.tokens.record(&issued), audit(state, ev));
+    match recorded {
+        Ok(()) => {}
+        Err(e) if tolerate(state, &e) => tracing::warn!(
+            target: "tessera::audit",
+            token_id = %issued.token_id,
+            agent = %issued.agent,
+            revocation_id = %issued.revocation_id,
+            expires_at = %issued.expires_at,
+            "store unavailable: token minted without a ledger entry"
+        ),
+        Err(e) => return Err(e.into()),
+    }
+    match audited {
         Ok(()) => {}
         // The event was already emitted to the log by `audit`.
         Err(ApiError::Unavailable(_)) if state.config.store_outage == StoreOutage::Local => {}

@@ -1,13 +1,29 @@
 //! The embedded store: one `redb` file under the data directory.
 //!
-//! Every write is one redb write transaction committed with immediate
-//! durability, so a call that returned `Ok` survives `kill -9`. redb runs one
-//! write transaction at a time, which is what makes `insert_once` exact.
-//! redb is synchronous, so each operation runs on tokio's blocking pool.
+//! Writes go through group commit. Every write operation is handed to one
+//! writer thread over a channel. The writer takes the first pending
+//! operation, drains those already queued (up to [`MAX_BATCH`]), applies
+//! them in arrival order inside one redb write transaction, commits it once
+//! with immediate durability (one fsync for the whole batch) and only then
+//! answers each caller with its own result. So a call that returned `Ok`
+//! survives `kill -9`, as before, but concurrent writers share an fsync
+//! instead of queueing for redb's single write transaction one by one.
+//!
+//! Operations apply one after another, so a later operation in a batch sees
+//! the writes of the earlier ones: `insert_once` stays exact and feed and
+//! audit sequence numbers stay monotonic. An operation that fails fails
+//! only its caller: the transaction is aborted (dropping any partial write
+//! of the failed operation) and the rest of the batch is applied again in a
+//! fresh transaction. If the commit itself fails, every caller in the batch
+//! gets the error.
+//!
+//! Reads do not need the writer: each runs in its own read transaction on
+//! tokio's blocking pool, since redb is synchronous.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,7 +32,7 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::{
     AgentRecord, AgentStore, AuditEvent, AuditLog, AuditQuery, Cursor, IssuedToken, ReplayCache,
@@ -27,6 +43,10 @@ use super::{
 const FILE_NAME: &str = "tessera.redb";
 /// How many expired entries one write drops at most, to bound its cost.
 const PURGE_BATCH: usize = 64;
+/// How many write operations one transaction (one fsync) carries at most.
+const MAX_BATCH: usize = 256;
+/// The longest the writer holds a batch open for operations it expects.
+const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
 
 /// Agent id -> JSON `AgentRecord`.
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
@@ -51,13 +71,20 @@ const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 #[derive(Debug)]
 pub struct RedbStore {
     db: Arc<Database>,
-    /// The last feed sequence number written, to wake long-polls.
-    feed_head: watch::Sender<u64>,
+    /// The last feed sequence number written, to wake long-polls. The
+    /// writer updates it after each commit that added to the feed.
+    feed_head: Arc<watch::Sender<u64>>,
+    /// Where write operations are queued for the writer thread. `None` only
+    /// while the store is being dropped.
+    writes: Option<mpsc::Sender<Box<dyn Job>>>,
+    /// The writer thread, joined on drop so that the database file is
+    /// closed (and can be reopened) once the store is gone.
+    writer: Option<JoinHandle<()>>,
 }
 
 impl RedbStore {
     /// Opens (or creates) `tessera.redb` under `data_dir`, creating the
-    /// directory if it is missing.
+    /// directory if it is missing, and starts the writer thread.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let db = Database::create(data_dir.join(FILE_NAME)).db()?;
@@ -72,13 +99,25 @@ impl RedbStore {
         txn.open_table(REPLAY_EXPIRY).db()?;
         txn.open_table(AUDIT).db()?;
         txn.commit().db()?;
+        let db = Arc::new(db);
+        let feed_head = Arc::new(watch::Sender::new(head));
+        let (writes, queue) = mpsc::channel();
+        let writer = {
+            let db = Arc::clone(&db);
+            let feed_head = Arc::clone(&feed_head);
+            std::thread::Builder::new()
+                .name("tessera-redb-writer".to_owned())
+                .spawn(move || write_loop(&db, &feed_head, &queue))?
+        };
         Ok(Self {
-            db: Arc::new(db),
-            feed_head: watch::Sender::new(head),
+            db,
+            feed_head,
+            writes: Some(writes),
+            writer: Some(writer),
         })
     }
 
-    /// Runs `op` on the blocking pool.
+    /// Runs `op` on the blocking pool (reads).
     async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -88,6 +127,213 @@ impl RedbStore {
         tokio::task::spawn_blocking(move || op(&db))
             .await
             .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    /// Queues the write `op` for the writer thread and waits until the
+    /// transaction that applied it is committed (durable).
+    ///
+    /// `op` may run more than once, each time in a fresh transaction: when
+    /// another operation of its batch fails, the batch is aborted and
+    /// applied again without it. Only the run that is committed counts.
+    async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteTransaction, &mut BatchNotes) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending {
+            op,
+            applied: None,
+            reply,
+        });
+        let writes = self.writes.as_ref().ok_or_else(writer_gone)?;
+        writes.send(job).map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer loop once the queued
+        // operations are committed; joining it releases its handle on the
+        // database, so the file can be reopened right after.
+        drop(self.writes.take());
+        if let Some(writer) = self.writer.take() {
+            // A writer that panicked has nothing left to clean up.
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The error of a write whose writer thread is not running.
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the embedded store's writer has stopped".to_owned())
+}
+
+/// What a batch's operations tell the writer to do after the commit.
+#[derive(Debug, Default)]
+struct BatchNotes {
+    /// The highest feed sequence number added in this batch, if any.
+    feed_head: Option<u64>,
+}
+
+/// A queued write operation, with the caller waiting for its result.
+trait Job: Send {
+    /// Applies the operation in `txn`, keeping its result for
+    /// [`answer`](Job::answer). On `Err`, the writer aborts `txn`.
+    fn apply(&mut self, txn: &WriteTransaction, notes: &mut BatchNotes) -> Result<(), StoreError>;
+    /// Answers the caller: with the kept result if `outcome` is `Ok` (the
+    /// transaction holding it is committed), otherwise with the error.
+    fn answer(self: Box<Self>, outcome: Result<(), StoreError>);
+}
+
+/// A write operation `op` returning `T`, as a [`Job`].
+struct Pending<T, F> {
+    op: F,
+    /// The result of the last run of `op`.
+    applied: Option<T>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: Fn(&WriteTransaction, &mut BatchNotes) -> Result<T, StoreError> + Send,
+{
+    fn apply(&mut self, txn: &WriteTransaction, notes: &mut BatchNotes) -> Result<(), StoreError> {
+        self.applied = Some((self.op)(txn, notes)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, outcome: Result<(), StoreError>) {
+        let result = match (outcome, self.applied) {
+            (Ok(()), Some(value)) => Ok(value),
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(StoreError::Backend(
+                "a write was answered before it was applied".to_owned(),
+            )),
+        };
+        // The caller may have stopped waiting; the write stands anyway.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The writer thread: commits queued operations in batches until the
+/// store's sender is dropped.
+///
+/// A batch is the first pending operation plus every one already queued.
+/// When that is fewer than the previous batch held, the callers answered
+/// last are probably about to send their next operation: the writer then
+/// waits for them a little (at most half its last commit time, and never
+/// more than [`MAX_GATHER_WAIT`]) so that one fsync serves them all
+/// instead of two. A lone caller never waits (its previous batch was 1).
+fn write_loop(db: &Database, feed_head: &watch::Sender<u64>, queue: &mpsc::Receiver<Box<dyn Job>>) {
+    let mut expected = 1;
+    let mut last_commit = Duration::ZERO;
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        drain_queued(queue, &mut batch);
+        let wanted = expected.min(MAX_BATCH);
+        if batch.len() < wanted {
+            let deadline = Instant::now() + (last_commit / 2).min(MAX_GATHER_WAIT);
+            while batch.len() < wanted {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match queue.recv_timeout(left) {
+                    Ok(job) => {
+                        batch.push(job);
+                        drain_queued(queue, &mut batch);
+                    }
+                    // Commit what we have; a closed channel ends the loop
+                    // at the next `recv`.
+                    Err(_) => break,
+                }
+            }
+        }
+        expected = batch.len();
+        let started = Instant::now();
+        commit_batch(db, feed_head, batch);
+        last_commit = started.elapsed();
+    }
+}
+
+/// Moves operations already queued into `batch`, up to [`MAX_BATCH`].
+fn drain_queued(queue: &mpsc::Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Applies `batch` in order in one write transaction, commits it, wakes
+/// feed long-polls if the feed grew, then answers every caller.
+///
+/// An operation that fails is answered with its error and removed; the
+/// transaction is aborted (so none of its partial writes remain) and the
+/// others are applied again in a new one. Each retry removes an operation,
+/// so this ends.
+fn commit_batch(db: &Database, feed_head: &watch::Sender<u64>, mut batch: Vec<Box<dyn Job>>) {
+    while !batch.is_empty() {
+        let txn = match write_txn(db) {
+            Ok(txn) => txn,
+            Err(e) => {
+                fail_all(batch, &e);
+                return;
+            }
+        };
+        let mut notes = BatchNotes::default();
+        let mut failed = None;
+        for (index, job) in batch.iter_mut().enumerate() {
+            if let Err(e) = job.apply(&txn, &mut notes) {
+                failed = Some((index, e));
+                break;
+            }
+        }
+        if let Some((index, e)) = failed {
+            // Dropping an uncommitted transaction aborts it too; an error
+            // here changes nothing for the retry.
+            let _ = txn.abort();
+            batch.remove(index).answer(Err(e));
+            continue;
+        }
+        if let Err(e) = txn.commit().db() {
+            fail_all(batch, &e);
+            return;
+        }
+        if let Some(seq) = notes.feed_head {
+            feed_head.send_if_modified(|head| {
+                let newer = seq > *head;
+                if newer {
+                    *head = seq;
+                }
+                newer
+            });
+        }
+        for job in batch {
+            job.answer(Ok(()));
+        }
+        return;
+    }
+}
+
+/// Answers every operation of `batch` with (a copy of) `error`.
+fn fail_all(batch: Vec<Box<dyn Job>>, error: &StoreError) {
+    for job in batch {
+        job.answer(Err(copy_error(error)));
+    }
+}
+
+/// A copy of `error` for another caller ([`StoreError`] is not `Clone`
+/// because `std::io::Error` is not).
+fn copy_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::Decode(m) => StoreError::Decode(m.clone()),
+        StoreError::InvalidCursor(m) => StoreError::InvalidCursor(m.clone()),
+        StoreError::Io(e) => StoreError::Io(std::io::Error::new(e.kind(), e.to_string())),
+        StoreError::Backend(m) => StoreError::Backend(m.clone()),
     }
 }
 
@@ -181,13 +427,12 @@ impl AgentStore for RedbStore {
     async fn put(&self, agent: &AgentRecord) -> Result<(), StoreError> {
         let id = agent.id.clone();
         let bytes = encode(agent)?;
-        self.run(move |db| {
-            let txn = write_txn(db)?;
+        self.write(move |txn, _| {
             txn.open_table(AGENTS)
                 .db()?
                 .insert(id.as_str(), bytes.as_slice())
                 .db()?;
-            txn.commit().db()
+            Ok(())
         })
         .await
     }
@@ -219,22 +464,18 @@ impl AgentStore for RedbStore {
 
     async fn disable(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.run(move |db| {
-            let txn = write_txn(db)?;
-            {
-                let mut table = txn.open_table(AGENTS).db()?;
-                let found = table.get(id.as_str()).db()?;
-                let Some(mut agent) = found
-                    .map(|v| decode::<AgentRecord>(v.value()))
-                    .transpose()?
-                else {
-                    return Ok(false);
-                };
-                agent.disabled = true;
-                agent.updated_at = now;
-                table.insert(id.as_str(), encode(&agent)?.as_slice()).db()?;
-            }
-            txn.commit().db()?;
+        self.write(move |txn, _| {
+            let mut table = txn.open_table(AGENTS).db()?;
+            let found = table.get(id.as_str()).db()?;
+            let Some(mut agent) = found
+                .map(|v| decode::<AgentRecord>(v.value()))
+                .transpose()?
+            else {
+                return Ok(false);
+            };
+            agent.disabled = true;
+            agent.updated_at = now;
+            table.insert(id.as_str(), encode(&agent)?.as_slice()).db()?;
             Ok(true)
         })
         .await
@@ -246,8 +487,7 @@ impl TokenLedger for RedbStore {
     async fn record(&self, token: &IssuedToken) -> Result<(), StoreError> {
         let token = token.clone();
         let bytes = encode(&token)?;
-        self.run(move |db| {
-            let txn = write_txn(db)?;
+        self.write(move |txn, _| {
             let expires = micros(token.expires_at);
             {
                 let mut tokens = txn.open_table(TOKENS).db()?;
@@ -271,8 +511,7 @@ impl TokenLedger for RedbStore {
                 expiry.insert((expires, token.token_id.as_str()), ()).db()?;
             }
             // Minting time is the freshest `now` this call knows.
-            purge_tokens(&txn, micros(token.issued_at))?;
-            txn.commit().db()
+            purge_tokens(txn, micros(token.issued_at))
         })
         .await
     }
@@ -327,28 +566,22 @@ impl RevocationStore for RedbStore {
     async fn revoke(&self, revocation: &Revocation) -> Result<Cursor, StoreError> {
         let id = revocation.revocation_id.clone();
         let bytes = encode(revocation)?;
-        let (seq, added) = self
-            .run(move |db| {
-                let txn = write_txn(db)?;
-                let seq = {
-                    let mut revoked = txn.open_table(REVOKED).db()?;
-                    let existing = revoked.get(id.as_str()).db()?.map(|v| v.value());
-                    if let Some(seq) = existing {
-                        return Ok((seq, false));
-                    }
-                    let mut feed = txn.open_table(FEED).db()?;
-                    let seq = last_seq(&feed)? + 1;
-                    feed.insert(seq, bytes.as_slice()).db()?;
-                    revoked.insert(id.as_str(), seq).db()?;
-                    seq
-                };
-                txn.commit().db()?;
-                Ok((seq, true))
+        // The writer wakes feed long-polls after the commit (`notes`).
+        let seq = self
+            .write(move |txn, notes| {
+                let mut revoked = txn.open_table(REVOKED).db()?;
+                let existing = revoked.get(id.as_str()).db()?.map(|v| v.value());
+                if let Some(seq) = existing {
+                    return Ok(seq);
+                }
+                let mut feed = txn.open_table(FEED).db()?;
+                let seq = last_seq(&feed)? + 1;
+                feed.insert(seq, bytes.as_slice()).db()?;
+                revoked.insert(id.as_str(), seq).db()?;
+                notes.feed_head = Some(seq);
+                Ok(seq)
             })
             .await?;
-        if added {
-            self.feed_head.send_replace(seq);
-        }
         Ok(cursor_of(seq))
     }
 
@@ -419,8 +652,7 @@ impl ReplayCache for RedbStore {
         }
         let key = key.to_owned();
         let (expires, now) = (micros(expires_at), micros(now));
-        self.run(move |db| {
-            let txn = write_txn(db)?;
+        self.write(move |txn, _| {
             {
                 let mut replay = txn.open_table(REPLAY).db()?;
                 let existing = replay.get(key.as_str()).db()?.map(|v| v.value());
@@ -435,8 +667,7 @@ impl ReplayCache for RedbStore {
                 replay.insert(key.as_str(), expires).db()?;
                 expiry.insert((expires, key.as_str()), ()).db()?;
             }
-            purge_replay(&txn, now)?;
-            txn.commit().db()?;
+            purge_replay(txn, now)?;
             Ok(true)
         })
         .await
@@ -447,15 +678,10 @@ impl ReplayCache for RedbStore {
 impl AuditLog for RedbStore {
     async fn append(&self, event: &AuditEvent) -> Result<Cursor, StoreError> {
         let bytes = encode(event)?;
-        self.run(move |db| {
-            let txn = write_txn(db)?;
-            let seq = {
-                let mut table = txn.open_table(AUDIT).db()?;
-                let seq = last_seq(&table)? + 1;
-                table.insert(seq, bytes.as_slice()).db()?;
-                seq
-            };
-            txn.commit().db()?;
+        self.write(move |txn, _| {
+            let mut table = txn.open_table(AUDIT).db()?;
+            let seq = last_seq(&table)? + 1;
+            table.insert(seq, bytes.as_slice()).db()?;
             Ok(cursor_of(seq))
         })
         .await
@@ -519,5 +745,119 @@ impl<T, E: Into<redb::Error>> DbResult<T> for Result<T, E> {
             | redb::Error::TableIsNotMultimap(_)) => StoreError::Corrupt(e.to_string()),
             e => StoreError::Backend(e.to_string()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTableMetadata;
+
+    /// A job writing `key` into the replay table, failing after the write
+    /// when `fail` is set; and the receiver of its answer.
+    fn replay_job(
+        key: &'static str,
+        fail: bool,
+    ) -> (Box<dyn Job>, oneshot::Receiver<Result<bool, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        let op = move |txn: &WriteTransaction, _: &mut BatchNotes| {
+            let mut replay = txn.open_table(REPLAY).db()?;
+            let fresh = replay.insert(key, 1).db()?.is_none();
+            if fail {
+                return Err(StoreError::Decode(format!("{key} failed")));
+            }
+            Ok(fresh)
+        };
+        let job = Box::new(Pending {
+            op,
+            applied: None,
+            reply,
+        });
+        (job, answer)
+    }
+
+    fn replay_keys(db: &Database) -> Vec<String> {
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(REPLAY).unwrap();
+        table
+            .iter()
+            .unwrap()
+            .map(|e| e.unwrap().0.value().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_operation_fails_alone_and_leaves_no_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let (a, mut a_answer) = replay_job("a", false);
+        let (b, mut b_answer) = replay_job("b", true);
+        let (again, mut again_answer) = replay_job("a", false);
+        let (c, mut c_answer) = replay_job("c", false);
+        commit_batch(&store.db, &store.feed_head, vec![a, b, again, c]);
+
+        assert!(a_answer.try_recv().unwrap().unwrap());
+        assert!(matches!(
+            b_answer.try_recv().unwrap(),
+            Err(StoreError::Decode(_))
+        ));
+        // Later operations of the batch see the earlier ones.
+        assert!(!again_answer.try_recv().unwrap().unwrap());
+        assert!(c_answer.try_recv().unwrap().unwrap());
+        assert_eq!(replay_keys(&store.db), ["a", "c"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_that_cannot_be_decoded_fails_only_its_own_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+        {
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(TOKENS)
+                .unwrap()
+                .insert("tok-bad", b"not json".as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        let token = IssuedToken {
+            token_id: "tok-bad".to_owned(),
+            agent: "agent://a".to_owned(),
+            revocation_id: "ff".to_owned(),
+            expires_at: now + chrono::TimeDelta::seconds(60),
+            issued_at: now,
+        };
+        let writes: Vec<_> = (0..16)
+            .map(|n| {
+                let store = Arc::clone(&store);
+                let token = token.clone();
+                tokio::spawn(async move {
+                    if n == 7 {
+                        store.record(&token).await.map(|()| false)
+                    } else {
+                        store
+                            .insert_once(
+                                &format!("k{n}"),
+                                now + chrono::TimeDelta::seconds(60),
+                                now,
+                            )
+                            .await
+                    }
+                })
+            })
+            .collect();
+        for (n, write) in writes.into_iter().enumerate() {
+            let result = write.await.unwrap();
+            if n == 7 {
+                assert!(matches!(result, Err(StoreError::Decode(_))), "{result:?}");
+            } else {
+                assert!(result.unwrap());
+            }
+        }
+        // The failed record left nothing behind.
+        let txn = store.db.begin_read().unwrap();
+        let by_agent = txn.open_table(TOKENS_BY_AGENT).unwrap();
+        assert_eq!(by_agent.len().unwrap(), 0);
+        assert_eq!(replay_keys(&store.db).len(), 15);
     }
 }
