@@ -12,3 +12,5 @@ mod server;
 #[cfg(feature = "store")]
 mod store;
 mod token;
+#[cfg(feature = "server")]
+mod interop_biscuit_python;
