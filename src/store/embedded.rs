@@ -140,9 +140,22 @@ impl RedbStore {
         T: Send + 'static,
         F: Fn(&WriteTransaction, &mut BatchNotes) -> Result<T, StoreError> + Send + 'static,
     {
+        self.write_with(true, op).await
+    }
+
+    /// Like [`write`](Self::write); with `durable` false the answer may come
+    /// before the write reaches the disk: it becomes durable with the next
+    /// durable commit (redb `Durability::None`), and is lost only if the
+    /// process dies first.
+    async fn write_with<T, F>(&self, durable: bool, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteTransaction, &mut BatchNotes) -> Result<T, StoreError> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending {
             op,
+            durable,
             applied: None,
             reply,
         });
@@ -185,11 +198,15 @@ trait Job: Send {
     /// Answers the caller: with the kept result if `outcome` is `Ok` (the
     /// transaction holding it is committed), otherwise with the error.
     fn answer(self: Box<Self>, outcome: Result<(), StoreError>);
+    /// Whether the caller needs the commit to be durable before its answer.
+    fn durable(&self) -> bool;
 }
 
 /// A write operation `op` returning `T`, as a [`Job`].
 struct Pending<T, F> {
     op: F,
+    /// See [`Job::durable`].
+    durable: bool,
     /// The result of the last run of `op`.
     applied: Option<T>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -215,6 +232,10 @@ where
         };
         // The caller may have stopped waiting; the write stands anyway.
         let _ = self.reply.send(result);
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 }
 
@@ -275,7 +296,8 @@ fn drain_queued(queue: &mpsc::Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Jo
 /// so this ends.
 fn commit_batch(db: &Database, feed_head: &watch::Sender<u64>, mut batch: Vec<Box<dyn Job>>) {
     while !batch.is_empty() {
-        let txn = match write_txn(db) {
+        let durable = batch.iter().any(|job| job.durable());
+        let txn = match write_txn(db, durable) {
             Ok(txn) => txn,
             Err(e) => {
                 fail_all(batch, &e);
@@ -337,10 +359,17 @@ fn copy_error(error: &StoreError) -> StoreError {
     }
 }
 
-/// Starts a write transaction that commits with immediate durability.
-fn write_txn(db: &Database) -> Result<WriteTransaction, StoreError> {
+/// Starts a write transaction that commits with immediate durability, or,
+/// when no operation in it needs that, with none (made durable by the next
+/// immediate commit).
+fn write_txn(db: &Database, durable: bool) -> Result<WriteTransaction, StoreError> {
     let mut txn = db.begin_write().db()?;
-    txn.set_durability(Durability::Immediate).db()?;
+    let level = if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    };
+    txn.set_durability(level).db()?;
     Ok(txn)
 }
 
@@ -639,6 +668,11 @@ impl RevocationStore for RedbStore {
     }
 }
 
+/// Replay keys are written without their own fsync: the issuer never acts on
+/// an accepted key (issues a token, records a revocation) without a durable
+/// write of its own, and redb makes the key durable with that commit. If the
+/// process dies before, nothing was issued for the key, so accepting it again
+/// after a restart still issues at most one token per key.
 #[async_trait]
 impl ReplayCache for RedbStore {
     async fn insert_once(
@@ -652,7 +686,7 @@ impl ReplayCache for RedbStore {
         }
         let key = key.to_owned();
         let (expires, now) = (micros(expires_at), micros(now));
-        self.write(move |txn, _| {
+        self.write_with(false, move |txn, _| {
             {
                 let mut replay = txn.open_table(REPLAY).db()?;
                 let existing = replay.get(key.as_str()).db()?.map(|v| v.value());
@@ -770,6 +804,7 @@ mod tests {
         };
         let job = Box::new(Pending {
             op,
+            durable: true,
             applied: None,
             reply,
         });
