@@ -86,6 +86,8 @@ pub mod jose;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod token;
+#[cfg(feature = "verifier")]
+pub mod verify;
 
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -6,11 +6,11 @@
 #[cfg(feature = "cli")]
 mod cli;
 #[cfg(feature = "server")]
+mod interop_biscuit_python;
+#[cfg(feature = "server")]
 mod interop_python;
 #[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "store")]
 mod store;
 mod token;
-#[cfg(feature = "server")]
-mod interop_biscuit_python;
