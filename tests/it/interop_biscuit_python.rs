@@ -50,39 +50,10 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/attenuate.py")
 }
 
-/// The python to run the script with, or `None` (after a loud message) when
-/// it or biscuit-python is missing and not required.
+/// The python to run the script with, or `None` when it or biscuit-python is
+/// missing and not required.
 fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("TESSERA_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-        PathBuf::from,
-    );
-    let problem = match Command::new(&python)
-        .args(["-c", "import biscuit_auth"])
-        .output()
-    {
-        Ok(out) if out.status.success() => return Some(python),
-        Ok(out) => format!(
-            "{} cannot import biscuit_auth (biscuit-python): {}",
-            python.display(),
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        ),
-        Err(e) => format!("cannot run {}: {e}", python.display()),
-    };
-    let required = std::env::var("TESSERA_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "TESSERA_REQUIRE_PYTHON=1 but {problem}; run `bash scripts/python-env.sh` first"
-    );
-    eprintln!(
-        "\n*** SKIPPED: the biscuit-python interop test did not run: {problem}.\n\
-         *** Run `bash scripts/python-env.sh` to create .venv (or set TESSERA_PYTHON);\n\
-         *** set TESSERA_REQUIRE_PYTHON=1 to make this a failure.\n"
-    );
-    None
+    crate::python::python_with("biscuit_auth", "biscuit-python interop test")
 }
 
 /// A root key, the key set a verifier would hold, and a directory for the

@@ -30,40 +30,13 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/authlib_client.py")
 }
 
-/// The python to run the example with, or `None` (after a loud message) when
-/// it is missing and not required.
+/// The python to run the example with, or `None` when it is missing and not
+/// required.
 async fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("TESSERA_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-        PathBuf::from,
-    );
-    let problem = match tokio::process::Command::new(&python)
-        .args(["-c", "import authlib, joserfc, requests"])
-        .output()
-        .await
-    {
-        Ok(out) if out.status.success() => return Some(python),
-        Ok(out) => format!(
-            "{} cannot import authlib: {}",
-            python.display(),
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        ),
-        Err(e) => format!("cannot run {}: {e}", python.display()),
-    };
-    let required = std::env::var("TESSERA_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "TESSERA_REQUIRE_PYTHON=1 but {problem}; run `bash scripts/python-env.sh` first"
-    );
-    eprintln!(
-        "\n*** SKIPPED: the Python interop test did not run: {problem}.\n\
-         *** Run `bash scripts/python-env.sh` to create .venv (or set TESSERA_PYTHON);\n\
-         *** set TESSERA_REQUIRE_PYTHON=1 to make this a failure.\n"
-    );
-    None
+    crate::python::python_with(
+        "authlib, joserfc, requests",
+        "Python (Authlib) interop test",
+    )
 }
 
 /// An issuer serving on a loopback port, with one registered agent.

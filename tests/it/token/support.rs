@@ -126,3 +126,11 @@ pub fn authority_facts(token: &str) -> Vec<wire::RawFact> {
     let layout = wire::scan(&bytes, 32).unwrap();
     wire::block_facts(layout.payloads[0]).unwrap()
 }
+
+/// Proptest case count: `PROPTEST_CASES` when set, else `default`.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
