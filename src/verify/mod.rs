@@ -1,4 +1,7 @@
-//! The verifier for tool servers (issue 4, in progress): the pieces that
-//! exist so far.
+//! The verifier for tool servers: checks a presented token offline, with
+//! public keys only, and follows revocations with bounded staleness.
 
 pub mod revocations;
+pub mod view;
+
+pub use view::{FollowerStats, RevocationView};

@@ -121,6 +121,9 @@ pub enum RevocationSetError {
         /// The number of slots the table tried to grow to.
         wanted: usize,
     },
+    /// A writer panicked while holding the set; it can no longer be trusted.
+    #[error("the revocation set is poisoned by a panicked writer")]
+    Poisoned,
 }
 
 /// Revoked block ids, each with the expiry of its token. See the

@@ -16,3 +16,5 @@ mod server;
 #[cfg(feature = "store")]
 mod store;
 mod token;
+#[cfg(feature = "server")]
+mod verify;

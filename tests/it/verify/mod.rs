@@ -1,0 +1,1 @@
+//! The verifier: checks, followers, the axum layer, the MCP example.
