@@ -10,7 +10,7 @@ use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::chain::{walk, ChainError};
+use super::chain::{walk, Chain, ChainError};
 use super::keys::KeySet;
 use super::schema::date;
 use super::types::{Action, AgentId, Audience, Resource};
@@ -305,117 +305,200 @@ pub fn authorize_bytes(
     is_revoked: impl Fn(&[u8]) -> bool,
     limits: &Limits,
 ) -> Result<Grant, Denial> {
-    if bytes.len() > limits.max_token_bytes {
-        return Err(Denial::new(
-            DenyReason::TooLarge,
-            format!("token is larger than {} bytes", limits.max_token_bytes),
-        ));
-    }
-    let layout = scan(bytes, limits.max_blocks)?;
-    match layout.root_key_id {
-        Some(id) if keys.get(id).is_some() => {}
-        Some(id) => {
+    let verified = Verified::from_bytes(bytes, keys, limits)?;
+    verified.check_revocation(is_revoked)?;
+    verified.decide(req, limits)
+}
+
+/// A token whose size, root key, signatures and holder chain have been
+/// checked: everything about it that does not depend on the request, the
+/// time or revocations. A verifier may keep one (keyed by a hash of the
+/// token bytes) to skip signature work on the next presentation; every
+/// decision still goes through [`Verified::check_revocation`] and
+/// [`Verified::decide`].
+#[derive(Debug, Clone)]
+pub struct Verified {
+    biscuit: Biscuit,
+    payloads: Vec<Vec<u8>>,
+    third_party: Vec<bool>,
+    chain: Chain,
+    root_key_id: u32,
+    root_key: PublicKey,
+    revocation_ids: Vec<Vec<u8>>,
+}
+
+impl Verified {
+    /// Checks size and block count (before parsing), the root key id, every
+    /// signature and the holder chain.
+    pub fn from_bytes(bytes: &[u8], keys: &KeySet, limits: &Limits) -> Result<Self, Denial> {
+        if bytes.len() > limits.max_token_bytes {
             return Err(Denial::new(
-                DenyReason::UnknownKeyId,
-                format!("root key id {id} is not in the key set"),
-            ))
+                DenyReason::TooLarge,
+                format!("token is larger than {} bytes", limits.max_token_bytes),
+            ));
         }
-        None => {
+        let layout = scan(bytes, limits.max_blocks)?;
+        let (root_key_id, root_key) = match layout.root_key_id {
+            Some(id) => match keys.get(id) {
+                Some(key) => (id, *key),
+                None => {
+                    return Err(Denial::new(
+                        DenyReason::UnknownKeyId,
+                        format!("root key id {id} is not in the key set"),
+                    ))
+                }
+            },
+            None => {
+                return Err(Denial::new(
+                    DenyReason::UnknownKeyId,
+                    "token names no root key id",
+                ))
+            }
+        };
+        let biscuit = Biscuit::from(bytes, keys).map_err(|e| denial_from_biscuit(&e))?;
+        let external = biscuit.external_public_keys();
+        let chain = walk(&layout.payloads, &external)?;
+        Ok(Self {
+            third_party: external.iter().map(Option::is_some).collect(),
+            payloads: layout.payloads.iter().map(|p| p.to_vec()).collect(),
+            revocation_ids: biscuit.revocation_identifiers(),
+            biscuit,
+            chain,
+            root_key_id,
+            root_key,
+        })
+    }
+
+    /// The claims and hand-overs.
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// The root key id the token was verified with, and that key.
+    pub fn root_key(&self) -> (u32, &PublicKey) {
+        (self.root_key_id, &self.root_key)
+    }
+
+    /// Every block's revocation id, authority first.
+    pub fn revocation_ids(&self) -> &[Vec<u8>] {
+        &self.revocation_ids
+    }
+
+    /// Refuses the token if any block's revocation id is revoked.
+    pub fn check_revocation(&self, is_revoked: impl Fn(&[u8]) -> bool) -> Result<(), Denial> {
+        match self.revocation_ids.iter().position(|id| is_revoked(id)) {
+            Some(i) => Err(Denial::new(
+                DenyReason::Revoked,
+                format!(
+                    "block {i} is revoked ({})",
+                    hex::encode(&self.revocation_ids[i])
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `proven_key` is the final holder's key. `Ok(false)` for a
+    /// bearer token; a denial for a bound token without the holder's proof.
+    pub fn holder_proven(&self, proven_key: Option<&PublicKey>) -> Result<bool, Denial> {
+        match self.chain.holder() {
+            None => Ok(false),
+            Some(holder) if proven_key.is_some_and(|k| holder.matches(k)) => Ok(true),
+            Some(holder) => Err(Denial::new(
+                DenyReason::HolderNotProven,
+                match proven_key {
+                    None => format!("no proof of possession for {holder}"),
+                    Some(k) => format!("proof from {k}, but the holder is {holder}"),
+                },
+            )),
+        }
+    }
+
+    /// The decision for `req`: holder proof, the authority block's right
+    /// (matched in Rust), then the token's own checks in Datalog under
+    /// `limits`. Revocation is not looked at here: call
+    /// [`Self::check_revocation`] first.
+    pub fn decide(&self, req: &Request, limits: &Limits) -> Result<Grant, Denial> {
+        self.decide_with(req, &[], limits)
+    }
+
+    /// [`Self::decide`] with extra facts from the verifier (for example the
+    /// HTTP method), built with the builder API, never from source text.
+    pub fn decide_with(
+        &self,
+        req: &Request,
+        extra: &[builder::Fact],
+        limits: &Limits,
+    ) -> Result<Grant, Denial> {
+        let holder_proven = self.holder_proven(req.proven_key.as_ref())?;
+        let chain = &self.chain;
+        // Defense in depth, and a cheap early refusal: the authority block
+        // must grant this operation on this resource, whatever later blocks
+        // say.
+        let granted = chain.claims.rights.iter().any(|(action, pattern)| {
+            action == req.operation.as_str() && pattern.matches(req.resource.as_str())
+        });
+        if !granted {
             return Err(Denial::new(
-                DenyReason::UnknownKeyId,
-                "token names no root key id",
-            ))
+                DenyReason::OutOfScope,
+                format!(
+                    "the token grants no `{}` on this resource",
+                    req.operation.as_str()
+                ),
+            ));
         }
-    }
-    let biscuit = Biscuit::from(bytes, keys).map_err(|e| denial_from_biscuit(&e))?;
 
-    let revocation_ids = biscuit.revocation_identifiers();
-    if let Some(i) = revocation_ids.iter().position(|id| is_revoked(id)) {
-        return Err(Denial::new(
-            DenyReason::Revoked,
-            format!("block {i} is revoked ({})", hex::encode(&revocation_ids[i])),
-        ));
-    }
-
-    let chain = walk(&layout.payloads, &biscuit.external_public_keys())?;
-    let holder_proven = match chain.holder() {
-        None => false,
-        Some(holder) if req.proven_key.as_ref().is_some_and(|k| holder.matches(k)) => true,
-        Some(holder) => {
-            let detail = match &req.proven_key {
-                None => format!("no proof of possession for {holder}"),
-                Some(k) => format!("proof from {k}, but the holder is {holder}"),
-            };
-            return Err(Denial::new(DenyReason::HolderNotProven, detail));
+        let internal = |e: error::Token| Denial::new(DenyReason::Malformed, e.to_string());
+        let mut ab = AuthorizerBuilder::new()
+            .fact(builder::fact("time", &[date(round_up(req.now))]))
+            .and_then(|b| {
+                b.fact(builder::fact(
+                    "operation",
+                    &[builder::string(req.operation.as_str())],
+                ))
+            })
+            .and_then(|b| {
+                b.fact(builder::fact(
+                    "resource",
+                    &[builder::string(req.resource.as_str())],
+                ))
+            })
+            .map_err(internal)?;
+        if let Some(service) = &req.service {
+            ab = ab
+                .fact(builder::fact(
+                    "service",
+                    &[builder::string(service.as_str())],
+                ))
+                .map_err(internal)?;
         }
-    };
+        if holder_proven {
+            ab = ab
+                .fact(builder::fact("holder_proven", &[builder::boolean(true)]))
+                .map_err(internal)?;
+        }
+        for fact in extra {
+            ab = ab.fact(fact.clone()).map_err(internal)?;
+        }
+        let policy = POLICY.as_ref().map_err(|e| internal(e.clone()))?;
+        ab = ab.policy(policy.clone()).map_err(internal)?;
+        let mut authorizer = ab
+            .set_limits(limits.run_limits())
+            .build(&self.biscuit)
+            .map_err(|e| denial_from_biscuit(&e))?;
+        authorizer.authorize().map_err(|e| {
+            denial_with(&e, |block, check| {
+                let (b, c) = (usize::try_from(block).ok()?, usize::try_from(check).ok()?);
+                let payloads: Vec<&[u8]> = self.payloads.iter().map(Vec::as_slice).collect();
+                check_predicates(&payloads, &self.third_party, b, c).ok()
+            })
+        })?;
 
-    // Defense in depth, and a cheap early refusal: the authority block must
-    // grant this operation on this resource, whatever later blocks say.
-    let granted = chain.claims.rights.iter().any(|(action, pattern)| {
-        action == req.operation.as_str() && pattern.matches(req.resource.as_str())
-    });
-    if !granted {
-        return Err(Denial::new(
-            DenyReason::OutOfScope,
-            format!(
-                "the token grants no `{}` on this resource",
-                req.operation.as_str()
-            ),
-        ));
-    }
-
-    let internal = |e: error::Token| Denial::new(DenyReason::Malformed, e.to_string());
-    let mut ab = AuthorizerBuilder::new()
-        .fact(builder::fact("time", &[date(round_up(req.now))]))
-        .and_then(|b| {
-            b.fact(builder::fact(
-                "operation",
-                &[builder::string(req.operation.as_str())],
-            ))
+        Ok(Grant {
+            chain: chain.agents(),
+            token_id: chain.claims.token_id.clone(),
+            expires_at: chain.claims.expires_at,
+            revocation_ids: self.revocation_ids.iter().map(hex::encode).collect(),
         })
-        .and_then(|b| {
-            b.fact(builder::fact(
-                "resource",
-                &[builder::string(req.resource.as_str())],
-            ))
-        })
-        .map_err(internal)?;
-    if let Some(service) = &req.service {
-        ab = ab
-            .fact(builder::fact(
-                "service",
-                &[builder::string(service.as_str())],
-            ))
-            .map_err(internal)?;
     }
-    if holder_proven {
-        ab = ab
-            .fact(builder::fact("holder_proven", &[builder::boolean(true)]))
-            .map_err(internal)?;
-    }
-    let policy = POLICY.as_ref().map_err(|e| internal(e.clone()))?;
-    ab = ab.policy(policy.clone()).map_err(internal)?;
-    let mut authorizer = ab
-        .set_limits(limits.run_limits())
-        .build(&biscuit)
-        .map_err(|e| denial_from_biscuit(&e))?;
-    authorizer.authorize().map_err(|e| {
-        let third_party: Vec<bool> = biscuit
-            .external_public_keys()
-            .iter()
-            .map(Option::is_some)
-            .collect();
-        denial_with(&e, |block, check| {
-            let (b, c) = (usize::try_from(block).ok()?, usize::try_from(check).ok()?);
-            check_predicates(&layout.payloads, &third_party, b, c).ok()
-        })
-    })?;
-
-    Ok(Grant {
-        chain: chain.agents(),
-        token_id: chain.claims.token_id,
-        expires_at: chain.claims.expires_at,
-        revocation_ids: revocation_ids.iter().map(hex::encode).collect(),
-    })
 }

@@ -20,7 +20,9 @@ use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
 
 pub use attenuate::{attenuate, attenuate_with_rng, delegate, delegate_with_rng};
-pub use authorize::{authorize, authorize_bytes, Denial, DenyReason, Grant, Limits, Request};
+pub use authorize::{
+    authorize, authorize_bytes, Denial, DenyReason, Grant, Limits, Request, Verified,
+};
 pub use chain::{Chain, ChainError, Claims, HolderKey, Hop};
 pub use inspect::{inspect, BlockKind, BlockView, Inspection, RightView};
 pub use keys::{ed25519_private_key_pem, Jwk, Jwks, KeyError, KeySet, RootKeyPair};

@@ -1,7 +1,16 @@
 //! The verifier for tool servers: checks a presented token offline, with
 //! public keys only, and follows revocations with bounded staleness.
+//!
+//! See `docs/verifier.md` for a tool author's guide.
 
+#[cfg(feature = "verifier-axum")]
+pub mod layer;
 pub mod revocations;
+mod verifier;
 pub mod view;
 
+pub use verifier::{
+    Authenticated, BuildError, CheckRequest, Clock, Grant, KeySource, MemoryReplayGuard,
+    Presentation, Reason, Rejection, ReplayGuard, Revocations, Verifier, VerifierBuilder,
+};
 pub use view::{FollowerStats, RevocationView};

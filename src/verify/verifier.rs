@@ -1,0 +1,901 @@
+//! [`Verifier`]: one call per request decides whether a presented token
+//! allows an operation on a resource, offline, with public keys only.
+//!
+//! Order of a check, refusing at the first failure:
+//! 1. revocations stale (503) unless the operator allowed stale operation;
+//! 2. size of the presented token, before decoding;
+//! 3. the token: root key id, signatures, holder chain (skipped when the
+//!    same token bytes were verified before, see "Caches");
+//! 4. revocation of any block, against the follower's view;
+//! 5. the DPoP proof (RFC 9449) when one is presented: header, signature,
+//!    `htm`, `htu`, `iat` within the skew, `ath`; the proof's key must be
+//!    the final holder's key; then its `jti` is accepted once;
+//! 6. expiry, audience and scope: the token's own checks in Datalog with
+//!    the request's facts, under explicit run limits.
+//!
+//! # Caches
+//! Tokens whose signatures and chain verified are kept by SHA-256 of the
+//! token text, with the root key they verified under (a key dropped from
+//! the key set invalidates them). Decisions are remembered per token for the
+//! exact question asked: operation, resource, whether the holder was proven,
+//! and the whole second of the request time (the token's checks compare
+//! whole seconds, so within one second the Datalog answer cannot change).
+//! Revocation and staleness are looked at on every call, before any
+//! remembered answer. Requests carrying extra facts are always evaluated.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use biscuit_auth::builder::{self, Fact};
+use biscuit_auth::PublicKey;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::view::RevocationView;
+use crate::jose::{self, DpopRules};
+use crate::token::{
+    self, Action, AgentId, Audience, Denial, DenyReason, InvalidInput, KeySet, Limits, Resource,
+    Verified,
+};
+
+/// Where the root public keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A fixed key set.
+    Keys(KeySet),
+    /// A JWKS document on disk, read again on an unknown `kid`.
+    JwksFile(PathBuf),
+    /// A JWKS document over HTTP(S) (for example the issuer's
+    /// `/.well-known/jwks.json`), fetched again on an unknown `kid`.
+    JwksUrl(String),
+}
+
+/// Where revocations come from. There is no default: a verifier that does
+/// not follow revocations must say so with [`Revocations::Unchecked`].
+#[derive(Debug, Clone)]
+pub enum Revocations {
+    /// A view kept current by a follower the caller runs.
+    View(Arc<RevocationView>),
+    /// Do not consult revocations (tests, offline tools). Revoked tokens
+    /// are accepted until they expire.
+    Unchecked,
+}
+
+/// A caller-supplied replay cache for DPoP `jti`s, for example one shared
+/// by several instances of a tool server.
+pub trait ReplayGuard: Send + Sync + fmt::Debug {
+    /// Records `key` until `until`; `Some(true)` the first time,
+    /// `Some(false)` for a replay, `None` when the cache cannot answer
+    /// (full or unreachable), which the verifier treats as a refusal.
+    fn insert_once(&self, key: [u8; 32], until: DateTime<Utc>, now: DateTime<Utc>)
+        -> Option<bool>;
+}
+
+/// The default [`ReplayGuard`]: in memory, bounded.
+#[derive(Debug)]
+pub struct MemoryReplayGuard {
+    seen: Mutex<HashMap<[u8; 32], i64>>,
+    capacity: usize,
+}
+
+impl MemoryReplayGuard {
+    /// Holds at most `capacity` unexpired proofs.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            seen: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+}
+
+impl ReplayGuard for MemoryReplayGuard {
+    fn insert_once(
+        &self,
+        key: [u8; 32],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<bool> {
+        let mut seen = self.seen.lock().ok()?;
+        let now = now.timestamp();
+        if let Some(&exp) = seen.get(&key) {
+            if exp >= now {
+                return Some(false);
+            }
+        }
+        if seen.len() >= self.capacity {
+            seen.retain(|_, exp| *exp >= now);
+            if seen.len() >= self.capacity {
+                return None;
+            }
+        }
+        seen.insert(key, until.timestamp());
+        Some(true)
+    }
+}
+
+/// Why a presentation was refused. Each reason maps to one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// No token was presented.
+    MissingToken,
+    /// Not base64, not a Biscuit, or not a Tessera token.
+    Malformed,
+    /// A signature does not verify.
+    BadSignature,
+    /// The token names a root key id that the key set does not hold, even
+    /// after fetching the key set again.
+    UnknownKeyId,
+    /// Past its expiry.
+    Expired,
+    /// A block of the token is revoked.
+    Revoked,
+    /// The token is for another tool server.
+    WrongAudience,
+    /// The token does not allow this operation on this resource.
+    OutOfScope,
+    /// The token is bound and the final holder's key was not proven.
+    HolderNotProven,
+    /// A delegation block is not signed by the holder it claims.
+    InvalidDelegation,
+    /// Larger than the size or block limits.
+    TooLarge,
+    /// Datalog evaluation hit a run limit.
+    LimitsExceeded,
+    /// The DPoP proof is malformed, badly signed or does not match the
+    /// request or the token.
+    InvalidDpop,
+    /// The DPoP proof was already used.
+    ReplayedDpop,
+    /// The revocation view is older than the staleness bound.
+    Stale,
+    /// The DPoP replay cache cannot take more proofs.
+    Overloaded,
+}
+
+impl Reason {
+    /// A stable snake_case code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::Malformed => "malformed",
+            Self::BadSignature => "bad_signature",
+            Self::UnknownKeyId => "unknown_key_id",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::WrongAudience => "wrong_audience",
+            Self::OutOfScope => "out_of_scope",
+            Self::HolderNotProven => "holder_not_proven",
+            Self::InvalidDelegation => "invalid_delegation",
+            Self::TooLarge => "too_large",
+            Self::LimitsExceeded => "limits_exceeded",
+            Self::InvalidDpop => "invalid_dpop",
+            Self::ReplayedDpop => "replayed_dpop",
+            Self::Stale => "stale",
+            Self::Overloaded => "overloaded",
+        }
+    }
+
+    /// The HTTP status: 403 for scope, 503 for stale revocations or a full
+    /// replay cache, 401 otherwise.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::OutOfScope => 403,
+            Self::Stale | Self::Overloaded => 503,
+            _ => 401,
+        }
+    }
+
+    /// The `error` code for `WWW-Authenticate` (RFC 6750 §3.1, RFC 9449
+    /// §7.1); `None` when there is none to give (no token presented; 503).
+    pub fn error_code(self) -> Option<&'static str> {
+        match self {
+            Self::MissingToken | Self::Stale | Self::Overloaded => None,
+            Self::OutOfScope => Some("insufficient_scope"),
+            Self::InvalidDpop | Self::ReplayedDpop => Some("invalid_dpop_proof"),
+            _ => Some("invalid_token"),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<DenyReason> for Reason {
+    fn from(r: DenyReason) -> Self {
+        match r {
+            DenyReason::Malformed => Self::Malformed,
+            DenyReason::BadSignature => Self::BadSignature,
+            DenyReason::UnknownKeyId => Self::UnknownKeyId,
+            DenyReason::Expired => Self::Expired,
+            DenyReason::Revoked => Self::Revoked,
+            DenyReason::WrongAudience => Self::WrongAudience,
+            DenyReason::OutOfScope => Self::OutOfScope,
+            DenyReason::HolderNotProven => Self::HolderNotProven,
+            DenyReason::InvalidDelegation => Self::InvalidDelegation,
+            DenyReason::TooLarge => Self::TooLarge,
+            DenyReason::LimitsExceeded => Self::LimitsExceeded,
+        }
+    }
+}
+
+/// A refusal: the typed reason and a one-line detail (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct Rejection {
+    /// The typed reason.
+    pub reason: Reason,
+    /// What exactly failed, for logs and operators.
+    pub detail: String,
+}
+
+impl Rejection {
+    pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<Denial> for Rejection {
+    fn from(d: Denial) -> Self {
+        Self::new(d.reason.into(), d.detail)
+    }
+}
+
+/// What the caller presented: the token, an optional DPoP proof, and the
+/// HTTP method and URL the proof must match.
+#[derive(Debug, Clone, Copy)]
+pub struct Presentation<'a> {
+    /// The token text (base64url).
+    pub token: &'a str,
+    /// The `DPoP` header, if any.
+    pub dpop: Option<&'a str>,
+    /// The request method.
+    pub method: &'a str,
+    /// The request URL as the client addressed it (scheme, host, path).
+    pub url: &'a str,
+}
+
+impl<'a> Presentation<'a> {
+    /// A bearer presentation (no proof of possession).
+    pub fn bearer(token: &'a str) -> Self {
+        Self {
+            token,
+            dpop: None,
+            method: "",
+            url: "",
+        }
+    }
+}
+
+/// What the call does: the operation, the resource, and extra facts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckRequest {
+    /// The operation (for an MCP server, the tool name).
+    pub operation: Action,
+    /// The resource it acts on.
+    pub resource: Resource,
+    /// Extra facts for the token's checks, built with the builder API.
+    pub facts: Vec<Fact>,
+}
+
+impl CheckRequest {
+    /// Validates the operation and resource.
+    pub fn new(operation: &str, resource: &str) -> Result<Self, InvalidInput> {
+        Ok(Self {
+            operation: Action::parse(operation)?,
+            resource: Resource::parse(resource)?,
+            facts: Vec::new(),
+        })
+    }
+
+    /// Adds a fact `name(value, …)` of string terms (values are parameters,
+    /// never source text).
+    pub fn with_fact(mut self, name: &str, values: &[&str]) -> Self {
+        let terms: Vec<_> = values.iter().map(|v| builder::string(v)).collect();
+        self.facts.push(builder::fact(name, &terms));
+        self
+    }
+}
+
+/// An allowed call: who acted, through whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    /// The agent the token was issued to.
+    pub agent: AgentId,
+    /// The person the agent acts for, when the token names one. Schema v1
+    /// tokens name none (on-behalf-of tokens come with token exchange).
+    pub on_behalf_of: Option<String>,
+    /// The agents in order: the token's agent, then each sub-agent it was
+    /// delegated to. The last one is acting.
+    pub chain: Vec<AgentId>,
+    /// The token id.
+    pub token_id: String,
+    /// When the token expires.
+    pub expires_at: DateTime<Utc>,
+    /// Whether the final holder proved possession of its key (DPoP).
+    pub holder_proven: bool,
+}
+
+impl Grant {
+    /// The agent presenting the token.
+    pub fn acting(&self) -> &AgentId {
+        self.chain.last().unwrap_or(&self.agent)
+    }
+}
+
+/// A presentation whose token and proof were checked, awaiting the scope
+/// decision ([`Verifier::authorize`]): what an axum layer hands to a handler
+/// that knows the operation only after reading the body.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    entry: Arc<Entry>,
+    proven_key: Option<PublicKey>,
+}
+
+impl Authenticated {
+    /// The agents in order, as in [`Grant::chain`].
+    pub fn chain(&self) -> Vec<AgentId> {
+        self.entry.verified.chain().agents()
+    }
+
+    /// The token id.
+    pub fn token_id(&self) -> &str {
+        &self.entry.verified.chain().claims.token_id
+    }
+}
+
+/// A verified token and the decisions remembered for it.
+#[derive(Debug)]
+struct Entry {
+    verified: Verified,
+    memo: Mutex<Vec<(MemoKey, Result<token::Grant, Denial>)>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MemoKey {
+    operation: String,
+    resource: String,
+    holder_proven: bool,
+    second: i64,
+}
+
+const MEMO_PER_TOKEN: usize = 8;
+
+/// The clock a verifier reads.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+#[allow(clippy::disallowed_methods)] // the verifier's edge: the one place it reads the wall clock
+fn system_clock() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// Why a verifier could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A required setting is missing.
+    #[error("{0}")]
+    Missing(&'static str),
+    /// A setting is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The key set could not be loaded.
+    #[error("cannot load the key set: {0}")]
+    Keys(String),
+}
+
+/// Settings for a [`Verifier`]; see [`Verifier::builder`].
+pub struct VerifierBuilder {
+    service: String,
+    keys: Option<KeySource>,
+    revocations: Option<Revocations>,
+    max_staleness: Duration,
+    allow_stale: bool,
+    skew: Duration,
+    limits: Limits,
+    refetch_interval: Duration,
+    replay: Option<Arc<dyn ReplayGuard>>,
+    cache_capacity: usize,
+    clock: Clock,
+    http: Option<reqwest::Client>,
+}
+
+impl fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder")
+            .field("service", &self.service)
+            .field("keys", &self.keys)
+            .field("max_staleness", &self.max_staleness)
+            .field("allow_stale", &self.allow_stale)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifierBuilder {
+    /// The root public keys (required).
+    pub fn keys(mut self, source: KeySource) -> Self {
+        self.keys = Some(source);
+        self
+    }
+
+    /// The revocation source (required; see [`Revocations::Unchecked`]).
+    pub fn revocations(mut self, source: Revocations) -> Self {
+        self.revocations = Some(source);
+        self
+    }
+
+    /// Deny every check once the revocation view has not been confirmed
+    /// current for longer than this (default 5 s).
+    pub fn max_staleness(mut self, bound: Duration) -> Self {
+        self.max_staleness = bound;
+        self
+    }
+
+    /// Keep allowing requests when revocations are stale (logged once per
+    /// check as a warning). Off by default: stale means 503.
+    pub fn allow_stale(mut self, allow: bool) -> Self {
+        self.allow_stale = allow;
+        self
+    }
+
+    /// Accepted clock difference for DPoP `iat` (default 60 s); proofs are
+    /// remembered for twice this long.
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.skew = skew;
+        self
+    }
+
+    /// Size, block-count and Datalog run limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// An unknown `kid` fetches the key set again at most once per this
+    /// interval (default 30 s).
+    pub fn refetch_interval(mut self, interval: Duration) -> Self {
+        self.refetch_interval = interval;
+        self
+    }
+
+    /// The DPoP replay cache (default: in memory, 1,000,000 proofs).
+    pub fn replay_guard(mut self, guard: Arc<dyn ReplayGuard>) -> Self {
+        self.replay = Some(guard);
+        self
+    }
+
+    /// How many verified tokens to keep (default 10,000; 0 disables).
+    pub fn cache_capacity(mut self, n: usize) -> Self {
+        self.cache_capacity = n;
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The HTTP client used to fetch a JWKS URL.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Loads the key set and returns the verifier.
+    pub async fn build(self) -> Result<Verifier, BuildError> {
+        let service = Audience::parse(&self.service)
+            .map_err(|e| BuildError::Invalid(format!("service URI: {e}")))?;
+        let source = self.keys.ok_or(BuildError::Missing(
+            "no key source: give keys, a JWKS file or a JWKS URL",
+        ))?;
+        let revocations = self.revocations.ok_or(BuildError::Missing(
+            "no revocation source: follow the issuer's feed, or say Revocations::Unchecked",
+        ))?;
+        let http = match self.http {
+            Some(c) => c,
+            None => reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| BuildError::Invalid(format!("HTTP client: {e}")))?,
+        };
+        let keys = load_keys(&source, &http)
+            .await
+            .map_err(BuildError::Keys)?;
+        let view = match revocations {
+            Revocations::View(v) => Some(v),
+            Revocations::Unchecked => None,
+        };
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                service,
+                keys: RwLock::new(Arc::new(keys)),
+                source,
+                last_fetch: Mutex::new(None),
+                refetch_interval: self.refetch_interval,
+                view,
+                max_staleness: self.max_staleness,
+                allow_stale: self.allow_stale,
+                skew: self.skew,
+                limits: self.limits,
+                replay: self
+                    .replay
+                    .unwrap_or_else(|| Arc::new(MemoryReplayGuard::new(1_000_000))),
+                cache: RwLock::new(HashMap::new()),
+                cache_capacity: self.cache_capacity,
+                clock: self.clock,
+                http,
+            }),
+        })
+    }
+}
+
+/// Reads or fetches a JWKS document.
+async fn load_keys(source: &KeySource, http: &reqwest::Client) -> Result<KeySet, String> {
+    const MAX_JWKS: usize = 256 * 1024;
+    match source {
+        KeySource::Keys(k) => Ok(k.clone()),
+        KeySource::JwksFile(path) => {
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            KeySet::from_jwks_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        KeySource::JwksUrl(url) => {
+            let resp = http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("{url}: HTTP {}", resp.status().as_u16()));
+            }
+            if resp.content_length().is_some_and(|n| n > MAX_JWKS as u64) {
+                return Err(format!("{url}: the document is larger than {MAX_JWKS} bytes"));
+            }
+            let body = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+            if body.len() > MAX_JWKS {
+                return Err(format!("{url}: the document is larger than {MAX_JWKS} bytes"));
+            }
+            let text = std::str::from_utf8(&body).map_err(|_| format!("{url}: not UTF-8"))?;
+            KeySet::from_jwks_json(text).map_err(|e| format!("{url}: {e}"))
+        }
+    }
+}
+
+struct Inner {
+    service: Audience,
+    keys: RwLock<Arc<KeySet>>,
+    source: KeySource,
+    last_fetch: Mutex<Option<Instant>>,
+    refetch_interval: Duration,
+    view: Option<Arc<RevocationView>>,
+    max_staleness: Duration,
+    allow_stale: bool,
+    skew: Duration,
+    limits: Limits,
+    replay: Arc<dyn ReplayGuard>,
+    cache: RwLock<HashMap<[u8; 32], Arc<Entry>>>,
+    cache_capacity: usize,
+    clock: Clock,
+    http: reqwest::Client,
+}
+
+/// Checks presented tokens; cheap to clone and share between tasks.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("service", &self.inner.service.as_str())
+            .field("follows_revocations", &self.inner.view.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// Starts the settings of a verifier for the tool server whose
+    /// canonical URI (its audience) is `service`.
+    pub fn builder(service: &str) -> VerifierBuilder {
+        VerifierBuilder {
+            service: service.to_owned(),
+            keys: None,
+            revocations: None,
+            max_staleness: Duration::from_secs(5),
+            allow_stale: false,
+            skew: Duration::from_secs(60),
+            limits: Limits::default(),
+            refetch_interval: Duration::from_secs(30),
+            replay: None,
+            cache_capacity: 10_000,
+            clock: Arc::new(system_clock),
+            http: None,
+        }
+    }
+
+    /// This server's canonical URI.
+    pub fn service(&self) -> &str {
+        self.inner.service.as_str()
+    }
+
+    /// The revocation view this verifier reads, if it follows revocations.
+    pub fn revocations(&self) -> Option<&Arc<RevocationView>> {
+        self.inner.view.as_ref()
+    }
+
+    /// The limits in force (a layer checks header sizes against them).
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The current time, from the verifier's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.inner.clock)()
+    }
+
+    /// Decides whether `presentation` allows `request`, now.
+    pub async fn check(
+        &self,
+        presentation: &Presentation<'_>,
+        request: &CheckRequest,
+    ) -> Result<Grant, Rejection> {
+        let authenticated = self.authenticate(presentation).await?;
+        self.authorize(&authenticated, request)
+    }
+
+    /// Everything but the scope decision: staleness, size, signatures and
+    /// chain, revocation, the DPoP proof (its `jti` is spent here) and the
+    /// holder's proof.
+    pub async fn authenticate(
+        &self,
+        presentation: &Presentation<'_>,
+    ) -> Result<Authenticated, Rejection> {
+        let inner = &self.inner;
+        self.fresh()?;
+        let token = presentation.token.trim();
+        if token.is_empty() {
+            return Err(Rejection::new(Reason::MissingToken, "no token presented"));
+        }
+        let entry = match self.entry(token) {
+            Ok(e) => e,
+            Err(d) if d.reason == DenyReason::UnknownKeyId && self.refetch().await => {
+                self.entry(token)?
+            }
+            Err(d) => return Err(d.into()),
+        };
+        self.not_revoked(&entry)?;
+        let now = self.now();
+        let proven_key = match presentation.dpop {
+            None => None,
+            Some(proof) => {
+                let window = i64::try_from(inner.skew.as_secs()).unwrap_or(i64::MAX);
+                let proof = jose::verify_dpop(
+                    proof,
+                    &DpopRules {
+                        method: presentation.method,
+                        url: presentation.url,
+                        access_token: Some(token),
+                        now,
+                        window_secs: window,
+                    },
+                )
+                .map_err(|e| Rejection::new(Reason::InvalidDpop, e.to_string()))?;
+                let key = jose::to_biscuit_key(&proof.key)
+                    .map_err(|e| Rejection::new(Reason::InvalidDpop, e.to_string()))?;
+                // The holder first, so that proofs from anyone else never
+                // reach (or fill) the replay cache.
+                entry.verified.holder_proven(Some(&key))?;
+                let mut h = Sha256::new();
+                h.update(proof.jkt.as_bytes());
+                h.update([0]);
+                h.update(proof.jti.as_bytes());
+                let until = DateTime::from_timestamp(proof.iat.saturating_add(window), 0)
+                    .unwrap_or(now);
+                match inner.replay.insert_once(h.finalize().into(), until, now) {
+                    Some(true) => {}
+                    Some(false) => {
+                        return Err(Rejection::new(
+                            Reason::ReplayedDpop,
+                            "this DPoP proof (jti) was already used",
+                        ))
+                    }
+                    None => {
+                        return Err(Rejection::new(
+                            Reason::Overloaded,
+                            "the DPoP replay cache is full",
+                        ))
+                    }
+                }
+                Some(key)
+            }
+        };
+        entry.verified.holder_proven(proven_key.as_ref())?;
+        Ok(Authenticated { entry, proven_key })
+    }
+
+    /// The scope decision for an authenticated presentation. Staleness and
+    /// revocation are looked at again (the view may have moved since).
+    pub fn authorize(
+        &self,
+        authenticated: &Authenticated,
+        request: &CheckRequest,
+    ) -> Result<Grant, Rejection> {
+        let inner = &self.inner;
+        self.fresh()?;
+        let entry = &authenticated.entry;
+        self.not_revoked(entry)?;
+        let now = self.now();
+        let verified = &entry.verified;
+        let req = token::Request {
+            operation: request.operation.clone(),
+            resource: request.resource.clone(),
+            service: Some(inner.service.clone()),
+            now,
+            proven_key: authenticated.proven_key,
+        };
+        let holder_proven = verified.holder_proven(req.proven_key.as_ref())?;
+        let outcome = if request.facts.is_empty() {
+            let key = MemoKey {
+                operation: request.operation.as_str().to_owned(),
+                resource: request.resource.as_str().to_owned(),
+                holder_proven,
+                second: now.timestamp() + i64::from(now.timestamp_subsec_nanos() > 0),
+            };
+            let remembered = entry.memo.lock().ok().and_then(|memo| {
+                memo.iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, outcome)| outcome.clone())
+            });
+            match remembered {
+                Some(outcome) => outcome,
+                None => {
+                    let outcome = verified.decide(&req, &inner.limits);
+                    if let Ok(mut memo) = entry.memo.lock() {
+                        if memo.len() >= MEMO_PER_TOKEN {
+                            let _evicted = memo.remove(0);
+                        }
+                        memo.push((key, outcome.clone()));
+                    }
+                    outcome
+                }
+            }
+        } else {
+            verified.decide_with(&req, &request.facts, &inner.limits)
+        };
+        let grant = outcome?;
+        let agent = grant
+            .chain
+            .first()
+            .cloned()
+            .ok_or_else(|| Rejection::new(Reason::Malformed, "the token names no agent"))?;
+        Ok(Grant {
+            agent,
+            on_behalf_of: None,
+            chain: grant.chain,
+            token_id: grant.token_id,
+            expires_at: grant.expires_at,
+            holder_proven,
+        })
+    }
+
+    fn fresh(&self) -> Result<(), Rejection> {
+        let inner = &self.inner;
+        let Some(view) = &inner.view else {
+            return Ok(());
+        };
+        if inner.allow_stale {
+            return Ok(());
+        }
+        match view.staleness() {
+            Some(lag) if lag <= inner.max_staleness => Ok(()),
+            Some(lag) => Err(Rejection::new(
+                Reason::Stale,
+                format!(
+                    "revocations were last confirmed {} ms ago (bound {} ms)",
+                    lag.as_millis(),
+                    inner.max_staleness.as_millis()
+                ),
+            )),
+            None => Err(Rejection::new(
+                Reason::Stale,
+                "revocations have not been loaded yet",
+            )),
+        }
+    }
+
+    fn not_revoked(&self, entry: &Entry) -> Result<(), Rejection> {
+        match &self.inner.view {
+            Some(view) => Ok(entry
+                .verified
+                .check_revocation(|id| view.contains(id))?),
+            None => Ok(()),
+        }
+    }
+
+    /// The verified token for `token`, from the cache or verified now.
+    fn entry(&self, token: &str) -> Result<Arc<Entry>, Denial> {
+        let inner = &self.inner;
+        let keys = inner
+            .keys
+            .read()
+            .map(|k| Arc::clone(&k))
+            .map_err(|_| Denial::new(DenyReason::UnknownKeyId, "the key set is unavailable"))?;
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if inner.cache_capacity > 0 {
+            let hit = inner.cache.read().ok().and_then(|c| c.get(&hash).cloned());
+            if let Some(entry) = hit {
+                let (id, key) = entry.verified.root_key();
+                if keys.get(id) == Some(key) {
+                    return Ok(entry);
+                }
+            }
+        }
+        let bytes = token::decode(token, &inner.limits).map_err(Denial::from)?;
+        let verified = Verified::from_bytes(&bytes, &keys, &inner.limits)?;
+        let entry = Arc::new(Entry {
+            verified,
+            memo: Mutex::new(Vec::new()),
+        });
+        if inner.cache_capacity > 0 {
+            if let Ok(mut cache) = inner.cache.write() {
+                if cache.len() >= inner.cache_capacity {
+                    let now = self.now();
+                    cache.retain(|_, e| e.verified.chain().claims.expires_at >= now);
+                    while cache.len() >= inner.cache_capacity {
+                        let Some(k) = cache.keys().next().copied() else {
+                            break;
+                        };
+                        cache.remove(&k);
+                    }
+                }
+                cache.insert(hash, Arc::clone(&entry));
+            }
+        }
+        Ok(entry)
+    }
+
+    /// Fetches the key set again, at most once per interval; whether it
+    /// changed.
+    async fn refetch(&self) -> bool {
+        let inner = &self.inner;
+        if matches!(inner.source, KeySource::Keys(_)) {
+            return false;
+        }
+        {
+            let Ok(mut last) = inner.last_fetch.lock() else {
+                return false;
+            };
+            if last.is_some_and(|t| t.elapsed() < inner.refetch_interval) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match load_keys(&inner.source, &inner.http).await {
+            Ok(keys) => match inner.keys.write() {
+                Ok(mut slot) => {
+                    let changed = **slot != keys;
+                    *slot = Arc::new(keys);
+                    changed
+                }
+                Err(_) => false,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "key set refetch failed; keeping the cached keys");
+                false
+            }
+        }
+    }
+}
