@@ -56,6 +56,10 @@ pub enum AdminCommand {
         /// Lifetime.
         #[arg(long, value_name = "DURATION", default_value = "1h")]
         ttl: Lifetime,
+        /// A read-only token for the revocation feed (`GET /v1/revocations`),
+        /// for verifiers that follow it over HTTP, instead of an admin token.
+        #[arg(long)]
+        feed: bool,
     },
 }
 
@@ -214,6 +218,7 @@ pub fn admin_token(cmd: AdminCommand) -> Result<(), Failure> {
         root_key,
         root_key_id,
         ttl,
+        feed,
     } = cmd;
     let root = match (data_dir, root_key) {
         (Some(dir), _) => {
@@ -224,7 +229,11 @@ pub fn admin_token(cmd: AdminCommand) -> Result<(), Failure> {
         (None, Some(file)) => RootKeyPair::new(root_key_id, read_key_pair(&file)?),
         (None, None) => return Err(Failure::new("give --data-dir or --root-key")),
     };
-    let cap = admin::admin_capability(ttl)?;
+    let cap = if feed {
+        admin::feed_capability(ttl)?
+    } else {
+        admin::admin_capability(ttl)?
+    };
     let minted = token::mint(&cap, &root, now())?;
     emit(&format!("{}\n", minted.token))
 }

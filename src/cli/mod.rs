@@ -14,6 +14,8 @@ use clap::{Args, Parser, Subcommand};
 
 #[cfg(feature = "server")]
 mod issuer;
+#[cfg(feature = "verifier")]
+mod verifier;
 
 use crate::token::{
     self, parse_duration, parse_public_key, Action, AgentId, Audience, Capability, KeySet,
@@ -198,7 +200,32 @@ struct VerifyArgs {
     token: String,
     /// Root keys: a JWKS file, `ed25519/<hex>` (key id 0), or `ID:ed25519/<hex>`.
     #[arg(long, value_name = "FILE|PUBKEY")]
-    keys: String,
+    keys: Option<String>,
+    /// Root keys from a JWKS document: a file, or an http(s) URL fetched
+    /// (and fetched again on an unknown key id). Checks with the Verifier.
+    #[cfg(feature = "verifier")]
+    #[arg(long, value_name = "FILE|URL")]
+    jwks: Option<String>,
+    /// The issuer's URL: its JWKS unless --keys or --jwks is given, and its
+    /// revocation feed when --feed-token is given. Checks with the Verifier.
+    #[cfg(feature = "verifier")]
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
+    /// Read-only feed token (`tessera admin token --feed`) to follow the
+    /// issuer's revocations over HTTP.
+    #[cfg(feature = "verifier")]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TESSERA_FEED_TOKEN",
+        hide_env_values = true
+    )]
+    feed_token: Option<String>,
+    /// Follow revocations from the issuer's Redis (the stream
+    /// `tessera:revocations`). Checks with the Verifier.
+    #[cfg(feature = "verifier")]
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
     /// The action requested.
     #[arg(long, value_name = "ACTION")]
     operation: Action,
@@ -393,8 +420,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
+    #[cfg(feature = "verifier")]
+    if args.jwks.is_some() || args.issuer.is_some() || args.redis_url.is_some() {
+        return verifier::verify(args, limits);
+    }
     let t = read_token(&args.token)?;
-    let keys = read_keys(&args.keys)?;
+    let keys = read_keys(
+        args.keys
+            .as_deref()
+            .ok_or_else(|| Failure::new("give --keys (or --jwks / --issuer)"))?,
+    )?;
     let proven_key = match &args.holder_key {
         Some(path) => Some(read_key_pair(path)?.public()),
         None => None,
@@ -422,19 +457,13 @@ fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
             if args.json {
                 emit(&format!("{}\n", to_json(&grant)?))?;
             } else {
-                let chain = grant
-                    .chain
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" -> ");
-                emit(&format!(
-                    "allowed: {chain} may {} on {:?} (token {}, expires {})\n",
-                    req.operation,
-                    req.resource.as_str(),
-                    grant.token_id,
-                    grant.expires_at.to_rfc3339()
-                ))?;
+                emit_allowed(
+                    &grant.chain,
+                    &req.operation,
+                    &req.resource,
+                    &grant.token_id,
+                    grant.expires_at,
+                )?;
             }
             Ok(())
         }
@@ -443,6 +472,26 @@ fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
             code: 1,
         }),
     }
+}
+
+/// The one line `token verify` prints for an allowed request.
+fn emit_allowed(
+    chain: &[AgentId],
+    operation: &Action,
+    resource: &Resource,
+    token_id: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let chain = chain
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" -> ");
+    emit(&format!(
+        "allowed: {chain} may {operation} on {:?} (token {token_id}, expires {})\n",
+        resource.as_str(),
+        expires_at.to_rfc3339()
+    ))
 }
 
 impl NarrowingArgs {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -25,6 +25,10 @@ use crate::token::{
 
 /// The action an admin token grants, on the resource prefix `/v1/`.
 pub const ADMIN_ACTION: &str = "tessera:admin";
+/// The action a feed token grants: reading the revocation feed, nothing else.
+pub const FEED_ACTION: &str = "tessera:feed";
+/// The one resource a feed token covers.
+pub const FEED_RESOURCE: &str = "/v1/revocations";
 /// The agent named in admin tokens.
 pub const ADMIN_AGENT: &str = "agent://tessera/operator";
 
@@ -40,7 +44,23 @@ pub fn admin_capability(lifetime: Lifetime) -> Result<token::Capability, token::
     })
 }
 
-/// Middleware: checks the admin token for every `/v1` request.
+/// The feed capability: `tessera:feed` on `/v1/revocations` only, for
+/// verifiers that follow revocations over HTTP (`GET /v1/revocations`)
+/// without holding an admin token.
+pub fn feed_capability(lifetime: Lifetime) -> Result<token::Capability, token::InvalidInput> {
+    Ok(token::Capability {
+        agent: AgentId::parse(ADMIN_AGENT)?,
+        action: Action::parse(FEED_ACTION)?,
+        resource: ResourcePattern::parse(FEED_RESOURCE)?,
+        audience: None,
+        lifetime,
+        holder_key: None,
+    })
+}
+
+/// Middleware: checks the admin token for every `/v1` request. Reading the
+/// revocation feed (`GET /v1/revocations`) also accepts a feed token
+/// ([`feed_capability`]); the rules are otherwise the same.
 pub async fn require_admin(
     State(state): State<AppState>,
     mut req: Request,
@@ -56,20 +76,28 @@ pub async fn require_admin(
         .to_owned();
     let now = state.now();
     let path = req.uri().path().to_owned();
-    let authz = AuthzRequest {
-        operation: Action::parse(ADMIN_ACTION).map_err(|e| ApiError::Internal(e.to_string()))?,
-        resource: Resource::parse(&path).map_err(|e| ApiError::bad_request(e.to_string()))?,
-        service: None,
-        now,
-        proven_key: None,
-    };
+    let reads_feed = req.method() == Method::GET && path == FEED_RESOURCE;
+    let resource = Resource::parse(&path).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let keys = state.ring().key_set(now);
-    let grant = token::authorize(&token, &keys, &authz, |_| false, &state.limits).map_err(|d| {
-        match d.reason {
-            token::DenyReason::OutOfScope => ApiError::Forbidden(d.to_string()),
-            _ => ApiError::Unauthenticated(d.to_string()),
-        }
-    })?;
+    let check = |action: &str| {
+        let authz = AuthzRequest {
+            operation: Action::parse(action).map_err(|e| ApiError::Internal(e.to_string()))?,
+            resource: resource.clone(),
+            service: None,
+            now,
+            proven_key: None,
+        };
+        token::authorize(&token, &keys, &authz, |_| false, &state.limits).map_err(|d| {
+            match d.reason {
+                token::DenyReason::OutOfScope => ApiError::Forbidden(d.to_string()),
+                _ => ApiError::Unauthenticated(d.to_string()),
+            }
+        })
+    };
+    let grant = match check(ADMIN_ACTION) {
+        Err(ApiError::Forbidden(_)) if reads_feed => check(FEED_ACTION)?,
+        other => other?,
+    };
     // Only the operator's own token, as minted from the root key: never an
     // agent's token (whatever its rights) and never a delegated one.
     if grant.chain.len() != 1 || grant.agent().map(AgentId::as_str) != Some(ADMIN_AGENT) {

@@ -401,14 +401,35 @@ impl Verified {
     /// Whether `proven_key` is the final holder's key. `Ok(false)` for a
     /// bearer token; a denial for a bound token without the holder's proof.
     pub fn holder_proven(&self, proven_key: Option<&PublicKey>) -> Result<bool, Denial> {
+        let ed25519 = |k: &PublicKey| {
+            k.algorithm() == biscuit_auth::format::schema::public_key::Algorithm::Ed25519
+        };
+        let bytes = proven_key
+            .filter(|k| ed25519(k))
+            .and_then(|k| <[u8; 32]>::try_from(k.to_bytes().as_slice()).ok());
+        match (proven_key, bytes, self.chain.holder()) {
+            (Some(_), None, Some(holder)) => Err(Denial::new(
+                DenyReason::HolderNotProven,
+                format!("proof from a key that is not Ed25519, but the holder is {holder}"),
+            )),
+            _ => self.holder_proven_by(bytes.as_ref()),
+        }
+    }
+
+    /// [`Self::holder_proven`] for a proven Ed25519 key given as its 32
+    /// bytes (as a DPoP proof's JWK carries it).
+    pub fn holder_proven_by(&self, proven_key: Option<&[u8; 32]>) -> Result<bool, Denial> {
         match self.chain.holder() {
             None => Ok(false),
-            Some(holder) if proven_key.is_some_and(|k| holder.matches(k)) => Ok(true),
+            Some(holder) if proven_key.is_some_and(|k| holder.matches_bytes(k)) => Ok(true),
             Some(holder) => Err(Denial::new(
                 DenyReason::HolderNotProven,
                 match proven_key {
                     None => format!("no proof of possession for {holder}"),
-                    Some(k) => format!("proof from {k}, but the holder is {holder}"),
+                    Some(k) => format!(
+                        "proof from ed25519/{}, but the holder is {holder}",
+                        hex::encode(k)
+                    ),
                 },
             )),
         }
@@ -431,6 +452,18 @@ impl Verified {
         limits: &Limits,
     ) -> Result<Grant, Denial> {
         let holder_proven = self.holder_proven(req.proven_key.as_ref())?;
+        self.decide_proven(req, holder_proven, extra, limits)
+    }
+
+    /// The decision, with the holder check already done by the caller
+    /// (`holder_proven` must come from [`Self::holder_proven_by`]).
+    pub(crate) fn decide_proven(
+        &self,
+        req: &Request,
+        holder_proven: bool,
+        extra: &[builder::Fact],
+        limits: &Limits,
+    ) -> Result<Grant, Denial> {
         let chain = &self.chain;
         // Defense in depth, and a cheap early refusal: the authority block
         // must grant this operation on this resource, whatever later blocks

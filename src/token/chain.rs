@@ -61,6 +61,11 @@ impl HolderKey {
         Ok(Self(bytes))
     }
 
+    /// Whether `bytes` are this Ed25519 key's 32 bytes.
+    pub fn matches_bytes(&self, bytes: &[u8; 32]) -> bool {
+        self.0 == *bytes
+    }
+
     /// Whether `key` is this Ed25519 key.
     pub fn matches(&self, key: &PublicKey) -> bool {
         key.algorithm() == biscuit_auth::format::schema::public_key::Algorithm::Ed25519

@@ -147,9 +147,11 @@ where
             let (mut parts, body) = req.into_parts();
             match layer.decide(&mut parts).await {
                 Ok(()) => inner.call(Request::from_parts(parts, body)).await,
-                Err((rejection, scheme)) => {
-                    Ok(rejection_response(&rejection, scheme, &layer.resource_metadata))
-                }
+                Err((rejection, scheme)) => Ok(rejection_response(
+                    &rejection,
+                    scheme,
+                    &layer.resource_metadata,
+                )),
             }
         })
     }
@@ -174,7 +176,10 @@ impl VerifyLayer {
         let dpop = match parts.headers.get_all("dpop").iter().collect::<Vec<_>>()[..] {
             [] => None,
             [one] if one.len() <= MAX_DPOP_HEADER => Some(one.to_str().map_err(|_| {
-                fail(Rejection::new(Reason::InvalidDpop, "the DPoP header is not ASCII"))
+                fail(Rejection::new(
+                    Reason::InvalidDpop,
+                    "the DPoP header is not ASCII",
+                ))
             })?),
             [_] => {
                 return Err(fail(Rejection::new(
@@ -233,7 +238,12 @@ fn credentials(headers: &HeaderMap, max_token_bytes: usize) -> Result<(Scheme, &
     let max_header = max_token_bytes.div_ceil(3) * 4 + 16;
     let values: Vec<&HeaderValue> = headers.get_all(header::AUTHORIZATION).iter().collect();
     let value = match values[..] {
-        [] => return Err(Rejection::new(Reason::MissingToken, "no Authorization header")),
+        [] => {
+            return Err(Rejection::new(
+                Reason::MissingToken,
+                "no Authorization header",
+            ))
+        }
         [one] => one,
         _ => {
             return Err(Rejection::new(
@@ -252,7 +262,10 @@ fn credentials(headers: &HeaderMap, max_token_bytes: usize) -> Result<(Scheme, &
         .to_str()
         .map_err(|_| Rejection::new(Reason::Malformed, "the Authorization header is not ASCII"))?;
     let (scheme, token) = text.split_once(' ').ok_or_else(|| {
-        Rejection::new(Reason::Malformed, "expected `Bearer <token>` or `DPoP <token>`")
+        Rejection::new(
+            Reason::Malformed,
+            "expected `Bearer <token>` or `DPoP <token>`",
+        )
     })?;
     let scheme = if scheme.eq_ignore_ascii_case("bearer") {
         Scheme::Bearer

@@ -30,7 +30,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use biscuit_auth::builder::{self, Fact};
-use biscuit_auth::PublicKey;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -60,6 +59,21 @@ pub enum KeySource {
 pub enum Revocations {
     /// A view kept current by a follower the caller runs.
     View(Arc<RevocationView>),
+    /// Follow the issuer's Redis stream (the verifier runs a
+    /// [`RedisFollower`](super::RedisFollower) with its defaults).
+    Redis {
+        /// `redis://…` of the issuer's Redis.
+        url: String,
+    },
+    /// Follow the issuer's feed over HTTP (the verifier runs an
+    /// [`HttpFollower`](super::HttpFollower)) with a read-only token from
+    /// `tessera admin token --feed`.
+    Issuer {
+        /// The issuer's base URL.
+        url: String,
+        /// The feed token (sent as a bearer token to the issuer only).
+        feed_token: String,
+    },
     /// Do not consult revocations (tests, offline tools). Revoked tokens
     /// are accepted until they expire.
     Unchecked,
@@ -71,8 +85,7 @@ pub trait ReplayGuard: Send + Sync + fmt::Debug {
     /// Records `key` until `until`; `Some(true)` the first time,
     /// `Some(false)` for a replay, `None` when the cache cannot answer
     /// (full or unreachable), which the verifier treats as a refusal.
-    fn insert_once(&self, key: [u8; 32], until: DateTime<Utc>, now: DateTime<Utc>)
-        -> Option<bool>;
+    fn insert_once(&self, key: [u8; 32], until: DateTime<Utc>, now: DateTime<Utc>) -> Option<bool>;
 }
 
 /// The default [`ReplayGuard`]: in memory, bounded.
@@ -93,12 +106,7 @@ impl MemoryReplayGuard {
 }
 
 impl ReplayGuard for MemoryReplayGuard {
-    fn insert_once(
-        &self,
-        key: [u8; 32],
-        until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Option<bool> {
+    fn insert_once(&self, key: [u8; 32], until: DateTime<Utc>, now: DateTime<Utc>) -> Option<bool> {
         let mut seen = self.seen.lock().ok()?;
         let now = now.timestamp();
         if let Some(&exp) = seen.get(&key) {
@@ -340,7 +348,7 @@ impl Grant {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     entry: Arc<Entry>,
-    proven_key: Option<PublicKey>,
+    proven_key: Option<[u8; 32]>,
 }
 
 impl Authenticated {
@@ -392,6 +400,9 @@ pub enum BuildError {
     /// The key set could not be loaded.
     #[error("cannot load the key set: {0}")]
     Keys(String),
+    /// The revocation follower could not start.
+    #[error("cannot follow revocations: {0}")]
+    Follow(#[from] super::FollowError),
 }
 
 /// Settings for a [`Verifier`]; see [`Verifier::builder`].
@@ -408,6 +419,7 @@ pub struct VerifierBuilder {
     cache_capacity: usize,
     clock: Clock,
     http: Option<reqwest::Client>,
+    audit: Option<Arc<super::AuditSink>>,
 }
 
 impl fmt::Debug for VerifierBuilder {
@@ -486,6 +498,13 @@ impl VerifierBuilder {
         self
     }
 
+    /// Record every decision (allowed or refused, with the chain) in the
+    /// issuer's audit stream, batched and off the request path.
+    pub fn audit(mut self, sink: Arc<super::AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
     /// The HTTP client used to fetch a JWKS URL.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
@@ -509,12 +528,20 @@ impl VerifierBuilder {
                 .build()
                 .map_err(|e| BuildError::Invalid(format!("HTTP client: {e}")))?,
         };
-        let keys = load_keys(&source, &http)
-            .await
-            .map_err(BuildError::Keys)?;
-        let view = match revocations {
-            Revocations::View(v) => Some(v),
-            Revocations::Unchecked => None,
+        let keys = load_keys(&source, &http).await.map_err(BuildError::Keys)?;
+        let (view, follower) = match revocations {
+            Revocations::View(v) => (Some(v), None),
+            Revocations::Redis { url } => {
+                let view = RevocationView::new();
+                let handle = super::RedisFollower::new(url).spawn(Arc::clone(&view))?;
+                (Some(view), Some(handle))
+            }
+            Revocations::Issuer { url, feed_token } => {
+                let view = RevocationView::new();
+                let handle = super::HttpFollower::new(url, feed_token).spawn(Arc::clone(&view))?;
+                (Some(view), Some(handle))
+            }
+            Revocations::Unchecked => (None, None),
         };
         Ok(Verifier {
             inner: Arc::new(Inner {
@@ -524,6 +551,7 @@ impl VerifierBuilder {
                 last_fetch: Mutex::new(None),
                 refetch_interval: self.refetch_interval,
                 view,
+                _follower: follower,
                 max_staleness: self.max_staleness,
                 allow_stale: self.allow_stale,
                 skew: self.skew,
@@ -535,6 +563,7 @@ impl VerifierBuilder {
                 cache_capacity: self.cache_capacity,
                 clock: self.clock,
                 http,
+                audit: self.audit,
             }),
         })
     }
@@ -561,11 +590,15 @@ async fn load_keys(source: &KeySource, http: &reqwest::Client) -> Result<KeySet,
                 return Err(format!("{url}: HTTP {}", resp.status().as_u16()));
             }
             if resp.content_length().is_some_and(|n| n > MAX_JWKS as u64) {
-                return Err(format!("{url}: the document is larger than {MAX_JWKS} bytes"));
+                return Err(format!(
+                    "{url}: the document is larger than {MAX_JWKS} bytes"
+                ));
             }
             let body = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
             if body.len() > MAX_JWKS {
-                return Err(format!("{url}: the document is larger than {MAX_JWKS} bytes"));
+                return Err(format!(
+                    "{url}: the document is larger than {MAX_JWKS} bytes"
+                ));
             }
             let text = std::str::from_utf8(&body).map_err(|_| format!("{url}: not UTF-8"))?;
             KeySet::from_jwks_json(text).map_err(|e| format!("{url}: {e}"))
@@ -580,6 +613,9 @@ struct Inner {
     last_fetch: Mutex<Option<Instant>>,
     refetch_interval: Duration,
     view: Option<Arc<RevocationView>>,
+    /// The follower the verifier started, stopped when the last clone of
+    /// the verifier is dropped.
+    _follower: Option<super::FollowerHandle>,
     max_staleness: Duration,
     allow_stale: bool,
     skew: Duration,
@@ -589,6 +625,7 @@ struct Inner {
     cache_capacity: usize,
     clock: Clock,
     http: reqwest::Client,
+    audit: Option<Arc<super::AuditSink>>,
 }
 
 /// Checks presented tokens; cheap to clone and share between tasks.
@@ -623,6 +660,7 @@ impl Verifier {
             cache_capacity: 10_000,
             clock: Arc::new(system_clock),
             http: None,
+            audit: None,
         }
     }
 
@@ -634,6 +672,28 @@ impl Verifier {
     /// The revocation view this verifier reads, if it follows revocations.
     pub fn revocations(&self) -> Option<&Arc<RevocationView>> {
         self.inner.view.as_ref()
+    }
+
+    /// Waits until the revocation view has been confirmed current (the
+    /// follower's first read), at most `timeout`; whether it was. A
+    /// verifier that does not follow revocations is always ready.
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        let Some(view) = &self.inner.view else {
+            return true;
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if view
+                .staleness()
+                .is_some_and(|lag| lag <= self.inner.max_staleness)
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The limits in force (a layer checks header sizes against them).
@@ -652,8 +712,45 @@ impl Verifier {
         presentation: &Presentation<'_>,
         request: &CheckRequest,
     ) -> Result<Grant, Rejection> {
-        let authenticated = self.authenticate(presentation).await?;
-        self.authorize(&authenticated, request)
+        match self.authenticate(presentation).await {
+            Ok(authenticated) => self.authorize(&authenticated, request),
+            Err(rejection) => {
+                self.record(None, request, Err(&rejection));
+                Err(rejection)
+            }
+        }
+    }
+
+    /// Sends the decision to the audit sink, if there is one.
+    fn record(
+        &self,
+        authenticated: Option<&Authenticated>,
+        request: &CheckRequest,
+        outcome: Result<&Grant, &Rejection>,
+    ) {
+        let Some(sink) = &self.inner.audit else {
+            return;
+        };
+        let chain: Vec<String> = match (outcome, authenticated) {
+            (Ok(g), _) => g.chain.iter().map(|a| a.as_str().to_owned()).collect(),
+            (Err(_), Some(a)) => a.chain().iter().map(|a| a.as_str().to_owned()).collect(),
+            (Err(_), None) => Vec::new(),
+        };
+        sink.record(super::DecisionAudit {
+            at: self.now(),
+            agent: chain.last().cloned(),
+            token_id: match (outcome, authenticated) {
+                (Ok(g), _) => Some(g.token_id.clone()),
+                (Err(_), Some(a)) => Some(a.token_id().to_owned()),
+                (Err(_), None) => None,
+            },
+            action: request.operation.as_str().to_owned(),
+            resource: request.resource.as_str().to_owned(),
+            granted: outcome.is_ok(),
+            reason: outcome.err().map(|r| r.reason.as_str().to_owned()),
+            chain,
+            remote_addr: None,
+        });
     }
 
     /// Everything but the scope decision: staleness, size, signatures and
@@ -693,17 +790,16 @@ impl Verifier {
                     },
                 )
                 .map_err(|e| Rejection::new(Reason::InvalidDpop, e.to_string()))?;
-                let key = jose::to_biscuit_key(&proof.key)
-                    .map_err(|e| Rejection::new(Reason::InvalidDpop, e.to_string()))?;
+                let key = proof.key.to_bytes();
                 // The holder first, so that proofs from anyone else never
                 // reach (or fill) the replay cache.
-                entry.verified.holder_proven(Some(&key))?;
+                entry.verified.holder_proven_by(Some(&key))?;
                 let mut h = Sha256::new();
                 h.update(proof.jkt.as_bytes());
                 h.update([0]);
                 h.update(proof.jti.as_bytes());
-                let until = DateTime::from_timestamp(proof.iat.saturating_add(window), 0)
-                    .unwrap_or(now);
+                let until =
+                    DateTime::from_timestamp(proof.iat.saturating_add(window), 0).unwrap_or(now);
                 match inner.replay.insert_once(h.finalize().into(), until, now) {
                     Some(true) => {}
                     Some(false) => {
@@ -722,13 +818,23 @@ impl Verifier {
                 Some(key)
             }
         };
-        entry.verified.holder_proven(proven_key.as_ref())?;
+        entry.verified.holder_proven_by(proven_key.as_ref())?;
         Ok(Authenticated { entry, proven_key })
     }
 
     /// The scope decision for an authenticated presentation. Staleness and
     /// revocation are looked at again (the view may have moved since).
     pub fn authorize(
+        &self,
+        authenticated: &Authenticated,
+        request: &CheckRequest,
+    ) -> Result<Grant, Rejection> {
+        let outcome = self.decide(authenticated, request);
+        self.record(Some(authenticated), request, outcome.as_ref());
+        outcome
+    }
+
+    fn decide(
         &self,
         authenticated: &Authenticated,
         request: &CheckRequest,
@@ -744,9 +850,9 @@ impl Verifier {
             resource: request.resource.clone(),
             service: Some(inner.service.clone()),
             now,
-            proven_key: authenticated.proven_key,
+            proven_key: None,
         };
-        let holder_proven = verified.holder_proven(req.proven_key.as_ref())?;
+        let holder_proven = verified.holder_proven_by(authenticated.proven_key.as_ref())?;
         let outcome = if request.facts.is_empty() {
             let key = MemoKey {
                 operation: request.operation.as_str().to_owned(),
@@ -762,7 +868,7 @@ impl Verifier {
             match remembered {
                 Some(outcome) => outcome,
                 None => {
-                    let outcome = verified.decide(&req, &inner.limits);
+                    let outcome = verified.decide_proven(&req, holder_proven, &[], &inner.limits);
                     if let Ok(mut memo) = entry.memo.lock() {
                         if memo.len() >= MEMO_PER_TOKEN {
                             let _evicted = memo.remove(0);
@@ -773,7 +879,7 @@ impl Verifier {
                 }
             }
         } else {
-            verified.decide_with(&req, &request.facts, &inner.limits)
+            verified.decide_proven(&req, holder_proven, &request.facts, &inner.limits)
         };
         let grant = outcome?;
         let agent = grant
@@ -818,9 +924,7 @@ impl Verifier {
 
     fn not_revoked(&self, entry: &Entry) -> Result<(), Rejection> {
         match &self.inner.view {
-            Some(view) => Ok(entry
-                .verified
-                .check_revocation(|id| view.contains(id))?),
+            Some(view) => Ok(entry.verified.check_revocation(|id| view.contains(id))?),
             None => Ok(()),
         }
     }

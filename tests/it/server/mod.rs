@@ -3,7 +3,7 @@
 //! binary for crash and SIGHUP behaviour.
 
 mod admin;
-mod helpers;
+pub(crate) mod helpers;
 mod oauth;
 mod process;
 mod redis;

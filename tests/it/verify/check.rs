@@ -33,7 +33,11 @@ impl TestClock {
     }
 }
 
-pub async fn verifier_with(keys: KeySource, revocations: Revocations, clock: &TestClock) -> Verifier {
+pub async fn verifier_with(
+    keys: KeySource,
+    revocations: Revocations,
+    clock: &TestClock,
+) -> Verifier {
     Verifier::builder(SERVICE)
         .keys(keys)
         .revocations(revocations)
@@ -101,7 +105,9 @@ async fn bearer_token_allows_its_one_right_and_names_the_agent() {
     let issuer = Issuer::new();
     let clock = TestClock::new();
     let (v, _) = verifier(&issuer, &clock).await;
-    let t = issuer.mint(&cap("read", "orders/*", Some(SERVICE), None)).token;
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), None))
+        .token;
     let g = v
         .check(&Presentation::bearer(&t), &request("read", "orders/7"))
         .await
@@ -111,8 +117,14 @@ async fn bearer_token_allows_its_one_right_and_names_the_agent() {
     assert!(!g.holder_proven);
     assert_eq!(g.on_behalf_of, None);
     let p = Presentation::bearer(&t);
-    assert_eq!(reason(&v, &p, &request("write", "orders/7")).await, Reason::OutOfScope);
-    assert_eq!(reason(&v, &p, &request("read", "users/7")).await, Reason::OutOfScope);
+    assert_eq!(
+        reason(&v, &p, &request("write", "orders/7")).await,
+        Reason::OutOfScope
+    );
+    assert_eq!(
+        reason(&v, &p, &request("read", "users/7")).await,
+        Reason::OutOfScope
+    );
     assert_eq!(Reason::OutOfScope.status(), 403);
 }
 
@@ -122,17 +134,36 @@ async fn other_audience_expiry_and_garbage_are_refused() {
     let clock = TestClock::new();
     let (v, _) = verifier(&issuer, &clock).await;
     let other = issuer
-        .mint(&cap("read", "orders/*", Some("https://other.example"), None))
+        .mint(&cap(
+            "read",
+            "orders/*",
+            Some("https://other.example"),
+            None,
+        ))
         .token;
     let r = request("read", "orders/7");
-    assert_eq!(reason(&v, &Presentation::bearer(&other), &r).await, Reason::WrongAudience);
-    let t = issuer.mint(&cap("read", "orders/*", Some(SERVICE), None)).token;
+    assert_eq!(
+        reason(&v, &Presentation::bearer(&other), &r).await,
+        Reason::WrongAudience
+    );
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), None))
+        .token;
     // Warm the caches, then move past the expiry: still refused.
     v.check(&Presentation::bearer(&t), &r).await.unwrap();
     clock.set(t0() + chrono::Duration::minutes(5) + chrono::Duration::milliseconds(1));
-    assert_eq!(reason(&v, &Presentation::bearer(&t), &r).await, Reason::Expired);
-    assert_eq!(reason(&v, &Presentation::bearer("!!!"), &r).await, Reason::Malformed);
-    assert_eq!(reason(&v, &Presentation::bearer(""), &r).await, Reason::MissingToken);
+    assert_eq!(
+        reason(&v, &Presentation::bearer(&t), &r).await,
+        Reason::Expired
+    );
+    assert_eq!(
+        reason(&v, &Presentation::bearer("!!!"), &r).await,
+        Reason::Malformed
+    );
+    assert_eq!(
+        reason(&v, &Presentation::bearer(""), &r).await,
+        Reason::MissingToken
+    );
 }
 
 #[tokio::test]
@@ -156,7 +187,9 @@ async fn a_revoked_branch_denies_only_that_branch() {
     let issuer = Issuer::new();
     let clock = TestClock::new();
     let (v, view) = verifier(&issuer, &clock).await;
-    let parent = issuer.mint(&cap("read", "orders/*", Some(SERVICE), None)).token;
+    let parent = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), None))
+        .token;
     let narrow = |res: &str| Narrowing {
         resource: Some(ResourcePattern::parse(res).unwrap()),
         ..Narrowing::default()
@@ -184,7 +217,9 @@ async fn stale_revocations_deny_unless_allowed() {
     let issuer = Issuer::new();
     let clock = TestClock::new();
     let view = RevocationView::new();
-    let t = issuer.mint(&cap("read", "orders/*", Some(SERVICE), None)).token;
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), None))
+        .token;
     let r = request("read", "orders/7");
     let strict = Verifier::builder(SERVICE)
         .keys(KeySource::Keys(issuer.keys.clone()))
@@ -195,13 +230,19 @@ async fn stale_revocations_deny_unless_allowed() {
         .await
         .unwrap();
     // Never loaded: stale.
-    let rej = strict.check(&Presentation::bearer(&t), &r).await.unwrap_err();
+    let rej = strict
+        .check(&Presentation::bearer(&t), &r)
+        .await
+        .unwrap_err();
     assert_eq!(rej.reason, Reason::Stale);
     assert_eq!(rej.reason.status(), 503);
     view.confirm_current();
     strict.check(&Presentation::bearer(&t), &r).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(reason(&strict, &Presentation::bearer(&t), &r).await, Reason::Stale);
+    assert_eq!(
+        reason(&strict, &Presentation::bearer(&t), &r).await,
+        Reason::Stale
+    );
     let lenient = Verifier::builder(SERVICE)
         .keys(KeySource::Keys(issuer.keys.clone()))
         .revocations(Revocations::View(Arc::clone(&view)))
@@ -234,10 +275,14 @@ async fn building_without_a_revocation_source_is_an_error() {
 
 /// A token with `n` blocks: the authority block and `n - 1` empty blocks.
 pub fn many_blocks(issuer: &Issuer, n: usize) -> String {
-    let t = issuer.mint(&cap("read", "orders/*", Some(SERVICE), None)).token;
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), None))
+        .token;
     let mut b = biscuit_auth::UnverifiedBiscuit::from_base64(&t).unwrap();
     for _ in 1..n {
-        b = b.append(biscuit_auth::builder::BlockBuilder::new()).unwrap();
+        b = b
+            .append(biscuit_auth::builder::BlockBuilder::new())
+            .unwrap();
     }
     b.to_base64().unwrap()
 }
@@ -307,7 +352,10 @@ async fn dpop_by_the_final_holder_is_accepted_once() {
     assert_eq!(names, ["agent://acme/main", "agent://acme/sub"]);
     assert_eq!(g.acting().as_str(), "agent://acme/sub");
     // The same proof again: replayed.
-    assert_eq!(reason(&v, &with_dpop(&child, &p1), &r).await, Reason::ReplayedDpop);
+    assert_eq!(
+        reason(&v, &with_dpop(&child, &p1), &r).await,
+        Reason::ReplayedDpop
+    );
     // A fresh proof works again.
     let p2 = proof(&sub, &child, t0(), "jti-2");
     v.check(&with_dpop(&child, &p2), &r).await.unwrap();
@@ -340,10 +388,16 @@ async fn dpop_mismatches_are_invalid_proofs() {
     let r = request("read", "orders/7");
     // ath of another token.
     let p = proof(&sub, &parent, t0(), "a");
-    assert_eq!(reason(&v, &with_dpop(&child, &p), &r).await, Reason::InvalidDpop);
+    assert_eq!(
+        reason(&v, &with_dpop(&child, &p), &r).await,
+        Reason::InvalidDpop
+    );
     // iat far outside the skew.
     let p = proof(&sub, &child, t0() - chrono::Duration::minutes(10), "b");
-    assert_eq!(reason(&v, &with_dpop(&child, &p), &r).await, Reason::InvalidDpop);
+    assert_eq!(
+        reason(&v, &with_dpop(&child, &p), &r).await,
+        Reason::InvalidDpop
+    );
     // Another method.
     let p = proof(&sub, &child, t0(), "c");
     let get = Presentation {
@@ -352,7 +406,10 @@ async fn dpop_mismatches_are_invalid_proofs() {
     };
     assert_eq!(reason(&v, &get, &r).await, Reason::InvalidDpop);
     // Not a JWS at all.
-    assert_eq!(reason(&v, &with_dpop(&child, "x.y.z"), &r).await, Reason::InvalidDpop);
+    assert_eq!(
+        reason(&v, &with_dpop(&child, "x.y.z"), &r).await,
+        Reason::InvalidDpop
+    );
     // The parent's proof on the parent token works.
     let p = proof(&holder, &parent, t0(), "d");
     v.check(&with_dpop(&parent, &p), &r).await.unwrap();
@@ -370,11 +427,7 @@ async fn a_delegation_signed_by_an_unrelated_key_is_refused() {
         .mint(&cap("read", "orders/*", Some(SERVICE), Some(&holder)))
         .token;
     // token::delegate refuses a non-holder key; build the block the raw way.
-    let forged = append_third_party(
-        &parent,
-        &stranger,
-        delegated_to("agent://acme/sub", &sub),
-    );
+    let forged = append_third_party(&parent, &stranger, delegated_to("agent://acme/sub", &sub));
     let p = proof(&sub, &forged, t0(), "forged");
     assert_eq!(
         reason(&v, &with_dpop(&forged, &p), &request_read()).await,
@@ -446,8 +499,12 @@ async fn unknown_kid_fetches_once_then_denies_and_a_down_jwks_keeps_cached_keys(
         .await
         .unwrap();
     assert_eq!(jwks.hits.load(Ordering::SeqCst), 1);
-    let t = issuer.mint(&cap("read", "orders/*", Some(SERVICE), None)).token;
-    v.check(&Presentation::bearer(&t), &request_read()).await.unwrap();
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), None))
+        .token;
+    v.check(&Presentation::bearer(&t), &request_read())
+        .await
+        .unwrap();
 
     // A token under root key id 2, which the JWKS does not hold.
     let other = tessera::token::RootKeyPair::new(2, keypair(2));
@@ -465,8 +522,12 @@ async fn unknown_kid_fetches_once_then_denies_and_a_down_jwks_keeps_cached_keys(
 
     // The JWKS endpoint goes down: the cached keys keep working.
     *jwks.keys.lock().unwrap() = None;
-    v.check(&Presentation::bearer(&t), &request_read()).await.unwrap();
-    let fresh = issuer.mint(&cap("read", "orders/*", Some(SERVICE), None)).token;
+    v.check(&Presentation::bearer(&t), &request_read())
+        .await
+        .unwrap();
+    let fresh = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), None))
+        .token;
     v.check(&Presentation::bearer(&fresh), &request_read())
         .await
         .unwrap();
@@ -490,9 +551,13 @@ async fn unknown_kid_is_found_after_the_key_set_rotates() {
     let mut both = issuer.keys.clone();
     both.insert(2, keypair(2).public()).unwrap();
     *jwks.keys.lock().unwrap() = Some(both);
-    let t2 = token::mint(&cap("read", "orders/*", Some(SERVICE), None), &rotated, t0())
-        .unwrap()
-        .token;
+    let t2 = token::mint(
+        &cap("read", "orders/*", Some(SERVICE), None),
+        &rotated,
+        t0(),
+    )
+    .unwrap()
+    .token;
     v.check(&Presentation::bearer(&t2), &request_read())
         .await
         .unwrap();
@@ -503,11 +568,24 @@ async fn a_jwks_file_is_read_and_a_missing_one_is_a_build_error() {
     let issuer = Issuer::new();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwks.json");
-    std::fs::write(&path, serde_json::to_string(&issuer.keys.to_jwks()).unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        serde_json::to_string(&issuer.keys.to_jwks()).unwrap(),
+    )
+    .unwrap();
     let clock = TestClock::new();
-    let v = verifier_with(KeySource::JwksFile(path.clone()), Revocations::Unchecked, &clock).await;
-    let t = issuer.mint(&cap("read", "orders/*", Some(SERVICE), None)).token;
-    v.check(&Presentation::bearer(&t), &request_read()).await.unwrap();
+    let v = verifier_with(
+        KeySource::JwksFile(path.clone()),
+        Revocations::Unchecked,
+        &clock,
+    )
+    .await;
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), None))
+        .token;
+    v.check(&Presentation::bearer(&t), &request_read())
+        .await
+        .unwrap();
     let err = Verifier::builder(SERVICE)
         .keys(KeySource::JwksFile(dir.path().join("nope.json")))
         .revocations(Revocations::Unchecked)
@@ -523,7 +601,9 @@ async fn extra_facts_reach_the_token_checks() {
     let issuer = Issuer::new();
     let clock = TestClock::new();
     let (v, _) = verifier(&issuer, &clock).await;
-    let t = issuer.mint(&cap("read", "orders/*", Some(SERVICE), None)).token;
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), None))
+        .token;
     let narrowed = append_first_party(&t, block("check if method({m});", &[("m", s("GET"))]));
     let p = Presentation::bearer(&narrowed);
     v.check(&p, &request_read().with_fact("method", &["GET"]))

@@ -97,12 +97,20 @@ fn challenge(r: &reqwest::Response) -> String {
 async fn missing_token_gets_401_with_resource_metadata_and_metadata_is_public() {
     let issuer = Issuer::new();
     let tool = tool(&issuer).await;
-    let r = tool.http.get(format!("{}/orders/1", tool.base)).send().await.unwrap();
+    let r = tool
+        .http
+        .get(format!("{}/orders/1", tool.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let c = challenge(&r);
     assert!(c.starts_with("Bearer "), "{c}");
     assert!(
-        c.contains(&format!("resource_metadata=\"{}{RESOURCE_METADATA_PATH}\"", tool.base)),
+        c.contains(&format!(
+            "resource_metadata=\"{}{RESOURCE_METADATA_PATH}\"",
+            tool.base
+        )),
         "{c}"
     );
     assert!(!c.contains("error="), "no error code without a token: {c}");
@@ -134,7 +142,12 @@ async fn allowed_out_of_scope_revoked_and_stale() {
     assert_eq!(r.text().await.unwrap(), "agent://acme/main read 1");
 
     // Another audience's token: 401 invalid_token.
-    let other = issuer.mint(&cap("read", "orders/*", Some("https://other.example"), None));
+    let other = issuer.mint(&cap(
+        "read",
+        "orders/*",
+        Some("https://other.example"),
+        None,
+    ));
     let r = tool
         .http
         .get(format!("{}/orders/1", tool.base))
@@ -149,7 +162,11 @@ async fn allowed_out_of_scope_revoked_and_stale() {
     // A route the mapping refuses: 403 insufficient_scope.
     let r = get("/admin").await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(challenge(&r).contains("error=\"insufficient_scope\""), "{}", challenge(&r));
+    assert!(
+        challenge(&r).contains("error=\"insufficient_scope\""),
+        "{}",
+        challenge(&r)
+    );
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "insufficient_scope");
 
@@ -179,9 +196,13 @@ async fn stale_revocations_answer_503_with_retry_after() {
     let layer = VerifyLayer::new(verifier, |_| {
         Scope::Check(CheckRequest::new("read", "orders/1").unwrap())
     });
-    let app = Router::new().route("/", get(|| async { "ok" })).layer(layer);
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(layer);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let t = issuer.mint(&cap("read", "orders/*", Some(&base), None)).token;
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(&base), None))
+        .token;
     let r = reqwest::Client::new()
         .get(&base)
         .bearer_auth(&t)
@@ -207,7 +228,9 @@ async fn an_oversized_header_is_refused_before_parsing() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(challenge(&r).contains("too_large"), "{}", challenge(&r));
     // Two Authorization headers: refused, not guessed at.
-    let t = issuer.mint(&cap("read", "orders/*", Some(&tool.base), None)).token;
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(&tool.base), None))
+        .token;
     let r = tool
         .http
         .get(format!("{}/orders/1", tool.base))
@@ -263,7 +286,11 @@ async fn dpop_scheme_round_trip_and_replay() {
     // A bound token as a bearer token: the holder is not proven.
     let r = tool.http.get(&url).bearer_auth(&t).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert!(challenge(&r).contains("holder_not_proven"), "{}", challenge(&r));
+    assert!(
+        challenge(&r).contains("holder_not_proven"),
+        "{}",
+        challenge(&r)
+    );
 }
 
 #[tokio::test]

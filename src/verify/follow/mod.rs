@@ -1,0 +1,261 @@
+//! Revocation followers: keep a [`RevocationView`] current from the
+//! issuer's Redis stream ([`RedisFollower`]) or from its HTTP feed
+//! ([`HttpFollower`], for tool servers that cannot reach Redis).
+//!
+//! Both follow the same contract:
+//!
+//! - They read the whole feed from its start once, then only what comes
+//!   after the last entry applied, in order. A lost connection resumes from
+//!   that entry: never from the start again, never skipping one.
+//! - After each successful read that reached the end of the feed (even an
+//!   empty one) they confirm the view current as of the instant the read was
+//!   *sent*, so [`RevocationView::staleness`] never under-reports. While the
+//!   source is reachable, staleness stays below about twice the long-poll
+//!   time plus a round trip (2 s with the defaults); give the verifier a
+//!   bound above that. While it is not, staleness grows and the verifier
+//!   refuses (fail closed).
+//! - On any error they count a reconnection ([`RevocationView::note_reconnect`]),
+//!   wait with exponential backoff and jitter ([`Backoff`]) and try again,
+//!   forever, until the [`FollowerHandle`] is shut down or dropped.
+//! - A malformed entry is skipped with a warning (its position and what was
+//!   wrong, never its content) and the follower moves past it.
+//! - About once a minute they drop ids whose token has expired, by the wall
+//!   clock (an expired token is refused by its own expiry check).
+
+mod http;
+mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng as _;
+use tokio::task::JoinHandle;
+
+use super::revocations::PREFIX_LEN;
+use super::view::{FollowerStats, RevocationView};
+use crate::store::Revocation;
+
+pub use http::HttpFollower;
+pub use redis::RedisFollower;
+
+/// How long a follower waits before reconnecting: doubles from `initial`
+/// up to `max` after each consecutive failure, with jitter (each wait is
+/// drawn between half and all of the current step), and starts over after
+/// a success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// 50 ms, doubling up to 2 s.
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Consecutive failures and the next step of a [`Backoff`].
+#[derive(Debug)]
+pub(crate) struct Retry {
+    backoff: Backoff,
+    step: Duration,
+    /// Failures since the last success.
+    pub(crate) failures: u32,
+}
+
+impl Retry {
+    pub(crate) fn new(backoff: Backoff) -> Self {
+        Self {
+            backoff,
+            step: backoff.initial,
+            failures: 0,
+        }
+    }
+
+    /// Counts a failure and returns how long to wait before the next try.
+    pub(crate) fn fail(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let step = self.step.min(self.backoff.max);
+        self.step = step.saturating_mul(2).min(self.backoff.max);
+        let half = step / 2;
+        let jitter_nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+        half + Duration::from_nanos(rand::thread_rng().gen_range(0..=jitter_nanos))
+    }
+
+    /// Forgets the failures; returns how many there were.
+    pub(crate) fn succeed(&mut self) -> u32 {
+        self.step = self.backoff.initial;
+        std::mem::take(&mut self.failures)
+    }
+
+    /// Whether this failure deserves a warning: the first of an outage and
+    /// then one in 32, so that a long outage does not flood the log.
+    pub(crate) fn worth_warning(&self) -> bool {
+        self.failures <= 1 || self.failures.is_multiple_of(32)
+    }
+}
+
+/// Why a follower could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// Followers run as tokio tasks: start them inside a runtime.
+    #[error("a revocation follower must be started inside a tokio runtime")]
+    NoRuntime,
+    /// The Redis URL could not be parsed (the message never holds the password).
+    #[error("invalid Redis URL: {0}")]
+    RedisUrl(String),
+    /// The issuer URL is not an `http(s)://` URL.
+    #[error("invalid issuer URL: {0}")]
+    IssuerUrl(String),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
+
+/// A running follower. [`shutdown`](Self::shutdown) or dropping it stops the
+/// task; the view keeps what it holds, and goes stale from then on.
+#[derive(Debug)]
+pub struct FollowerHandle {
+    view: Arc<RevocationView>,
+    /// `None` only once shut down.
+    task: Option<JoinHandle<()>>,
+}
+
+impl FollowerHandle {
+    pub(crate) fn spawn<F>(view: Arc<RevocationView>, run: F) -> Result<Self, FollowError>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| FollowError::NoRuntime)?;
+        Ok(Self {
+            view,
+            task: Some(runtime.spawn(run)),
+        })
+    }
+
+    /// The view this follower writes.
+    pub fn view(&self) -> &Arc<RevocationView> {
+        &self.view
+    }
+
+    /// The follower's counters.
+    pub fn stats(&self) -> FollowerStats {
+        self.view.stats()
+    }
+
+    /// Whether the task is still running (it only stops when asked to).
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops the task and waits until it has stopped. The follower holds
+    /// nothing that needs flushing: the view is updated as entries arrive.
+    pub async fn shutdown(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for FollowerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// A feed entry the view can hold: the id's bytes and the token's expiry.
+pub(crate) type Entry = (Vec<u8>, DateTime<Utc>);
+
+/// Checks a revocation record from a feed.
+pub(crate) fn entry_of(revocation: &Revocation) -> Result<Entry, String> {
+    let id = hex::decode(&revocation.revocation_id)
+        .map_err(|_| "revocation_id is not hex".to_owned())?;
+    if id.len() < PREFIX_LEN {
+        return Err(format!(
+            "revocation_id has {} bytes, at least {PREFIX_LEN} expected",
+            id.len()
+        ));
+    }
+    Ok((id, revocation.expires_at))
+}
+
+/// What went wrong decoding JSON, without echoing the input.
+pub(crate) fn json_problem(e: &serde_json::Error) -> String {
+    format!(
+        "invalid JSON ({:?} error at line {} column {})",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// The wall clock, read only to purge expired ids (the view's freshness
+/// runs on the monotonic clock).
+#[allow(clippy::disallowed_methods)] // an I/O edge: the follower's one clock read
+pub(crate) fn wall_clock() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// A URL without its credentials, for logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_and_restarts_after_success() {
+        let mut retry = Retry::new(Backoff::default());
+        let waits: Vec<Duration> = (0..8).map(|_| retry.fail()).collect();
+        let steps = [50, 100, 200, 400, 800, 1600, 2000, 2000];
+        for (wait, step) in waits.iter().zip(steps) {
+            let step = Duration::from_millis(step);
+            assert!(*wait >= step / 2 && *wait <= step, "{wait:?} for {step:?}");
+        }
+        assert_eq!(retry.succeed(), 8);
+        assert!(retry.fail() <= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn only_signature_sized_hex_ids_are_entries() {
+        let mut r = Revocation {
+            revocation_id: "ab".repeat(64),
+            token_id: None,
+            agent: None,
+            reason: String::new(),
+            revoked_at: DateTime::UNIX_EPOCH,
+            expires_at: DateTime::UNIX_EPOCH,
+        };
+        assert_eq!(entry_of(&r).map(|e| e.0.len()), Ok(64));
+        r.revocation_id = "abcd".into();
+        assert!(entry_of(&r).is_err());
+        r.revocation_id = "zz".repeat(64);
+        assert!(entry_of(&r).is_err());
+    }
+
+    #[test]
+    fn urls_lose_their_password_in_logs() {
+        assert_eq!(
+            redact_url("redis://user:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+    }
+}

@@ -1,0 +1,73 @@
+//! A verifier with an audit sink: its decisions reach the issuer's audit log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tessera::verify::{
+    AuditSink, AuditSinkConfig, CheckRequest, KeySource, Presentation, Revocations, Verifier,
+};
+
+use crate::server::helpers::{TestApp, ACTION, AUDIENCE};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifier_decisions_are_audited_with_the_chain() {
+    let Some(app) = TestApp::spawn_redis().await else {
+        return;
+    };
+    let url = app.redis.as_ref().unwrap().url();
+    let sink = Arc::new(AuditSink::spawn(AuditSinkConfig::new(url.clone())).unwrap());
+    let verifier = Verifier::builder(AUDIENCE)
+        .keys(KeySource::JwksUrl(app.url("/.well-known/jwks.json")))
+        .revocations(Revocations::Redis { url })
+        .audit(Arc::clone(&sink))
+        .build()
+        .await
+        .unwrap();
+    assert!(verifier.ready(Duration::from_secs(10)).await);
+    let agent = app.agent("audited").await;
+    let minted = app.mint(&agent, "docs/team-a/q3").await;
+    assert_eq!(minted.status, StatusCode::OK, "{}", minted.text);
+    let token = minted.token().to_owned();
+    let token_id = app.inspect(&token).token_id.clone();
+    let p = Presentation::bearer(&token);
+    verifier
+        .check(&p, &CheckRequest::new(ACTION, "docs/team-a/q3").unwrap())
+        .await
+        .unwrap();
+    verifier
+        .check(&p, &CheckRequest::new(ACTION, "docs/team-b/q3").unwrap())
+        .await
+        .unwrap_err();
+    let stats = sink.shutdown().await;
+    assert_eq!(stats.written, 2, "{stats:?}");
+    let r = app
+        .admin_get(&format!("/v1/audit?token_id={token_id}&limit=100"))
+        .await;
+    let decisions: Vec<(String, String, Option<String>)> = r.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"])
+        .filter(|e| e["kind"] == "decision")
+        .map(|e| {
+            assert_eq!(e["chain"][0], agent.id.as_str());
+            (
+                e["capability"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+                e["reason"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            (format!("{ACTION} docs/team-a/q3"), "granted".into(), None),
+            (
+                format!("{ACTION} docs/team-b/q3"),
+                "denied".into(),
+                Some("out_of_scope".into())
+            ),
+        ]
+    );
+}

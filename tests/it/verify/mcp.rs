@@ -1,0 +1,325 @@
+//! The MCP tool server example (`examples/mcp_tool_server.rs`), driven by
+//! the official MCP Python SDK (`examples/python/mcp_client.py`) with tokens
+//! from an issuer running in this process.
+//!
+//! Needs the virtual environment made by `scripts/python-env.sh` (or a python
+//! with the `mcp` package in `TESSERA_PYTHON`). Without it the tests say so
+//! loudly and pass, unless `TESSERA_REQUIRE_PYTHON=1`, which CI sets.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tessera::server::admin::feed_capability;
+use tessera::token::{self, Lifetime, Limits, Narrowing, ResourcePattern};
+use tokio::sync::oneshot;
+
+use crate::server::helpers::{now, TestAgent, TestApp};
+
+#[allow(dead_code)] // the example's `main` and flags are not used here
+#[path = "../../../examples/mcp_tool_server.rs"]
+mod example;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/mcp_client.py")
+}
+
+/// The example server on a loopback port; stops when dropped.
+struct McpServer {
+    url: String,
+    _stop: oneshot::Sender<()>,
+}
+
+impl McpServer {
+    /// Binds first: the URL is the audience the tokens must name.
+    async fn bind() -> (tokio::net::TcpListener, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        (listener, url)
+    }
+
+    async fn start(
+        listener: tokio::net::TcpListener,
+        url: &str,
+        issuer: &TestApp,
+        revocations: example::RevocationSource,
+    ) -> Self {
+        let config = example::Config {
+            public_url: url.to_owned(),
+            issuer: issuer.base.clone(),
+            revocations,
+        };
+        // Built here, so that a failure to start fails the test plainly.
+        let router = example::app(&config).await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            url: url.to_owned(),
+            _stop: stop,
+        }
+    }
+}
+
+/// What `mcp_client.py` printed.
+#[derive(Debug)]
+struct Outcome {
+    json: Value,
+    #[allow(dead_code)] // read through `Debug`, in assertion messages
+    stderr: String,
+}
+
+impl Outcome {
+    fn ok(&self) -> bool {
+        self.json["ok"] == true
+    }
+
+    fn is_error(&self) -> bool {
+        self.json["is_error"] == true
+    }
+
+    /// The tool's text content.
+    fn text(&self) -> String {
+        self.json["content"]
+            .as_array()
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+
+    /// The `WWW-Authenticate` challenges of refused HTTP requests.
+    fn challenges(&self) -> Vec<String> {
+        self.json["http_refusals"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|r| r["www_authenticate"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Runs one tool call through the Python MCP client.
+async fn call(python: &Path, url: &str, token: &str, tool: &str, args: Value) -> Outcome {
+    let out = tokio::process::Command::new(python)
+        .arg(script())
+        .args([url, token, tool, &args.to_string()])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("mcp_client.py did not finish within 60 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("mcp_client.py printed no JSON ({e}): stdout {stdout:?}, stderr {stderr}")
+    });
+    Outcome { json, stderr }
+}
+
+/// A registered agent whose ceiling allows `list_orders` and `get_order` on
+/// `orders*` at `audience`, and its token (from the token endpoint) for
+/// `get_order` on `orders*`.
+async fn agent_token(issuer: &TestApp, audience: &str) -> String {
+    let agent = TestAgent::new("orders-bot");
+    issuer
+        .register_agent(
+            &agent,
+            &["list_orders", "get_order"],
+            &["orders*"],
+            &[audience],
+            Some("10m"),
+        )
+        .await;
+    let form = TestApp::form(
+        issuer.assertion(&agent).build(),
+        &[
+            ("scope", "get_order"),
+            ("identifier", "orders*"),
+            ("resource", audience),
+        ],
+    );
+    let r = issuer.request_token(&form, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.token().to_owned()
+}
+
+/// A feed token for the issuer's revocation feed.
+fn feed_token(issuer: &TestApp) -> String {
+    let cap = feed_capability(Lifetime::parse("1h").unwrap()).unwrap();
+    token::mint(&cap, issuer.state.ring().active(), now())
+        .unwrap()
+        .token
+}
+
+/// The story, with revocations from `source`: an attenuated child of the
+/// agent's token calls an allowed tool, is refused out-of-scope ones (when
+/// `scope_checks`), and is refused the allowed one once the parent is
+/// revoked at the issuer.
+async fn tool_calls_follow_the_token_and_its_revocation(
+    issuer: &TestApp,
+    scope_checks: bool,
+    source: impl FnOnce(&TestApp) -> example::RevocationSource,
+) {
+    let Some(python) = crate::python::python_with("mcp, httpx2", "MCP example test") else {
+        return;
+    };
+    let (listener, url) = McpServer::bind().await;
+    let parent = agent_token(issuer, &url).await;
+    // The sub-agent's copy: narrowed to `orders/*` by a first-party block.
+    let narrowing = Narrowing {
+        resource: Some(ResourcePattern::parse("orders/*").unwrap()),
+        ..Narrowing::default()
+    };
+    let child = token::attenuate(&parent, &narrowing, &Limits::default()).unwrap();
+    let server = McpServer::start(listener, &url, issuer, source(issuer)).await;
+
+    // Allowed: get_order on orders/1.
+    let got = call(&python, &server.url, &child, "get_order", json!({"id": 1})).await;
+    assert!(got.ok(), "{:?}", got);
+    assert!(got.text().contains("espresso beans"), "{:?}", got);
+
+    if scope_checks {
+        // Out of scope: the token grants get_order, not delete_order.
+        let denied = call(
+            &python,
+            &server.url,
+            &child,
+            "delete_order",
+            json!({"id": 1}),
+        )
+        .await;
+        assert!(denied.is_error(), "{:?}", denied);
+        assert!(denied.text().contains("out_of_scope"), "{:?}", denied);
+        // Nor list_orders, which the ceiling allows but this token does not.
+        let denied = call(&python, &server.url, &child, "list_orders", json!({})).await;
+        assert!(denied.is_error(), "{:?}", denied);
+        assert!(denied.text().contains("out_of_scope"), "{:?}", denied);
+        // Nothing was deleted.
+        let got = call(&python, &server.url, &child, "get_order", json!({"id": 1})).await;
+        assert!(got.ok(), "{:?}", got);
+    }
+
+    // Revoke the parent at the issuer: the child dies with it.
+    let token_id = issuer.inspect(&parent).token_id;
+    let r = issuer.revoke_admin(&json!({ "token_id": token_id })).await;
+    assert!(r.status.is_success(), "{} {}", r.status, r.text);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let out = call(&python, &server.url, &child, "get_order", json!({"id": 1})).await;
+        if !out.ok() {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revocation did not reach the MCP server within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Refused by the layer (401 invalid_token) or, if the revocation landed
+    // between the two checks, by the tool; either way naming `revoked`.
+    let said_revoked = refused.challenges().iter().any(|c| c.contains("revoked"))
+        || (refused.is_error() && refused.text().contains("revoked"));
+    assert!(said_revoked, "{:?}", refused);
+    assert!(
+        refused
+            .challenges()
+            .iter()
+            .all(|c| c.contains("invalid_token")),
+        "{:?}",
+        refused
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_are_authorized_per_tool_and_revocation_over_the_feed_takes_effect() {
+    let issuer = TestApp::spawn().await;
+    tool_calls_follow_the_token_and_its_revocation(&issuer, true, |issuer| {
+        example::RevocationSource::Feed {
+            token: feed_token(issuer),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_through_redis_takes_effect_at_the_mcp_server() {
+    let Some(issuer) = TestApp::spawn_redis().await else {
+        return;
+    };
+    tool_calls_follow_the_token_and_its_revocation(&issuer, false, |issuer| {
+        assert_eq!(issuer.state.config.redis_key_prefix, "tessera:");
+        example::RevocationSource::Redis {
+            url: issuer.redis.as_ref().unwrap().url(),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_a_token_is_told_where_the_metadata_is() {
+    let issuer = TestApp::spawn().await;
+    let (listener, url) = McpServer::bind().await;
+    let server = McpServer::start(
+        listener,
+        &url,
+        &issuer,
+        example::RevocationSource::Feed {
+            token: feed_token(&issuer),
+        },
+    )
+    .await;
+    let origin = server.url.trim_end_matches("/mcp");
+    let metadata_url = format!("{origin}/.well-known/oauth-protected-resource");
+
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "reqwest", "version": "0"},
+        },
+    });
+    let r = issuer
+        .http
+        .post(&server.url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{metadata_url}\"")),
+        "{challenge}"
+    );
+
+    // The metadata needs no token and names the issuer; the path-inserted
+    // form (RFC 9728 §3.1) answers the same.
+    for path in [metadata_url.clone(), format!("{metadata_url}/mcp")] {
+        let r = issuer.http.get(&path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let doc: Value = r.json().await.unwrap();
+        assert_eq!(doc["resource"], server.url.as_str());
+        assert_eq!(doc["authorization_servers"], json!([issuer.base]));
+        assert!(doc["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("get_order")));
+    }
+}
