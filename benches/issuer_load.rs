@@ -4,7 +4,9 @@
 //! minting) measured in the same run.
 //!
 //! Run: `cargo bench --bench issuer_load` (env `LOAD_REQUESTS`, default 2000;
-//! `LOAD_CONCURRENCY`, default 16). Prints a table for docs/performance.md.
+//! `LOAD_CONCURRENCY`, default 16; `LOAD_STORES`, default `embedded,redis`;
+//! `LOAD_BIN`, another `tessera` binary to load). Prints a table for
+//! docs/performance.md.
 
 // Benchmark code: a failed unwrap is a failed run; the clock is read here on purpose.
 #![allow(
@@ -29,7 +31,11 @@ use tessera::token::{
     self, Action, AgentId, Audience, Capability, Lifetime, ResourcePattern, RootKeyPair,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+/// The `tessera` binary: the one cargo built, or `LOAD_BIN` (to compare
+/// two builds with one load client).
+fn bin() -> String {
+    std::env::var("LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tessera").to_owned())
+}
 const AGENT: &str = "agent://bench/agent";
 
 fn free_port() -> u16 {
@@ -101,6 +107,37 @@ struct Run {
     p50: Duration,
     p99: Duration,
     errors: usize,
+    /// CPU time of the server process per request (all its threads), and
+    /// of `redis-server` when it is the store.
+    server_cpu: Option<Duration>,
+    redis_cpu: Option<Duration>,
+    /// CPU time of this process (the load client) per request.
+    client_cpu: Option<Duration>,
+}
+
+/// CPU time used so far by every thread of process `pid` (Linux
+/// `/proc/<pid>/task/*/schedstat`, nanoseconds); `None` elsewhere.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// CPU time per request between two readings of [`cpu_time`].
+fn per_request(
+    before: Option<Duration>,
+    after: Option<Duration>,
+    requests: usize,
+) -> Option<Duration> {
+    Some(after?.checked_sub(before?)? / u32::try_from(requests.max(1)).ok()?)
+}
+
+fn micros(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.0} µs", d.as_secs_f64() * 1e6))
+        .unwrap_or_else(|| "n/a".to_owned())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -115,7 +152,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// token requests with `concurrency` workers.
 fn http_run(
     label: &str,
-    redis_url: Option<&str>,
+    redis: Option<(&str, u32)>,
     requests: usize,
     concurrency: usize,
     agent: &KeyPair,
@@ -123,7 +160,7 @@ fn http_run(
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.args([
         "serve",
         "--listen",
@@ -134,13 +171,14 @@ fn http_run(
     .env("TESSERA_LOG", "warn")
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
-    if let Some(u) = redis_url {
-        cmd.args(["--redis-url", u]);
+    if let Some((url, _)) = redis {
+        cmd.args(["--redis-url", url]);
     }
-    let _server = Proc(cmd.spawn().unwrap());
+    let server = Proc(cmd.spawn().unwrap());
+    let server_pid = server.0.id();
     wait_http(&format!("{issuer}/healthz"));
     let admin = String::from_utf8(
-        Command::new(BIN)
+        Command::new(bin())
             .args(["admin", "token", "--data-dir"])
             .arg(dir.path())
             .output()
@@ -203,6 +241,15 @@ fn http_run(
             );
         }
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let redis_pid = redis.map(|(_, pid)| pid);
+        let cpu = || {
+            (
+                cpu_time(server_pid),
+                cpu_time(std::process::id()),
+                redis_pid.and_then(cpu_time),
+            )
+        };
+        let (server_before, client_before, redis_before) = cpu();
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
@@ -236,6 +283,7 @@ fn http_run(
             errors += e;
         }
         let seconds = start.elapsed().as_secs_f64();
+        let (server_after, client_after, redis_after) = cpu();
         all.sort();
         Run {
             label: label.to_owned(),
@@ -244,6 +292,9 @@ fn http_run(
             p50: percentile(&all, 0.50),
             p99: percentile(&all, 0.99),
             errors,
+            server_cpu: per_request(server_before, server_after, requests),
+            client_cpu: per_request(client_before, client_after, requests),
+            redis_cpu: per_request(redis_before, redis_after, requests),
         }
     })
 }
@@ -323,41 +374,53 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(16);
+    // `LOAD_STORES`: which stores to run, `embedded,redis` by default.
+    let stores = std::env::var("LOAD_STORES").unwrap_or_else(|_| "embedded,redis".to_owned());
     let agent = KeyPair::new();
-    let mut runs = vec![http_run(
-        "HTTP, embedded store",
-        None,
-        requests,
-        concurrency,
-        &agent,
-    )];
-    match start_redis() {
-        Some((_redis, url, _dir)) => runs.push(http_run(
-            "HTTP, Redis store",
-            Some(&url),
+    let mut runs = Vec::new();
+    if stores.contains("embedded") {
+        runs.push(http_run(
+            "HTTP, embedded store",
+            None,
             requests,
             concurrency,
             &agent,
-        )),
-        None => eprintln!("issuer_load: redis-server not available; Redis run skipped"),
+        ));
+    }
+    if stores.contains("redis") {
+        match start_redis() {
+            Some((redis, url, _dir)) => runs.push(http_run(
+                "HTTP, Redis store",
+                Some((&url, redis.0.id())),
+                requests,
+                concurrency,
+                &agent,
+            )),
+            None => eprintln!("issuer_load: redis-server not available; Redis run skipped"),
+        }
     }
     let baseline = in_process_rate(requests.max(500), &agent);
     println!(
         "\nclient_credentials minting: {requests} requests, {concurrency} concurrent, loopback"
     );
-    println!("| run | tokens/s | p50 | p99 | errors | ratio to in-process |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| run | tokens/s | p50 | p99 | errors | ratio to in-process | server CPU/request | redis-server CPU/request | client CPU/request |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in &runs {
         let rate = r.requests as f64 / r.seconds;
         println!(
-            "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2} |",
+            "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2} | {} | {} | {} |",
             r.label,
             rate,
             r.p50.as_secs_f64() * 1e3,
             r.p99.as_secs_f64() * 1e3,
             r.errors,
-            rate / baseline
+            rate / baseline,
+            micros(r.server_cpu),
+            micros(r.redis_cpu),
+            micros(r.client_cpu),
         );
     }
-    println!("| in-process: verify assertion + mint | {baseline:.0} | | | | 1.00 |");
+    println!("| in-process: verify assertion + mint | {baseline:.0} | | | | 1.00 | | | |");
 }

@@ -20,10 +20,10 @@ use super::config::StoreOutage;
 use super::error::{ApiError, OAuthCode};
 use super::state::AppState;
 use crate::jose::{self, AssertionClaims, AssertionRules, DpopRules, Jws};
-use crate::store::{AgentRecord, AuditEvent, AuditKind, IssuedToken, Revocation, StoreError};
-use crate::token::{
-    self, parse_public_key, Action, AgentId, Audience, Capability, Lifetime, ResourcePattern,
+use crate::store::{
+    AgentRecord, AuditEvent, AuditKind, Issue, IssuedToken, OnceKey, Revocation, StoreError,
 };
+use crate::token::{self, Action, AgentId, Audience, Capability, Lifetime, ResourcePattern};
 
 /// RFC 7523 client assertion type.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -129,12 +129,35 @@ pub(crate) struct Client {
     pub(crate) record: AgentRecord,
 }
 
-/// Authenticates the client by `private_key_jwt`.
+/// The error for an assertion whose jti was already used.
+fn replayed_assertion() -> ApiError {
+    invalid_client("client assertion jti was already used")
+}
+
+/// Authenticates the client by `private_key_jwt`, taking the assertion's
+/// jti (a replay is refused).
 pub(crate) async fn authenticate(
     state: &AppState,
     form: &Form,
     endpoint: &str,
 ) -> Result<Client, ApiError> {
+    let (client, jti) = authenticate_unspent(state, form, endpoint).await?;
+    if !accept_once(state, &jti.key, jti.expires_at, state.now()).await? {
+        return Err(replayed_assertion());
+    }
+    Ok(client)
+}
+
+/// Authenticates the client by `private_key_jwt` except for the replay
+/// check: returns the assertion's one-time key, which the caller must take
+/// (with [`accept_once`] or in the mint's
+/// [`record_issue`](crate::store::Issuance::record_issue)) before it
+/// answers, whatever the answer.
+async fn authenticate_unspent(
+    state: &AppState,
+    form: &Form,
+    endpoint: &str,
+) -> Result<(Client, OnceKey), ApiError> {
     match form.one("client_assertion_type")? {
         Some(JWT_BEARER) => {}
         Some(other) => {
@@ -166,9 +189,9 @@ pub(crate) async fn authenticate(
     if record.disabled {
         return Err(invalid_client("client is disabled"));
     }
-    let key = parse_public_key(&record.public_key)
-        .ok()
-        .and_then(|k| jose::from_biscuit_key(&k).ok())
+    let key = state
+        .agent_keys
+        .verifying_key(&record.public_key)
         .ok_or_else(|| ApiError::Internal(format!("agent {id} has an unreadable key")))?;
     jws.verify(&key)
         .map_err(|_| invalid_client("the client assertion is not signed by the registered key"))?;
@@ -185,14 +208,17 @@ pub(crate) async fn authenticate(
         .map_err(|e| invalid_client(format!("client assertion: {e}")))?;
     let until = DateTime::from_timestamp(jws.claims.exp + state.config.clock_skew_secs, 0)
         .ok_or_else(|| invalid_client("client assertion: exp out of range"))?;
-    let replay_key = format!(
+    let key = format!(
         "assertion:{}",
         hex::encode(Sha256::digest(format!("{}\n{}", id, jws.claims.jti)))
     );
-    if !accept_once(state, &replay_key, until, now).await? {
-        return Err(invalid_client("client assertion jti was already used"));
-    }
-    Ok(Client { id, record })
+    Ok((
+        Client { id, record },
+        OnceKey {
+            key,
+            expires_at: until,
+        },
+    ))
 }
 
 /// What the request asks for.
@@ -375,6 +401,13 @@ pub struct TokenResponse {
 
 /// Records an audit event; logs it as a structured event too.
 pub(crate) async fn audit(state: &AppState, event: AuditEvent) -> Result<(), ApiError> {
+    log_audit(&event);
+    state.stores.audit.append(&event).await?;
+    Ok(())
+}
+
+/// Logs an audit event as a structured event.
+fn log_audit(event: &AuditEvent) {
     tracing::info!(
         target: "tessera::audit",
         kind = ?event.kind,
@@ -385,8 +418,6 @@ pub(crate) async fn audit(state: &AppState, event: AuditEvent) -> Result<(), Api
         reason = event.reason.as_deref().unwrap_or(""),
         remote_addr = event.remote_addr.as_deref().unwrap_or(""),
     );
-    state.stores.audit.append(&event).await?;
-    Ok(())
 }
 
 fn event(state: &AppState, kind: AuditKind, outcome: &str) -> AuditEvent {
@@ -446,14 +477,120 @@ async fn issue(
             ))
         }
     }
-    let client = authenticate(state, &form, &state.token_endpoint()).await?;
+    let (client, jti) = authenticate_unspent(state, &form, &state.token_endpoint()).await?;
     *agent_out = Some(client.id.to_string());
-    let asked = asked(&form)?;
+    let granted = match grant(state, headers, &form, &client, remote).await {
+        Ok(granted) => granted,
+        Err(e) => {
+            // A refused request spends its assertion all the same; a
+            // replayed one is refused as a replay, whatever else is wrong.
+            if !accept_once(state, &jti.key, jti.expires_at, state.now()).await? {
+                return Err(replayed_assertion());
+            }
+            return Err(e);
+        }
+    };
+    let Granted {
+        minted,
+        issued,
+        event,
+        dpop_jti,
+        detail,
+        bound,
+        expires_in,
+        scope,
+    } = granted;
+    // One store call takes the one-time keys and records the ledger entry
+    // and the audit event; the token is returned only once that is durable.
+    let mut keys = vec![jti];
+    keys.extend(dpop_jti);
+    let now = state.now();
+    let replayed = match state
+        .stores
+        .issuance
+        .record_issue(&keys, &issued, &event, now)
+        .await
+    {
+        Ok(Issue::Recorded(_)) => None,
+        Ok(Issue::Replayed(index)) => Some(index),
+        Err(e) if tolerate(state, &e) => {
+            // As the separate calls would: this process's replay cache,
+            // then a token without a ledger entry (and its audit event in
+            // the log only).
+            let replayed = keys
+                .iter()
+                .position(|k| !state.fallback.insert_once(&k.key, k.expires_at, now));
+            if replayed.is_none() {
+                tracing::warn!(
+                    target: "tessera::audit",
+                    token_id = %issued.token_id,
+                    agent = %issued.agent,
+                    revocation_id = %issued.revocation_id,
+                    expires_at = %issued.expires_at,
+                    "store unavailable: token minted without a ledger entry"
+                );
+            }
+            replayed
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match replayed {
+        None => {}
+        Some(0) => return Err(replayed_assertion()),
+        Some(_) => {
+            return Err(ApiError::oauth(
+                OAuthCode::InvalidDpopProof,
+                "DPoP proof jti was already used",
+            ))
+        }
+    }
+    log_audit(&event);
+    state.metrics.minted.inc();
+
+    let body = TokenResponse {
+        access_token: minted.token,
+        token_type: if bound { "DPoP" } else { "Bearer" }.into(),
+        expires_in,
+        scope,
+        authorization_details: json!([detail]),
+        token_id: minted.token_id,
+    };
+    let mut r = Json(body).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(r)
+}
+
+/// A token minted for an authenticated request, not yet recorded.
+struct Granted {
+    minted: token::Minted,
+    issued: IssuedToken,
+    event: AuditEvent,
+    /// The DPoP proof's one-time key, when the request has a proof.
+    dpop_jti: Option<OnceKey>,
+    detail: serde_json::Value,
+    bound: bool,
+    expires_in: u64,
+    scope: String,
+}
+
+/// Checks what an authenticated client asks for (and its DPoP proof) and
+/// mints the token. Writes nothing.
+async fn grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &Form,
+    client: &Client,
+    remote: Option<String>,
+) -> Result<Granted, ApiError> {
+    let asked = asked(form)?;
     let lifetime = within_ceiling(state, &client.record, &asked)?;
     let now = state.now();
 
-    let holder_key = match dpop_header(headers)? {
-        None => None,
+    let (holder_key, dpop_jti) = match dpop_header(headers)? {
+        None => (None, None),
         Some(proof) => {
             let endpoint = state.token_endpoint();
             let p = jose::verify_dpop(
@@ -473,15 +610,14 @@ async fn issue(
                 "dpop:{}",
                 hex::encode(Sha256::digest(format!("{}\n{}", p.jkt, p.jti)))
             );
-            if !accept_once(state, &key, until, now).await? {
-                return Err(ApiError::oauth(
-                    OAuthCode::InvalidDpopProof,
-                    "DPoP proof jti was already used",
-                ));
-            }
-            Some(
-                jose::to_biscuit_key(&p.key)
-                    .map_err(|e| ApiError::oauth(OAuthCode::InvalidDpopProof, e.to_string()))?,
+            let holder = jose::to_biscuit_key(&p.key)
+                .map_err(|e| ApiError::oauth(OAuthCode::InvalidDpopProof, e.to_string()))?;
+            (
+                Some(holder),
+                Some(OnceKey {
+                    key,
+                    expires_at: until,
+                }),
             )
         }
     };
@@ -520,28 +656,6 @@ async fn issue(
     ev.capability = Some(capability);
     ev.chain = vec![client.id.to_string()];
     ev.remote_addr = remote;
-    // Both writes are durable before the token is returned; issued together
-    // they share one commit on the embedded store.
-    let (recorded, audited) = tokio::join!(state.stores.tokens.record(&issued), audit(state, ev));
-    match recorded {
-        Ok(()) => {}
-        Err(e) if tolerate(state, &e) => tracing::warn!(
-            target: "tessera::audit",
-            token_id = %issued.token_id,
-            agent = %issued.agent,
-            revocation_id = %issued.revocation_id,
-            expires_at = %issued.expires_at,
-            "store unavailable: token minted without a ledger entry"
-        ),
-        Err(e) => return Err(e.into()),
-    }
-    match audited {
-        Ok(()) => {}
-        // The event was already emitted to the log by `audit`.
-        Err(ApiError::Unavailable(_)) if state.config.store_outage == StoreOutage::Local => {}
-        Err(e) => return Err(e),
-    }
-    state.metrics.minted.inc();
 
     let mut detail = json!({
         "type": "tessera",
@@ -552,20 +666,16 @@ async fn issue(
         detail["locations"] = json!([a.as_str()]);
     }
     let _ = asked.via_details; // both forms get the same echo
-    let body = TokenResponse {
-        access_token: minted.token,
-        token_type: if bound { "DPoP" } else { "Bearer" }.into(),
+    Ok(Granted {
+        minted,
+        issued,
+        event: ev,
+        dpop_jti,
+        detail,
+        bound,
         expires_in: lifetime.duration().as_secs(),
         scope: asked.action.to_string(),
-        authorization_details: json!([detail]),
-        token_id: minted.token_id,
-    };
-    let mut r = Json(body).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(r)
+    })
 }
 
 fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {

@@ -5,6 +5,8 @@
 //! - [`RevocationStore`]: revoked ids and the ordered feed verifiers follow.
 //! - [`ReplayCache`]: one-time keys (`jti` of client assertions and DPoP proofs).
 //! - [`AuditLog`]: what the issuer did and refused.
+//! - [`Issuance`]: the writes of one mint (its one-time keys, its ledger
+//!   entry, its audit event) as one store operation.
 //!
 //! [`RedbStore`] keeps everything in one `redb` file under the data
 //! directory; [`RedisStore`] keeps it in Redis so that several issuers can
@@ -120,6 +122,68 @@ pub trait AuditLog: Send + Sync {
     async fn query(&self, query: &AuditQuery) -> Result<Vec<(Cursor, AuditEvent)>, StoreError>;
 }
 
+/// A key to accept once (see [`ReplayCache::insert_once`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnceKey {
+    /// The key, for example `assertion:<hex>`.
+    pub key: String,
+    /// Until when it is remembered.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What [`Issuance::record_issue`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Issue {
+    /// Every key was fresh and is now taken; the token is in the ledger and
+    /// the event in the audit log, at this cursor.
+    Recorded(Cursor),
+    /// The key at this index was already used (or already expired). The
+    /// keys before it are taken now, as separate `insert_once` calls would
+    /// have left them; nothing else was written.
+    Replayed(usize),
+}
+
+/// The writes of one mint, as one store operation.
+///
+/// The token endpoint calls this once per token, after minting and before
+/// answering: the token is handed out only on [`Issue::Recorded`], that is
+/// once its one-time keys are taken, its ledger entry is recorded and its
+/// audit event appended, all durable (embedded) or acknowledged (Redis).
+///
+/// The default implementation is the separate calls, in that order;
+/// a store overrides it to do the same work in one transaction (embedded:
+/// one write transaction, one commit; Redis: one script). The overrides
+/// are all or nothing; the default is not (an error after the keys are
+/// taken leaves them taken), which only matters on failure, when no token
+/// is handed out.
+#[async_trait]
+pub trait Issuance: ReplayCache + TokenLedger + AuditLog {
+    /// Accepts each of `keys` once, in order, as
+    /// [`insert_once`](ReplayCache::insert_once) does (concurrent calls with
+    /// one key: exactly one takes it). If all were fresh, records `token` in
+    /// the ledger and appends `event` to the audit log. Stops at the first
+    /// key already used, writing nothing more.
+    async fn record_issue(
+        &self,
+        keys: &[OnceKey],
+        token: &IssuedToken,
+        event: &AuditEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Issue, StoreError> {
+        for (index, key) in keys.iter().enumerate() {
+            if !ReplayCache::insert_once(self, &key.key, key.expires_at, now).await? {
+                return Ok(Issue::Replayed(index));
+            }
+        }
+        let (recorded, appended) = tokio::join!(
+            TokenLedger::record(self, token),
+            AuditLog::append(self, event)
+        );
+        recorded?;
+        Ok(Issue::Recorded(appended?))
+    }
+}
+
 /// Whether the backend answers.
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
@@ -140,6 +204,8 @@ pub struct Stores {
     pub replay: Arc<dyn ReplayCache>,
     /// The audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// The writes of one mint together.
+    pub issuance: Arc<dyn Issuance>,
     /// Readiness of the backend.
     pub health: Arc<dyn StoreHealth>,
 }
@@ -171,7 +237,7 @@ impl Stores {
     /// Uses one backend for every capability.
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
-        B: AgentStore + TokenLedger + RevocationStore + ReplayCache + AuditLog + StoreHealth,
+        B: AgentStore + TokenLedger + RevocationStore + Issuance + StoreHealth,
         B: 'static,
     {
         Self {
@@ -180,6 +246,7 @@ impl Stores {
             revocations: backend.clone(),
             replay: backend.clone(),
             audit: backend.clone(),
+            issuance: backend.clone(),
             health: backend,
         }
     }

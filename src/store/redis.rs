@@ -14,7 +14,8 @@
 //! | `P audit` | stream, capped (approximately) | field `event`: JSON `AuditEvent` |
 //!
 //! A revocation is written by one Lua script (the revoked key and the stream
-//! entry together, or neither). Every call is bounded in time: when Redis is
+//! entry together, or neither), and so are the writes of a mint (its
+//! one-time keys, its ledger entry and its audit event: one round trip). Every call is bounded in time: when Redis is
 //! down, calls fail with [`StoreError::Unavailable`] and the connection
 //! manager reconnects by itself once Redis is back.
 
@@ -35,8 +36,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    AgentRecord, AgentStore, AuditEvent, AuditLog, AuditQuery, Ceiling, Cursor, IssuedToken,
-    ReplayCache, Revocation, RevocationStore, StoreError, StoreHealth, TokenLedger,
+    AgentRecord, AgentStore, AuditEvent, AuditLog, AuditQuery, Ceiling, Cursor, Issuance, Issue,
+    IssuedToken, OnceKey, ReplayCache, Revocation, RevocationStore, StoreError, StoreHealth,
+    TokenLedger,
 };
 
 /// Records the revocation unless its id is already revoked.
@@ -51,6 +53,30 @@ end
 local id = redis.call('XADD', KEYS[2], '*', 'revocation', ARGV[1])
 redis.call('SET', KEYS[1], '{"cursor":"' .. id .. '","revocation":' .. ARGV[1] .. '}', 'EXAT', ARGV[2])
 return id
+"#;
+
+/// The writes of one mint: takes the one-time keys, then records the token
+/// and appends the audit event, or stops at the first key already taken.
+///
+/// KEYS: the `n` replay keys, then the token key, the agent's token index
+/// and the audit stream. ARGV: `n`, the replay keys' expiries (Unix ms),
+/// then the token JSON, its expiry in Unix seconds and in Unix ms, the token
+/// id, the audit stream's approximate length and the event JSON. Returns
+/// the index (from 0) of the key already taken, or the audit entry's id.
+const ISSUE_SCRIPT: &str = r#"
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if not redis.call('SET', KEYS[i], '1', 'NX', 'PXAT', ARGV[1 + i]) then
+    return i - 1
+  end
+end
+local a = n + 1
+local index = KEYS[n + 2]
+redis.call('SET', KEYS[n + 1], ARGV[a + 1], 'EXAT', ARGV[a + 2])
+redis.call('ZADD', index, ARGV[a + 3], ARGV[a + 4])
+redis.call('EXPIREAT', index, ARGV[a + 2], 'NX')
+redis.call('EXPIREAT', index, ARGV[a + 2], 'GT')
+return redis.call('XADD', KEYS[n + 3], 'MAXLEN', '~', ARGV[a + 5], '*', 'event', ARGV[a + 6])
 "#;
 
 /// Marks an existing agent disabled. KEYS: agent hash. ARGV: `updated_at`.
@@ -122,6 +148,7 @@ pub struct RedisStore {
     timeout: Duration,
     revoke_script: Script,
     disable_script: Script,
+    issue_script: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -157,6 +184,7 @@ impl RedisStore {
             timeout: config.timeout,
             revoke_script: Script::new(REVOKE_SCRIPT),
             disable_script: Script::new(DISABLE_SCRIPT),
+            issue_script: Script::new(ISSUE_SCRIPT),
         })
     }
 
@@ -618,6 +646,63 @@ impl ReplayCache for RedisStore {
             .arg(ceil_millis(expires_at));
         let reply: Value = self.query(&cmd).await?;
         Ok(!matches!(reply, Value::Nil))
+    }
+}
+
+/// One script per mint: one round trip, applied as a whole.
+#[async_trait]
+impl Issuance for RedisStore {
+    async fn record_issue(
+        &self,
+        keys: &[OnceKey],
+        token: &IssuedToken,
+        event: &AuditEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Issue, StoreError> {
+        // A key already expired is never accepted: take the keys before it
+        // one by one, as separate calls would (never seen in practice).
+        if let Some(dead) = keys.iter().position(|k| k.expires_at <= now) {
+            for (index, key) in keys[..dead].iter().enumerate() {
+                if !self.insert_once(&key.key, key.expires_at, now).await? {
+                    return Ok(Issue::Replayed(index));
+                }
+            }
+            return Ok(Issue::Replayed(dead));
+        }
+        let expires_secs = ceil_secs(token.expires_at);
+        let mut invocation = self.issue_script.prepare_invoke();
+        invocation.arg(keys.len());
+        for key in keys {
+            invocation
+                .key(self.key("replay", &key.key))
+                .arg(ceil_millis(key.expires_at));
+        }
+        invocation
+            .key(self.key("token", &token.token_id))
+            .key(self.key("agent-tokens", &token.agent))
+            .key(self.name("audit"))
+            .arg(encode(token)?)
+            .arg(expires_secs)
+            .arg(ceil_millis(token.expires_at))
+            .arg(&token.token_id)
+            .arg(self.audit_max_len)
+            .arg(encode(event)?);
+        match self.invoke::<Value>(&invocation).await? {
+            Value::Int(index) => usize::try_from(index)
+                .ok()
+                .filter(|i| *i < keys.len())
+                .map(Issue::Replayed)
+                .ok_or_else(|| StoreError::Decode(format!("unexpected key index {index}"))),
+            Value::BulkString(id) => {
+                let id = String::from_utf8(id)
+                    .map_err(|_| StoreError::Decode("a stream id that is not text".to_owned()))?;
+                Ok(Issue::Recorded(cursor_of(&id)?))
+            }
+            Value::SimpleString(id) => Ok(Issue::Recorded(cursor_of(&id)?)),
+            other => Err(StoreError::Decode(format!(
+                "unexpected reply to the issue script: {other:?}"
+            ))),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 use tessera::jose;
+use tessera::store::{AuditKind, AuditQuery};
 use tessera::token::{
     self, Action, Audience, DenyReason, KeySet, Limits, Request, Resource, RightView,
 };
@@ -244,6 +245,93 @@ async fn a_replayed_dpop_proof_is_refused() {
 }
 
 #[tokio::test]
+async fn a_replayed_dpop_proof_still_spends_the_fresh_assertion_it_came_with() {
+    let app = TestApp::spawn().await;
+    let agent = app.agent("bound").await;
+    let holder = TestAgent::new("holder").key;
+    let proof = dpop_proof(&holder, "POST", &app.token_endpoint());
+    let first = app
+        .request_token(&dpop_form(&app, &agent), Some(&proof))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let fresh = dpop_form(&app, &agent);
+    app.request_token(&fresh, Some(&proof))
+        .await
+        .assert_oauth_error(400, "invalid_dpop_proof");
+    // The assertion was used by the refused request.
+    let again = app
+        .request_token(
+            &fresh,
+            Some(&dpop_proof(&holder, "POST", &app.token_endpoint())),
+        )
+        .await;
+    again.assert_oauth_error(401, "invalid_client");
+    assert!(again.description().contains("jti"), "{}", again.text);
+}
+
+#[tokio::test]
+async fn a_refused_request_still_spends_its_assertion() {
+    let app = TestApp::spawn().await;
+    let agent = app.agent("refused").await;
+    let assertion = app.assertion(&agent).build();
+    let outside = TestApp::form(
+        assertion.clone(),
+        &[
+            ("scope", ACTION),
+            ("identifier", "docs/team-b/x"),
+            ("resource", AUDIENCE),
+        ],
+    );
+    app.request_token(&outside, None)
+        .await
+        .assert_oauth_error(400, "invalid_scope");
+    let inside = TestApp::form(
+        assertion,
+        &[
+            ("scope", ACTION),
+            ("identifier", "docs/team-a/x"),
+            ("resource", AUDIENCE),
+        ],
+    );
+    let r = app.request_token(&inside, None).await;
+    r.assert_oauth_error(401, "invalid_client");
+    assert!(r.description().contains("jti"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_minted_token_is_in_the_ledger_and_its_event_in_the_audit_log_once_answered() {
+    let app = TestApp::spawn().await;
+    let agent = app.agent("recorded").await;
+    let minted = app.mint_ok(&agent, "docs/team-a/ledger").await;
+    let token_id = minted["token_id"].as_str().unwrap();
+    let stores = &app.state.stores;
+    let entry = stores.tokens.get(token_id).await.unwrap().unwrap();
+    assert_eq!(entry.agent, agent.id);
+    assert_eq!(
+        entry.revocation_id,
+        app.inspect(minted["access_token"].as_str().unwrap()).blocks[0].revocation_id
+    );
+    let events = stores
+        .audit
+        .query(&AuditQuery {
+            token_id: Some(token_id.to_owned()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0].1;
+    assert_eq!(event.kind, AuditKind::Mint);
+    assert_eq!(event.outcome, "granted");
+    assert_eq!(event.agent.as_deref(), Some(agent.id.as_str()));
+    assert_eq!(
+        event.capability.as_deref(),
+        Some(format!("{ACTION} on docs/team-a/ledger at {AUDIENCE}").as_str())
+    );
+}
+
+#[tokio::test]
 async fn bad_client_assertions_are_invalid_client_with_www_authenticate() {
     let app = TestApp::spawn().await;
     let agent = app.agent("client").await;
@@ -401,6 +489,31 @@ pub async fn one_of_16_concurrent_uses_of_an_assertion_wins(app: &TestApp) {
         }
     }
     assert_eq!(ok, 1, "exactly one request may use the assertion");
+    // The refused requests left no ledger entry and no mint event.
+    let stores = &app.state.stores;
+    assert_eq!(
+        stores
+            .tokens
+            .outstanding(&agent.id, now())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let events = stores
+        .audit
+        .query(&AuditQuery {
+            agent: Some(agent.id.clone()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let mints = events
+        .iter()
+        .filter(|(_, e)| e.kind == AuditKind::Mint)
+        .count();
+    assert_eq!(mints, 1, "{events:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]

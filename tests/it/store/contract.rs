@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use tessera::store::{
-    AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, IssuedToken, Revocation,
-    StoreError, Stores,
+    AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, Issue, IssuedToken, OnceKey,
+    Revocation, StoreError, Stores,
 };
 
 /// The real time. Redis expires keys by its own clock, so the contract uses
@@ -521,4 +521,197 @@ pub async fn audit_query_filters_by_agent_and_token_and_pages_with_after_and_lim
 
 pub async fn the_store_answers_ping(stores: &Stores) {
     stores.ping().await.unwrap();
+}
+
+fn once(key: &str, expires_at: DateTime<Utc>) -> OnceKey {
+    OnceKey {
+        key: key.to_owned(),
+        expires_at,
+    }
+}
+
+/// The audit events about `token_id`.
+async fn events_about(stores: &Stores, token_id: &str) -> Vec<(Cursor, AuditEvent)> {
+    stores
+        .audit
+        .query(&AuditQuery {
+            token_id: Some(token_id.to_owned()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+}
+
+pub async fn record_issue_takes_the_keys_and_records_the_token_and_its_event(stores: &Stores) {
+    let now = wall_clock();
+    let alpha = "https://agents.example/alpha";
+    let minted = token("tok-issued", alpha, now, 300);
+    let ev = event(alpha, "tok-issued", now);
+    let keys = [
+        once("assertion:i1", now + secs(60)),
+        once("dpop:i1", now + secs(60)),
+    ];
+    let outcome = stores
+        .issuance
+        .record_issue(&keys, &minted, &ev, now)
+        .await
+        .unwrap();
+    let Issue::Recorded(cursor) = outcome else {
+        panic!("not recorded: {outcome:?}");
+    };
+
+    assert_eq!(
+        stores.tokens.get("tok-issued").await.unwrap(),
+        Some(minted.clone())
+    );
+    assert_eq!(
+        stores.tokens.outstanding(alpha, now).await.unwrap(),
+        vec![minted]
+    );
+    assert_eq!(
+        events_about(stores, "tok-issued").await,
+        vec![(cursor.clone(), ev)]
+    );
+    // The keys are taken, for `insert_once` too.
+    for key in &keys {
+        assert!(!stores
+            .replay
+            .insert_once(&key.key, key.expires_at, now)
+            .await
+            .unwrap());
+    }
+    // Its event takes its place in the log's order.
+    let later = stores
+        .audit
+        .append(&event(alpha, "tok-after", now))
+        .await
+        .unwrap();
+    assert!(later > cursor);
+}
+
+pub async fn record_issue_stops_at_the_first_used_key_and_writes_nothing_else(stores: &Stores) {
+    let now = wall_clock();
+    let alpha = "https://agents.example/alpha";
+    assert!(stores
+        .replay
+        .insert_once("used:b", now + secs(60), now)
+        .await
+        .unwrap());
+    let refused = token("tok-refused", alpha, now, 300);
+    let keys = [
+        once("fresh:a", now + secs(60)),
+        once("used:b", now + secs(60)),
+        once("fresh:c", now + secs(60)),
+    ];
+    let outcome = stores
+        .issuance
+        .record_issue(&keys, &refused, &event(alpha, "tok-refused", now), now)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Issue::Replayed(1));
+
+    assert_eq!(stores.tokens.get("tok-refused").await.unwrap(), None);
+    assert!(stores
+        .tokens
+        .outstanding(alpha, now)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(events_about(stores, "tok-refused").await.is_empty());
+    // The key before the used one is taken, as separate calls would have
+    // left it; the one after is not.
+    assert!(!stores
+        .replay
+        .insert_once("fresh:a", now + secs(60), now)
+        .await
+        .unwrap());
+    assert!(stores
+        .replay
+        .insert_once("fresh:c", now + secs(60), now)
+        .await
+        .unwrap());
+
+    // A replay of the first key is index 0; an expired key is never taken.
+    let again = stores
+        .issuance
+        .record_issue(
+            &[once("fresh:a", now + secs(60))],
+            &refused,
+            &event(alpha, "tok-refused", now),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, Issue::Replayed(0));
+    let dead = stores
+        .issuance
+        .record_issue(
+            &[
+                once("fresh:d", now + secs(60)),
+                once("dead:e", now - secs(1)),
+            ],
+            &refused,
+            &event(alpha, "tok-refused", now),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(dead, Issue::Replayed(1));
+    assert_eq!(stores.tokens.get("tok-refused").await.unwrap(), None);
+    assert!(events_about(stores, "tok-refused").await.is_empty());
+    assert!(stores
+        .replay
+        .insert_once("dead:e", now + secs(60), now)
+        .await
+        .unwrap());
+}
+
+pub async fn exactly_one_of_32_concurrent_issues_with_one_key_is_recorded(stores: &Stores) {
+    let now = wall_clock();
+    let alpha = "https://agents.example/alpha";
+    let tasks: Vec<_> = (0..32)
+        .map(|n| {
+            let issuance = Arc::clone(&stores.issuance);
+            tokio::spawn(async move {
+                let token_id = format!("tok-race-{n}");
+                let outcome = issuance
+                    .record_issue(
+                        &[
+                            once(&format!("own:{n}"), now + secs(60)),
+                            once("jti:race", now + secs(60)),
+                        ],
+                        &token(&token_id, alpha, now, 300),
+                        &event(alpha, &token_id, now),
+                        now,
+                    )
+                    .await
+                    .unwrap();
+                (token_id, outcome)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (token_id, outcome) = task.await.unwrap();
+        match outcome {
+            Issue::Recorded(_) => winners.push(token_id),
+            Issue::Replayed(index) => assert_eq!(index, 1, "{token_id}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let outstanding = stores.tokens.outstanding(alpha, now).await.unwrap();
+    let ids: Vec<&str> = outstanding.iter().map(|t| t.token_id.as_str()).collect();
+    assert_eq!(ids, [winners[0].as_str()]);
+    let minted = stores
+        .audit
+        .query(&AuditQuery {
+            agent: Some(alpha.to_owned()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(minted.len(), 1, "{minted:?}");
+    assert_eq!(minted[0].1.token_id.as_deref(), Some(winners[0].as_str()));
 }

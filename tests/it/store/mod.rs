@@ -1,14 +1,18 @@
-//! Store tests: one contract suite run against every backend, plus what
-//! only one backend can show (persistence across reopening; Redis going
-//! away and coming back).
+//! Store tests: one contract suite run against every backend (and against
+//! the default implementation of `Issuance::record_issue`), plus what only
+//! one backend can show (persistence across reopening; Redis going away and
+//! coming back).
 
+mod composed;
 mod contract;
 mod embedded;
 mod redis;
 pub(crate) mod redis_server;
 
 /// Declares each contract function as a test against each backend:
-/// `store::embedded_contract::<name>` and `store::redis_contract::<name>`.
+/// `store::embedded_contract::<name>`, `store::redis_contract::<name>` and
+/// `store::composed_contract::<name>` (embedded, with the default
+/// `record_issue`).
 macro_rules! contract_suite {
     ($($name:ident),+ $(,)?) => {
         mod embedded_contract {
@@ -16,6 +20,16 @@ macro_rules! contract_suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     let backend = super::embedded::Backend::new();
+                    super::contract::$name(&backend.stores).await;
+                }
+            )+
+        }
+
+        mod composed_contract {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let backend = super::composed::Backend::new();
                     super::contract::$name(&backend.stores).await;
                 }
             )+
@@ -48,4 +62,7 @@ contract_suite!(
     ledger_finds_tokens_by_id_and_lists_outstanding_ones_by_agent,
     audit_query_filters_by_agent_and_token_and_pages_with_after_and_limit,
     the_store_answers_ping,
+    record_issue_takes_the_keys_and_records_the_token_and_its_event,
+    record_issue_stops_at_the_first_used_key_and_writes_nothing_else,
+    exactly_one_of_32_concurrent_issues_with_one_key_is_recorded,
 );
