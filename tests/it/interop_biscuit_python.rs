@@ -4,10 +4,9 @@
 //! Python that tries to widen the token changes nothing. The other direction
 //! too: biscuit-python verifies a token attenuated by Tessera.
 //!
-//! The full `Verifier` of issue 4 does not exist yet. These tests check with
-//! [`tessera::token::authorize`], the core the Verifier will wrap (key set,
-//! signatures, holder chain, Datalog); once it lands, they should go through
-//! it as well.
+//! Every decision is taken twice and must agree: by the Rust `Verifier`
+//! (`Verifier::check`, with a DPoP proof made from the holder's key when the
+//! request proves one) and by the core [`tessera::token::authorize`] it wraps.
 //!
 //! All times are fixed (the tokens are minted at `T0` and every request names
 //! its time), so nothing here depends on the clock.
@@ -17,16 +16,24 @@
 //! `TESSERA_PYTHON`). Without it the tests say so loudly and pass, unless
 //! `TESSERA_REQUIRE_PYTHON=1`, which CI sets.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use biscuit_auth::KeyPair;
 use chrono::{DateTime, Duration, Utc};
 use tempfile::TempDir;
+use tessera::jose::{self, DpopClaims};
 use tessera::token::{
     self, Action, AgentId, Audience, BlockKind, Capability, DenyReason, Grant, KeySet, Lifetime,
     Limits, Minted, Narrowing, Request, Resource, ResourcePattern, RootKeyPair,
+};
+use tessera::verify::{
+    CheckRequest, Grant as VerifiedGrant, KeySource, Presentation, Reason, Rejection, Revocations,
+    Verifier,
 };
 
 const AGENT: &str = "agent://acme/planner";
@@ -149,8 +156,61 @@ impl Interop {
         stdout.trim().to_owned()
     }
 
+    /// The core's decision, after checking that the Verifier agrees.
     fn authorize(&self, token: &str, req: &Request) -> Result<Grant, token::Denial> {
-        token::authorize(token, &self.keys, req, |_| false, &self.limits)
+        let core = token::authorize(token, &self.keys, req, |_| false, &self.limits);
+        let verdict = self.verify(token, req);
+        match (&core, &verdict) {
+            (Ok(g), Ok(v)) => assert_eq!(g.chain, v.chain, "the chains differ"),
+            (Err(d), Err(r)) => assert_eq!(Reason::from(d.reason), r.reason, "{d} vs {r}"),
+            _ => panic!("the core and the Verifier disagree: {core:?} vs {verdict:?}"),
+        }
+        core
+    }
+
+    /// The Verifier's decision, at the request's time and service; a proven
+    /// key is proven with a DPoP proof, as a client would.
+    fn verify(&self, token: &str, req: &Request) -> Result<VerifiedGrant, Rejection> {
+        const URL: &str = "https://docs.example/call";
+        let now = req.now;
+        let proof = req.proven_key.as_ref().map(|pk| {
+            let secret = HOLDERS.with(|h| h.borrow().get(&pk.to_bytes()).cloned().unwrap());
+            let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+            let claims = DpopClaims {
+                jti: format!("{}", PROOFS.fetch_add(1, Ordering::SeqCst)),
+                htm: "POST".into(),
+                htu: URL.into(),
+                iat: now.timestamp(),
+                ath: Some(jose::access_token_hash(token)),
+            };
+            jose::sign(&key, Some("dpop+jwt"), true, &claims).unwrap()
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let v = Verifier::builder(req.service.as_ref().unwrap().as_str())
+                .keys(KeySource::Keys(self.keys.clone()))
+                .revocations(Revocations::Unchecked)
+                .limits(self.limits.clone())
+                .clock(Arc::new(move || now))
+                .build()
+                .await
+                .unwrap();
+            let presentation = Presentation {
+                token,
+                dpop: proof.as_deref(),
+                method: "POST",
+                url: URL,
+            };
+            let request = CheckRequest {
+                operation: req.operation.clone(),
+                resource: req.resource.clone(),
+                facts: Vec::new(),
+            };
+            v.check(&presentation, &request).await
+        })
     }
 
     fn allows(&self, token: &str, req: &Request) -> Grant {
@@ -166,8 +226,21 @@ impl Interop {
     }
 }
 
+thread_local! {
+    /// Private keys of the holders named in requests, by public key bytes,
+    /// so that the Verifier side can make DPoP proofs with them.
+    static HOLDERS: RefCell<HashMap<Vec<u8>, [u8; 32]>> = RefCell::new(HashMap::new());
+}
+
+/// A counter for unique DPoP proof ids.
+static PROOFS: AtomicUsize = AtomicUsize::new(0);
+
 /// A request at the audience.
 fn req(op: &str, resource: &str, now: DateTime<Utc>, proven: Option<&KeyPair>) -> Request {
+    if let Some(kp) = proven {
+        let secret: [u8; 32] = kp.private().to_bytes().as_slice().try_into().unwrap();
+        HOLDERS.with(|h| h.borrow_mut().insert(kp.public().to_bytes(), secret));
+    }
     Request {
         operation: Action::parse(op).unwrap(),
         resource: Resource::parse(resource).unwrap(),

@@ -6,3 +6,4 @@ mod cli;
 mod follow;
 mod layer;
 mod mcp;
+mod outage;
