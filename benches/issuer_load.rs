@@ -3,10 +3,13 @@
 //! in-process rate of the same work (client-assertion verification plus
 //! minting) measured in the same run.
 //!
-//! Run: `cargo bench --bench issuer_load` (env `LOAD_REQUESTS`, default 2000;
-//! `LOAD_CONCURRENCY`, default 16; `LOAD_STORES`, default `embedded,redis`;
-//! `LOAD_BIN`, another `tessera` binary to load). Prints a table for
-//! docs/performance.md.
+//! Run: `cargo bench --bench issuer_load` (env `LOAD_REQUESTS`, default 5000
+//! per run; `LOAD_ROUNDS`, default 3; `LOAD_CONCURRENCY`, default 16;
+//! `LOAD_STORES`, default `embedded,redis`; `LOAD_BIN`, another `tessera`
+//! binary to load). Each round measures the in-process rate, then one HTTP
+//! run per store on a fresh server; each run's ratio is against the mean of
+//! the in-process rates measured just before and just after it. Prints every
+//! run and the medians, as tables for docs/performance.md.
 
 // Benchmark code: a failed unwrap is a failed run; the clock is read here on purpose.
 #![allow(
@@ -110,6 +113,8 @@ struct Run {
     /// CPU time of the server process per request (all its threads), and
     /// of `redis-server` when it is the store.
     server_cpu: Option<Duration>,
+    /// The part of `server_cpu` spent by the embedded store's writer thread.
+    writer_cpu: Option<Duration>,
     redis_cpu: Option<Duration>,
     /// CPU time of this process (the load client) per request.
     client_cpu: Option<Duration>,
@@ -124,6 +129,21 @@ fn cpu_time(pid: u32) -> Option<Duration> {
         total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
     }
     Some(Duration::from_nanos(total))
+}
+
+/// CPU time used so far by the threads of process `pid` named `name`.
+fn thread_cpu_time(pid: u32, name: &str) -> Option<Duration> {
+    let mut total = None;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path();
+        if std::fs::read_to_string(path.join("comm")).ok()?.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("schedstat")).ok()?;
+        let ns = stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        total = Some(total.unwrap_or(Duration::ZERO) + Duration::from_nanos(ns));
+    }
+    total
 }
 
 /// CPU time per request between two readings of [`cpu_time`].
@@ -146,6 +166,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// A token request with the pre-encoded form `body`.
+fn post(http: &reqwest::Client, endpoint: &str, body: &str) -> reqwest::RequestBuilder {
+    http.post(endpoint)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(body.to_owned())
 }
 
 /// Starts `tessera serve`, registers the bench agent, fires `requests`
@@ -196,9 +226,11 @@ fn http_run(
         .unwrap();
     let key = signing_key(agent);
     let endpoint = format!("{issuer}/oauth/token");
-    let forms: Vec<Vec<(&str, String)>> = (0..requests + 50)
+    // Bodies are encoded before the timed part, so that the load client
+    // spends as little as it can of the CPU the server shares with it.
+    let bodies: Vec<String> = (0..requests + 50)
         .map(|n| {
-            vec![
+            let form = [
                 ("grant_type", "client_credentials".to_owned()),
                 (
                     "client_assertion_type",
@@ -208,7 +240,8 @@ fn http_run(
                 ("scope", "orders:create".to_owned()),
                 ("identifier", format!("order:{n}")),
                 ("resource", "https://orders.example".to_owned()),
-            ]
+            ];
+            serde_urlencoded::to_string(form).unwrap()
         })
         .collect();
     rt.block_on(async {
@@ -229,10 +262,10 @@ fn http_run(
             .await
             .unwrap();
         assert!(r.status().is_success(), "register: {}", r.status());
-        let forms = Arc::new(forms);
+        let bodies = Arc::new(bodies);
         // Warm-up: 50 requests.
-        for f in forms.iter().skip(requests) {
-            let r = http.post(&endpoint).form(f).send().await.unwrap();
+        for body in bodies.iter().skip(requests) {
+            let r = post(&http, &endpoint, body).send().await.unwrap();
             assert_eq!(
                 r.status(),
                 200,
@@ -245,16 +278,17 @@ fn http_run(
         let cpu = || {
             (
                 cpu_time(server_pid),
+                thread_cpu_time(server_pid, "tessera-redb-wr"),
                 cpu_time(std::process::id()),
                 redis_pid.and_then(cpu_time),
             )
         };
-        let (server_before, client_before, redis_before) = cpu();
+        let (server_before, writer_before, client_before, redis_before) = cpu();
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
-            let (http, forms, next, endpoint) =
-                (http.clone(), forms.clone(), next.clone(), endpoint.clone());
+            let (http, bodies, next, endpoint) =
+                (http.clone(), bodies.clone(), next.clone(), endpoint.clone());
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0;
@@ -264,7 +298,7 @@ fn http_run(
                         break;
                     }
                     let t = Instant::now();
-                    match http.post(&endpoint).form(&forms[i]).send().await {
+                    match post(&http, &endpoint, &bodies[i]).send().await {
                         Ok(r) if r.status() == 200 => {
                             let _ = r.bytes().await;
                             lat.push(t.elapsed());
@@ -283,7 +317,7 @@ fn http_run(
             errors += e;
         }
         let seconds = start.elapsed().as_secs_f64();
-        let (server_after, client_after, redis_after) = cpu();
+        let (server_after, writer_after, client_after, redis_after) = cpu();
         all.sort();
         Run {
             label: label.to_owned(),
@@ -293,6 +327,7 @@ fn http_run(
             p99: percentile(&all, 0.99),
             errors,
             server_cpu: per_request(server_before, server_after, requests),
+            writer_cpu: per_request(writer_before, writer_after, requests),
             client_cpu: per_request(client_before, client_after, requests),
             redis_cpu: per_request(redis_before, redis_after, requests),
         }
@@ -362,65 +397,136 @@ fn start_redis() -> Option<(Proc, String, tempfile::TempDir)> {
     Some((proc, format!("redis://127.0.0.1:{port}"), dir))
 }
 
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// One HTTP run and the in-process rate it is compared with.
+struct Measured {
+    round: usize,
+    run: Run,
+    baseline: f64,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.run.requests as f64 / self.run.seconds
+    }
+
+    fn ratio(&self) -> f64 {
+        self.rate() / self.baseline
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a bare run with other args (e.g. from
     // `cargo test --benches`) only checks that it starts.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let requests: usize = std::env::var("LOAD_REQUESTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 100 } else { 2000 });
-    let concurrency: usize = std::env::var("LOAD_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
+    let requests = env_or("LOAD_REQUESTS", if quick { 100 } else { 5000 });
+    let rounds = env_or("LOAD_ROUNDS", if quick { 1 } else { 3 }).max(1);
+    let concurrency = env_or("LOAD_CONCURRENCY", 16);
     // `LOAD_STORES`: which stores to run, `embedded,redis` by default.
     let stores = std::env::var("LOAD_STORES").unwrap_or_else(|_| "embedded,redis".to_owned());
     let agent = KeyPair::new();
-    let mut runs = Vec::new();
-    if stores.contains("embedded") {
-        runs.push(http_run(
-            "HTTP, embedded store",
-            None,
-            requests,
-            concurrency,
-            &agent,
-        ));
-    }
-    if stores.contains("redis") {
-        match start_redis() {
-            Some((redis, url, _dir)) => runs.push(http_run(
-                "HTTP, Redis store",
-                Some((&url, redis.0.id())),
+    let in_process = || in_process_rate(requests.max(500), &agent);
+    let mut baselines = vec![in_process()];
+    let mut measured = Vec::new();
+    for round in 1..=rounds {
+        let mut runs = Vec::new();
+        if stores.contains("embedded") {
+            runs.push(http_run(
+                "HTTP, embedded store",
+                None,
                 requests,
                 concurrency,
                 &agent,
-            )),
-            None => eprintln!("issuer_load: redis-server not available; Redis run skipped"),
+            ));
         }
+        if stores.contains("redis") {
+            // A fresh redis-server per run, as the embedded store gets a
+            // fresh data directory.
+            match start_redis() {
+                Some((proc, url, _dir)) => runs.push(http_run(
+                    "HTTP, Redis store",
+                    Some((&url, proc.0.id())),
+                    requests,
+                    concurrency,
+                    &agent,
+                )),
+                None => eprintln!("issuer_load: redis-server not available; Redis run skipped"),
+            }
+        }
+        let before = baselines[baselines.len() - 1];
+        let after = in_process();
+        baselines.push(after);
+        measured.extend(runs.into_iter().map(|run| Measured {
+            round,
+            run,
+            baseline: (before + after) / 2.0,
+        }));
     }
-    let baseline = in_process_rate(requests.max(500), &agent);
+
     println!(
-        "\nclient_credentials minting: {requests} requests, {concurrency} concurrent, loopback"
+        "\nclient_credentials minting: {requests} requests per run, {concurrency} concurrent, loopback, {rounds} rounds"
     );
     println!(
-        "| run | tokens/s | p50 | p99 | errors | ratio to in-process | server CPU/request | redis-server CPU/request | client CPU/request |"
+        "| round | run | tokens/s | p50 | p99 | errors | in-process tokens/s | ratio | server CPU/request | of which store writer | redis-server CPU/request | client CPU/request |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for r in &runs {
-        let rate = r.requests as f64 / r.seconds;
+    println!(
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for m in &measured {
+        let r = &m.run;
         println!(
-            "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.0} | {:.2} | {} | {} | {} | {} |",
+            m.round,
             r.label,
-            rate,
+            m.rate(),
             r.p50.as_secs_f64() * 1e3,
             r.p99.as_secs_f64() * 1e3,
             r.errors,
-            rate / baseline,
+            m.baseline,
+            m.ratio(),
             micros(r.server_cpu),
+            micros(r.writer_cpu),
             micros(r.redis_cpu),
             micros(r.client_cpu),
         );
     }
-    println!("| in-process: verify assertion + mint | {baseline:.0} | | | | 1.00 | | | |");
+    println!("\nMedians over {rounds} rounds:");
+    println!("| run | tokens/s | p50 | p99 | ratio to in-process | server CPU/request |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let labels: Vec<String> = measured
+        .iter()
+        .filter(|m| m.round == 1)
+        .map(|m| m.run.label.clone())
+        .collect();
+    for label in labels {
+        let of: Vec<&Measured> = measured.iter().filter(|m| m.run.label == label).collect();
+        let med = |f: &dyn Fn(&Measured) -> f64| median(of.iter().map(|m| f(m)).collect());
+        println!(
+            "| {label} | {:.0} | {:.2} ms | {:.2} ms | {:.2} | {:.0} µs |",
+            med(&|m| m.rate()),
+            med(&|m| m.run.p50.as_secs_f64() * 1e3),
+            med(&|m| m.run.p99.as_secs_f64() * 1e3),
+            med(&|m| m.ratio()),
+            med(&|m| m.run.server_cpu.map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)),
+        );
+    }
+    println!(
+        "| in-process: verify assertion + mint | {:.0} | | | 1.00 | |",
+        median(baselines)
+    );
 }

@@ -21,10 +21,16 @@
 //! fresh transaction. If the commit itself fails, every caller in the batch
 //! gets the error.
 //!
+//! Replay keys are kept in one table ordered by expiry, which the writer
+//! appends to and purges from its start; to look a key up, the writer keeps
+//! an index of the live keys in memory, built from that table when the
+//! store opens (see [`ReplayIndex`]).
+//!
 //! Reads do not need the writer: each runs in its own read transaction,
 //! lookups by key on the caller's thread (they take microseconds), scans on
 //! tokio's blocking pool, since redb is synchronous.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -64,9 +70,13 @@ const TOKEN_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("tok
 const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
 /// Feed sequence number -> JSON `Revocation`.
 const FEED: TableDefinition<u64, &[u8]> = TableDefinition::new("revocation_feed");
-/// Replay key -> expiry in microseconds.
-const REPLAY: TableDefinition<&str, i64> = TableDefinition::new("replay");
-/// (expiry in microseconds, replay key), to drop expired keys.
+/// Replay key -> expiry in microseconds: the index that earlier versions
+/// kept on disk, beside [`REPLAY_EXPIRY`]. Now kept in memory
+/// ([`ReplayIndex`]); the table is deleted when the store opens.
+const LEGACY_REPLAY: TableDefinition<&str, i64> = TableDefinition::new("replay");
+/// (expiry in microseconds, replay key): the replay keys. Expiries cluster
+/// just ahead of the current time, so writes land on the last pages and
+/// purges take from the first.
 const REPLAY_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("replay_expiry");
 /// Audit sequence number -> JSON `AuditEvent`.
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
@@ -99,8 +109,8 @@ impl RedbStore {
         txn.open_table(TOKEN_EXPIRY).db()?;
         txn.open_table(REVOKED).db()?;
         let head = last_seq(&txn.open_table(FEED).db()?)?;
-        txn.open_table(REPLAY).db()?;
-        txn.open_table(REPLAY_EXPIRY).db()?;
+        txn.delete_table(LEGACY_REPLAY).db()?;
+        let replay = ReplayIndex::load(&txn.open_table(REPLAY_EXPIRY).db()?)?;
         txn.open_table(AUDIT).db()?;
         txn.commit().db()?;
         let db = Arc::new(db);
@@ -111,7 +121,7 @@ impl RedbStore {
             let feed_head = Arc::clone(&feed_head);
             std::thread::Builder::new()
                 .name("tessera-redb-writer".to_owned())
-                .spawn(move || write_loop(&db, &feed_head, &queue))?
+                .spawn(move || write_loop(&db, &feed_head, replay, &queue))?
         };
         Ok(Self {
             db,
@@ -156,7 +166,7 @@ impl RedbStore {
     async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: Fn(&WriteTransaction, &mut BatchNotes) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&WriteTransaction, &mut BatchNotes<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.write_with(true, op).await
     }
@@ -168,7 +178,7 @@ impl RedbStore {
     async fn write_with<T, F>(&self, durable: bool, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: Fn(&WriteTransaction, &mut BatchNotes) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&WriteTransaction, &mut BatchNotes<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending {
@@ -201,18 +211,83 @@ fn writer_gone() -> StoreError {
     StoreError::Unavailable("the embedded store's writer has stopped".to_owned())
 }
 
-/// What a batch's operations tell the writer to do after the commit.
+/// The live replay keys and their expiries (microseconds), as committed:
+/// the index of [`REPLAY_EXPIRY`] by key. Only the writer thread has it.
+///
+/// It holds each key until its expiry and one purge after (a key lives at
+/// most as long as what it protects: a client assertion, 5 minutes; a
+/// DPoP proof, minutes), about 100 bytes per key.
 #[derive(Debug, Default)]
-struct BatchNotes {
+struct ReplayIndex {
+    live: HashMap<Box<str>, i64>,
+}
+
+impl ReplayIndex {
+    /// Reads every key of `table` (expired ones too: the next purges drop
+    /// them from both).
+    fn load(table: &impl ReadableTable<(i64, &'static str), ()>) -> Result<Self, StoreError> {
+        let mut live = HashMap::new();
+        for entry in table.iter().db()? {
+            let (key, _) = entry.db()?;
+            let (at, replay_key) = key.value();
+            let slot = live.entry(Box::from(replay_key)).or_insert(at);
+            *slot = (*slot).max(at);
+        }
+        Ok(Self { live })
+    }
+
+    /// Applies the changes of a committed transaction.
+    fn apply(&mut self, changes: HashMap<Box<str>, Option<i64>>) {
+        for (key, change) in changes {
+            match change {
+                Some(at) => self.live.insert(key, at),
+                None => self.live.remove(&key),
+            };
+        }
+    }
+}
+
+/// What a batch's operations tell the writer to do after the commit, and
+/// what they read of the writer's in-memory state.
+#[derive(Debug)]
+struct BatchNotes<'a> {
     /// The highest feed sequence number added in this batch, if any.
     feed_head: Option<u64>,
+    /// The replay keys as of the last commit.
+    replay: &'a ReplayIndex,
+    /// Replay keys taken (`Some(expiry)`) or dropped (`None`) in this
+    /// transaction: applied to [`replay`](Self::replay) after the commit,
+    /// forgotten if it is aborted.
+    replay_changes: HashMap<Box<str>, Option<i64>>,
+}
+
+impl<'a> BatchNotes<'a> {
+    fn new(replay: &'a ReplayIndex) -> Self {
+        Self {
+            feed_head: None,
+            replay,
+            replay_changes: HashMap::new(),
+        }
+    }
+
+    /// The expiry of replay key `key` as this transaction sees it.
+    fn replay_expiry(&self, key: &str) -> Option<i64> {
+        match self.replay_changes.get(key) {
+            Some(change) => *change,
+            None => self.replay.live.get(key).copied(),
+        }
+    }
 }
 
 /// A queued write operation, with the caller waiting for its result.
 trait Job: Send {
     /// Applies the operation in `txn`, keeping its result for
     /// [`answer`](Job::answer). On `Err`, the writer aborts `txn`.
-    fn apply(&mut self, txn: &WriteTransaction, notes: &mut BatchNotes) -> Result<(), StoreError>;
+    fn apply(
+        &mut self,
+        txn: &WriteTransaction,
+        notes: &mut BatchNotes<'_>,
+    ) -> Result<(), StoreError>;
     /// Answers the caller: with the kept result if `outcome` is `Ok` (the
     /// transaction holding it is committed), otherwise with the error.
     fn answer(self: Box<Self>, outcome: Result<(), StoreError>);
@@ -233,9 +308,13 @@ struct Pending<T, F> {
 impl<T, F> Job for Pending<T, F>
 where
     T: Send,
-    F: Fn(&WriteTransaction, &mut BatchNotes) -> Result<T, StoreError> + Send,
+    F: Fn(&WriteTransaction, &mut BatchNotes<'_>) -> Result<T, StoreError> + Send,
 {
-    fn apply(&mut self, txn: &WriteTransaction, notes: &mut BatchNotes) -> Result<(), StoreError> {
+    fn apply(
+        &mut self,
+        txn: &WriteTransaction,
+        notes: &mut BatchNotes<'_>,
+    ) -> Result<(), StoreError> {
         self.applied = Some((self.op)(txn, notes)?);
         Ok(())
     }
@@ -267,11 +346,16 @@ where
 /// expecting callers to follow up; with one operation per minted token that
 /// wait cost more throughput than the larger batches gained: see the
 /// issuer section of docs/performance.md.)
-fn write_loop(db: &Database, feed_head: &watch::Sender<u64>, queue: &mpsc::Receiver<Box<dyn Job>>) {
+fn write_loop(
+    db: &Database,
+    feed_head: &watch::Sender<u64>,
+    mut replay: ReplayIndex,
+    queue: &mpsc::Receiver<Box<dyn Job>>,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         drain_queued(queue, &mut batch);
-        commit_batch(db, feed_head, batch);
+        commit_batch(db, feed_head, &mut replay, batch);
     }
 }
 
@@ -292,7 +376,12 @@ fn drain_queued(queue: &mpsc::Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Jo
 /// transaction is aborted (so none of its partial writes remain) and the
 /// others are applied again in a new one. Each retry removes an operation,
 /// so this ends.
-fn commit_batch(db: &Database, feed_head: &watch::Sender<u64>, mut batch: Vec<Box<dyn Job>>) {
+fn commit_batch(
+    db: &Database,
+    feed_head: &watch::Sender<u64>,
+    replay: &mut ReplayIndex,
+    mut batch: Vec<Box<dyn Job>>,
+) {
     while !batch.is_empty() {
         let durable = batch.iter().any(|job| job.durable());
         let txn = match write_txn(db, durable) {
@@ -302,7 +391,7 @@ fn commit_batch(db: &Database, feed_head: &watch::Sender<u64>, mut batch: Vec<Bo
                 return;
             }
         };
-        let mut notes = BatchNotes::default();
+        let mut notes = BatchNotes::new(replay);
         let mut failed = None;
         for (index, job) in batch.iter_mut().enumerate() {
             if let Err(e) = job.apply(&txn, &mut notes) {
@@ -317,11 +406,26 @@ fn commit_batch(db: &Database, feed_head: &watch::Sender<u64>, mut batch: Vec<Bo
             batch.remove(index).answer(Err(e));
             continue;
         }
+        let BatchNotes {
+            feed_head: added_to_feed,
+            replay_changes,
+            ..
+        } = notes;
         if let Err(e) = txn.commit().db() {
+            // Whether a failed commit reached the disk is not known: keep
+            // the keys it took as taken (a retry is refused, never let
+            // through twice), and those it dropped as they were.
+            replay.apply(
+                replay_changes
+                    .into_iter()
+                    .filter(|(_, change)| change.is_some())
+                    .collect(),
+            );
             fail_all(batch, &e);
             return;
         }
-        if let Some(seq) = notes.feed_head {
+        replay.apply(replay_changes);
+        if let Some(seq) = added_to_feed {
             feed_head.send_if_modified(|head| {
                 let newer = seq > *head;
                 if newer {
@@ -470,33 +574,38 @@ impl<'txn> TokenTables<'txn> {
     }
 }
 
-/// The replay cache's tables, open in one write transaction.
-struct ReplayTables<'txn> {
-    keys: Table<'txn, &'static str, i64>,
+/// The replay keys' table, open in one write transaction, with the
+/// in-memory index as that transaction sees it.
+struct ReplayTables<'txn, 'n, 'a> {
     expiry: Table<'txn, (i64, &'static str), ()>,
+    notes: &'n mut BatchNotes<'a>,
 }
 
-impl<'txn> ReplayTables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+impl<'txn, 'n, 'a> ReplayTables<'txn, 'n, 'a> {
+    fn open(
+        txn: &'txn WriteTransaction,
+        notes: &'n mut BatchNotes<'a>,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
-            keys: txn.open_table(REPLAY).db()?,
             expiry: txn.open_table(REPLAY_EXPIRY).db()?,
+            notes,
         })
     }
 
     /// Takes `key` until `expires` (microseconds) unless it is taken and
     /// has not expired at `now`; returns whether it took it.
     fn take(&mut self, key: &str, expires: i64, now: i64) -> Result<bool, StoreError> {
-        let existing = self.keys.get(key).db()?.map(|v| v.value());
-        match existing {
+        match self.notes.replay_expiry(key) {
             Some(at) if at > now => return Ok(false),
             Some(at) => {
                 self.expiry.remove((at, key)).db()?;
             }
             None => {}
         }
-        self.keys.insert(key, expires).db()?;
         self.expiry.insert((expires, key), ()).db()?;
+        self.notes
+            .replay_changes
+            .insert(Box::from(key), Some(expires));
         Ok(true)
     }
 
@@ -515,7 +624,13 @@ impl<'txn> ReplayTables<'txn> {
         }
         for (at, replay_key) in expired {
             self.expiry.remove((at, replay_key.as_str())).db()?;
-            self.keys.remove(replay_key.as_str()).db()?;
+            // The index forgets the key only if this entry is its current
+            // one (a key taken again after expiring has a later entry).
+            if self.notes.replay_expiry(&replay_key) == Some(at) {
+                self.notes
+                    .replay_changes
+                    .insert(Box::from(replay_key.as_str()), None);
+            }
         }
         Ok(())
     }
@@ -733,8 +848,8 @@ impl ReplayCache for RedbStore {
         }
         let key = key.to_owned();
         let (expires, now) = (micros(expires_at), micros(now));
-        self.write_with(false, move |txn, _| {
-            let mut replay = ReplayTables::open(txn)?;
+        self.write_with(false, move |txn, notes| {
+            let mut replay = ReplayTables::open(txn, notes)?;
             if !replay.take(&key, expires, now)? {
                 return Ok(false);
             }
@@ -765,9 +880,9 @@ impl Issuance for RedbStore {
         let token = token.clone();
         let token_bytes = encode(&token)?;
         let event_bytes = encode(event)?;
-        self.write(move |txn, _| {
+        self.write(move |txn, notes| {
             {
-                let mut replay = ReplayTables::open(txn)?;
+                let mut replay = ReplayTables::open(txn, notes)?;
                 for (index, (key, expires)) in keys.iter().enumerate() {
                     // A key already expired is never accepted (as in `insert_once`).
                     if *expires <= now || !replay.take(key, *expires, now)? {
@@ -864,9 +979,8 @@ mod tests {
         fail: bool,
     ) -> (Box<dyn Job>, oneshot::Receiver<Result<bool, StoreError>>) {
         let (reply, answer) = oneshot::channel();
-        let op = move |txn: &WriteTransaction, _: &mut BatchNotes| {
-            let mut replay = txn.open_table(REPLAY).db()?;
-            let fresh = replay.insert(key, 1).db()?.is_none();
+        let op = move |txn: &WriteTransaction, notes: &mut BatchNotes<'_>| {
+            let fresh = ReplayTables::open(txn, notes)?.take(key, 10, 0)?;
             if fail {
                 return Err(StoreError::Decode(format!("{key} failed")));
             }
@@ -883,11 +997,11 @@ mod tests {
 
     fn replay_keys(db: &Database) -> Vec<String> {
         let txn = db.begin_read().unwrap();
-        let table = txn.open_table(REPLAY).unwrap();
+        let table = txn.open_table(REPLAY_EXPIRY).unwrap();
         table
             .iter()
             .unwrap()
-            .map(|e| e.unwrap().0.value().to_owned())
+            .map(|e| e.unwrap().0.value().1.to_owned())
             .collect()
     }
 
@@ -899,7 +1013,13 @@ mod tests {
         let (b, mut b_answer) = replay_job("b", true);
         let (again, mut again_answer) = replay_job("a", false);
         let (c, mut c_answer) = replay_job("c", false);
-        commit_batch(&store.db, &store.feed_head, vec![a, b, again, c]);
+        let mut index = ReplayIndex::default();
+        commit_batch(
+            &store.db,
+            &store.feed_head,
+            &mut index,
+            vec![a, b, again, c],
+        );
 
         assert!(a_answer.try_recv().unwrap().unwrap());
         assert!(matches!(
@@ -910,6 +1030,9 @@ mod tests {
         assert!(!again_answer.try_recv().unwrap().unwrap());
         assert!(c_answer.try_recv().unwrap().unwrap());
         assert_eq!(replay_keys(&store.db), ["a", "c"]);
+        let mut indexed: Vec<&str> = index.live.keys().map(|k| &**k).collect();
+        indexed.sort_unstable();
+        assert_eq!(indexed, ["a", "c"]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -964,5 +1087,44 @@ mod tests {
         let by_agent = txn.open_table(TOKENS_BY_AGENT).unwrap();
         assert_eq!(by_agent.len().unwrap(), 0);
         assert_eq!(replay_keys(&store.db).len(), 15);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_keys_of_the_earlier_layout_are_kept_and_its_index_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        let live = micros(now + chrono::TimeDelta::seconds(60));
+        let gone = micros(now - chrono::TimeDelta::seconds(1));
+        {
+            // A data directory as the earlier version left it: each key in
+            // both the key index and the expiry table.
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut index = txn.open_table(LEGACY_REPLAY).unwrap();
+                let mut expiry = txn.open_table(REPLAY_EXPIRY).unwrap();
+                for (key, at) in [("jti:live", live), ("jti:gone", gone)] {
+                    index.insert(key, at).unwrap();
+                    expiry.insert((at, key), ()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = RedbStore::open(dir.path()).unwrap();
+        {
+            let txn = store.db.begin_read().unwrap();
+            assert!(matches!(
+                txn.open_table(LEGACY_REPLAY),
+                Err(redb::TableError::TableDoesNotExist(_))
+            ));
+        }
+        let later = now + chrono::TimeDelta::seconds(120);
+        // Still taken until it expires; the expired one is free again.
+        assert!(!store.insert_once("jti:live", later, now).await.unwrap());
+        assert!(store.insert_once("jti:gone", later, now).await.unwrap());
+        assert!(!store.insert_once("jti:gone", later, now).await.unwrap());
+        // The purge at `now` dropped the expired entry of "jti:gone" but
+        // not its new one.
+        assert_eq!(replay_keys(&store.db), ["jti:live", "jti:gone"]);
     }
 }
