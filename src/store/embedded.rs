@@ -414,7 +414,10 @@ fn commit_batch(
         if let Err(e) = txn.commit().db() {
             // Whether a failed commit reached the disk is not known: keep
             // the keys it took as taken (a retry is refused, never let
-            // through twice), and those it dropped as they were.
+            // through twice), and those it dropped as they were. A key
+            // that did not reach the disk is never purged from the index
+            // (it is free again once it expires); it costs its memory
+            // until the next restart, and only on a failing disk.
             replay.apply(
                 replay_changes
                     .into_iter()

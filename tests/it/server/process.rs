@@ -32,6 +32,12 @@ impl Drop for Served {
 impl Served {
     /// Starts the binary on a free port and waits for `/healthz`.
     async fn start(dir: &Path) -> Self {
+        Self::start_as(dir, None).await
+    }
+
+    /// Like [`start`](Self::start), with `--issuer-url` when given (so that
+    /// a client assertion made for one process is valid for the next).
+    async fn start_as(dir: &Path, issuer_url: Option<&str>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -48,6 +54,12 @@ impl Served {
                     "--data-dir",
                 ])
                 .arg(dir)
+                .args(
+                    issuer_url
+                        .map(|url| ["--issuer-url", url])
+                        .into_iter()
+                        .flatten(),
+                )
                 .env_remove("TESSERA_REDIS_URL")
                 .env("TESSERA_LOG", "warn")
                 .stdout(Stdio::null())
@@ -137,23 +149,40 @@ impl Served {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
 
-    async fn mint(&self, agent: &TestAgent, resource: &str) -> String {
-        let endpoint = self.url("/oauth/token");
+    /// A token request for `resource` with a fresh client assertion for
+    /// audience `aud` (the token endpoint's URL if `None`).
+    fn token_form(
+        &self,
+        agent: &TestAgent,
+        resource: &str,
+        aud: Option<&str>,
+    ) -> Vec<(&'static str, String)> {
         let t = now().timestamp();
+        let aud = aud.map_or_else(|| self.url("/oauth/token"), str::to_owned);
         let claims = json!({
-            "iss": agent.id, "sub": agent.id, "aud": endpoint,
+            "iss": agent.id, "sub": agent.id, "aud": aud,
             "exp": t + 60, "iat": t, "jti": random_hex(16),
         });
         let assertion = tessera::jose::sign(&agent.key, None, false, &claims).unwrap();
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", &assertion),
-            ("scope", ACTION),
-            ("identifier", resource),
-            ("resource", AUDIENCE),
-        ];
-        let r = Reply::from(self.http.post(&endpoint).form(&form).send().await.unwrap()).await;
+        vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_assertion_type", JWT_BEARER.to_owned()),
+            ("client_assertion", assertion),
+            ("scope", ACTION.to_owned()),
+            ("identifier", resource.to_owned()),
+            ("resource", AUDIENCE.to_owned()),
+        ]
+    }
+
+    async fn request_token(&self, form: &[(&'static str, String)]) -> Reply {
+        let r = self.http.post(self.url("/oauth/token")).form(form);
+        Reply::from(r.send().await.unwrap()).await
+    }
+
+    async fn mint(&self, agent: &TestAgent, resource: &str) -> String {
+        let r = self
+            .request_token(&self.token_form(agent, resource, None))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         r.token().to_owned()
     }
@@ -209,6 +238,69 @@ async fn an_acknowledged_revocation_survives_kill_9_of_the_embedded_server() {
     assert_eq!(agents.json[0]["id"], agent.id.as_str(), "{}", agents.text);
     // The agent still gets tokens from the restarted server.
     second.mint(&agent, "docs/after-crash").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_mint_survives_kill_9_its_assertion_stays_spent_and_its_token_revocable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let issuer = "https://issuer.test";
+    let mut first = Served::start_as(&dir, Some(issuer)).await;
+    let admin = cli(&["admin", "token"], &dir);
+    let agent = TestAgent::new("minted");
+    first.register(&admin, &agent).await;
+    for n in 0..20 {
+        let form = first.token_form(&agent, &format!("docs/before-{n}"), Some(issuer));
+        assert_eq!(first.request_token(&form).await.status, StatusCode::OK);
+    }
+    // The restarted server listens on another port: the assertion names the
+    // issuer URL, which both accept.
+    let form = first.token_form(&agent, "docs/crash", Some(issuer));
+    let minted = first.request_token(&form).await;
+    assert_eq!(minted.status, StatusCode::OK, "{}", minted.text);
+    let token_id = minted.json["token_id"].as_str().unwrap().to_owned();
+    // Still spent before the crash.
+    let again = first.request_token(&form).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.text);
+    assert_eq!(again.json["error"], "invalid_client", "{}", again.text);
+    first.kill_9();
+
+    let second = Served::start_as(&dir, Some(issuer)).await;
+    // The assertion is still spent.
+    let replayed = second.request_token(&form).await;
+    assert_eq!(
+        replayed.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        replayed.text
+    );
+    assert_eq!(
+        replayed.json["error"], "invalid_client",
+        "{}",
+        replayed.text
+    );
+    assert!(replayed.text.contains("already used"), "{}", replayed.text);
+    // A fresh one works.
+    let fresh = second.token_form(&agent, "docs/after", Some(issuer));
+    assert_eq!(second.request_token(&fresh).await.status, StatusCode::OK);
+    // The ledger entry is there: the token can be revoked by its id.
+    let r = second
+        .post_json("/v1/revocations", &admin, &json!({ "token_id": token_id }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["revoked"].as_array().unwrap().len(), 1, "{}", r.text);
+    // And so is its audit event.
+    let audit = second
+        .get(&format!("/v1/audit?token_id={token_id}"), Some(&admin))
+        .await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.text);
+    let kinds: Vec<&str> = audit.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["mint", "revocation"], "{}", audit.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
