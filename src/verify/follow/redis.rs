@@ -177,13 +177,10 @@ impl Run {
                 Ok(page) => page,
                 Err(stop) => return stop,
             };
-            let full = page.len() >= self.batch;
-            if let Err(stop) = self.apply(page) {
-                return stop;
-            }
-            if !full {
-                self.view.confirm_current_at(sent);
-                break;
+            match self.apply(page, sent) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(stop) => return stop,
             }
         }
         let failures = retry.succeed();
@@ -203,12 +200,8 @@ impl Run {
                 Ok(page) => page,
                 Err(stop) => return stop,
             };
-            let full = page.len() >= self.batch;
-            if let Err(stop) = self.apply(page) {
+            if let Err(stop) = self.apply(page, sent) {
                 return stop;
-            }
-            if !full {
-                self.view.confirm_current_at(sent);
             }
         }
     }
@@ -269,10 +262,15 @@ impl Run {
         }
     }
 
-    /// Applies a page and moves past it, skipping malformed entries.
-    fn apply(&mut self, page: Vec<StreamId>) -> Result<(), Stop> {
+    /// Applies a page, read by a request sent at `sent`, and moves past
+    /// it, skipping malformed entries. A page that is not full holds all
+    /// there was, so the view is then current as of `sent`. Returns whether
+    /// the page was full (more may be waiting).
+    fn apply(&mut self, page: Vec<StreamId>, sent: Instant) -> Result<bool, Stop> {
+        let full = page.len() >= self.batch;
         let Some(last) = page.last().map(|e| e.id.clone()) else {
-            return Ok(());
+            self.view.confirm_current_at(sent);
+            return Ok(false);
         };
         let mut entries: Vec<Entry> = Vec::with_capacity(page.len());
         for stream_entry in &page {
@@ -293,7 +291,10 @@ impl Run {
             )
             .map_err(|e| Stop::View(e.to_string()))?;
         self.last_id = Some(last);
-        Ok(())
+        if !full {
+            self.view.confirm_current_at(sent);
+        }
+        Ok(full)
     }
 
     fn purge_if_due(&mut self) {
