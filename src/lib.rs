@@ -83,6 +83,8 @@
 //!   (`docs/token-schema.md`); arbitrary Datalog policies are out of scope.
 
 pub mod jose;
+#[cfg(feature = "verifier-axum")]
+pub mod net;
 #[cfg(feature = "store")]
 pub mod store;
 /// Records the verifier shares with the issuer's stores (revocation feed

@@ -123,6 +123,20 @@ pub struct Config {
     pub dpop_window_secs: i64,
     /// Minting while the store is unreachable.
     pub store_outage: StoreOutage,
+    // -- Connections (see `tessera::net::ServeLimits`) and metrics.
+    /// Time to receive a request head, from accept or from the previous
+    /// answer on a kept-alive connection.
+    pub header_read_timeout: Ttl,
+    /// Time to receive a request body, from the end of its head.
+    pub body_read_timeout: Ttl,
+    /// A connection with no bytes moving and no request being handled for
+    /// this long is closed.
+    pub idle_timeout: Ttl,
+    /// Connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
+    /// Serve `/metrics` on this address, a listener of its own (none: no
+    /// metrics endpoint). The main listener never serves `/metrics`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -142,6 +156,11 @@ impl Default for Config {
             clock_skew_secs: 30,
             dpop_window_secs: 60,
             store_outage: StoreOutage::Refuse,
+            header_read_timeout: Ttl(Duration::from_secs(10)),
+            body_read_timeout: Ttl(Duration::from_secs(30)),
+            idle_timeout: Ttl(Duration::from_secs(60)),
+            max_connections: 1024,
+            metrics_listen: None,
         }
     }
 }
@@ -237,7 +256,33 @@ impl Config {
         {
             return bad("clock_skew_secs must be 0..=300 and dpop_window_secs 1..=600".into());
         }
+        let hour = Duration::from_secs(3600);
+        for (name, t) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if t.0.is_zero() || t.0 > hour {
+                return bad(format!("{name} must be between 1s and 1h"));
+            }
+        }
+        if let Err(e) = self.serve_limits().check() {
+            return bad(e.to_string());
+        }
+        if self.metrics_listen == Some(self.listen) {
+            return bad("metrics_listen must differ from listen".into());
+        }
         Ok(())
+    }
+
+    /// The connection limits of both listeners.
+    pub fn serve_limits(&self) -> crate::net::ServeLimits {
+        crate::net::ServeLimits {
+            header_read_timeout: self.header_read_timeout.0,
+            body_read_timeout: self.body_read_timeout.0,
+            idle_timeout: self.idle_timeout.0,
+            max_connections: self.max_connections,
+        }
     }
 
     /// The issuer URL, defaulting to `http://<listen>`.
@@ -297,6 +342,35 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_and_the_metrics_listener_come_from_file_and_environment() {
+        let d = Config::default();
+        assert_eq!(d.serve_limits(), crate::net::ServeLimits::default());
+        assert_eq!(d.metrics_listen, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "header_read_timeout = \"5s\"\nidle_timeout = 20\nmetrics_listen = \"127.0.0.1:9464\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("TESSERA_BODY_READ_TIMEOUT", "1m"),
+                ("TESSERA_MAX_CONNECTIONS", "100"),
+            ]),
+            Overrides::default(),
+        )
+        .unwrap();
+        let l = c.serve_limits();
+        assert_eq!(l.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(l.body_read_timeout, Duration::from_secs(60));
+        assert_eq!(l.idle_timeout, Duration::from_secs(20));
+        assert_eq!(l.max_connections, 100);
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+    }
+
+    #[test]
     fn unknown_keys_are_errors_in_the_file_and_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
@@ -320,6 +394,12 @@ mod tests {
             ("TESSERA_ISSUER_URL", "issuer.example"),
             ("TESSERA_LOG_FORMAT", "xml"),
             ("TESSERA_LISTEN", "nowhere"),
+            ("TESSERA_HEADER_READ_TIMEOUT", "0s"),
+            ("TESSERA_BODY_READ_TIMEOUT", "2h"),
+            ("TESSERA_IDLE_TIMEOUT", "0"),
+            ("TESSERA_MAX_CONNECTIONS", "0"),
+            ("TESSERA_MAX_CONNECTIONS", "-1"),
+            ("TESSERA_METRICS_LISTEN", "127.0.0.1:8080"),
         ] {
             assert!(
                 Config::load(None, env(&[(k, v)]), Overrides::default()).is_err(),

@@ -1,7 +1,10 @@
 //! Prometheus metrics, one registry per server (no globals).
 
+use std::fmt::Write as _;
+
+use axum::http::Method;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -14,15 +17,77 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
-/// Labels of request latencies.
+/// Labels of request latencies. Every value comes from a closed set, so a
+/// stranger cannot add series: the method is one of the standard ones or
+/// `other`, the route is a route template of the router or `unmatched`, the
+/// status is one the server answered.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     /// HTTP method.
-    pub method: String,
-    /// The route pattern (not the raw path).
+    pub method: MethodLabel,
+    /// The route template (`/v1/agents/{id}`), never the raw path;
+    /// `unmatched` for a path no route matches.
     pub route: String,
     /// Response status.
     pub status: u16,
+}
+
+/// The method of a request, from a closed set.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum MethodLabel {
+    /// `GET`.
+    Get,
+    /// `HEAD`.
+    Head,
+    /// `POST`.
+    Post,
+    /// `PUT`.
+    Put,
+    /// `PATCH`.
+    Patch,
+    /// `DELETE`.
+    Delete,
+    /// `OPTIONS`.
+    Options,
+    /// Any other method (a request line may name any token): `other`.
+    Other,
+}
+
+impl MethodLabel {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Options => "OPTIONS",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl From<&Method> for MethodLabel {
+    fn from(m: &Method) -> Self {
+        match *m {
+            Method::GET => Self::Get,
+            Method::HEAD => Self::Head,
+            Method::POST => Self::Post,
+            Method::PUT => Self::Put,
+            Method::PATCH => Self::Patch,
+            Method::DELETE => Self::Delete,
+            Method::OPTIONS => Self::Options,
+            _ => Self::Other,
+        }
+    }
+}
+
+impl EncodeLabelValue for MethodLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
 }
 
 type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;

@@ -2,7 +2,9 @@
 //!
 //! `app(state)` builds the router; `serve(config)` opens the stores and the
 //! key ring, binds, and runs until SIGTERM or Ctrl-C, reloading the key ring
-//! on SIGHUP.
+//! on SIGHUP. Connections are served by [`crate::net::serve`], with the
+//! timeouts and the connection limit of the configuration. `/metrics` is
+//! served only on the `metrics_listen` address, by [`metrics_app`].
 
 pub mod admin;
 pub mod config;
@@ -12,6 +14,8 @@ pub mod metrics;
 pub mod oauth;
 pub mod state;
 
+use std::future::{Future, IntoFuture};
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 
 pub use config::{Config, ConfigError, LogFormat, Overrides, StoreOutage};
@@ -29,7 +34,7 @@ pub use keyring::KeyRing;
 pub use state::{AppState, Clock, SystemClock};
 
 use crate::store::Stores;
-use metrics::RouteLabel;
+use metrics::{MethodLabel, RouteLabel};
 
 /// The OpenAPI document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -62,10 +67,17 @@ pub fn app(state: AppState) -> Router {
         .merge(admin)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+/// The router of the metrics listener: `GET /metrics` only. Not part of
+/// [`app`]: whoever can reach the main listener cannot read the metrics.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
         .with_state(state)
 }
 
@@ -97,14 +109,15 @@ async fn openapi() -> Response {
     r
 }
 
-/// Records the latency of every request by route pattern.
+/// Records the latency of every request by method, route template and
+/// status: labels from closed sets (see [`RouteLabel`]).
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().to_string();
+    let method = MethodLabel::from(req.method());
     let response = next.run(req).await;
     state
         .metrics
@@ -153,8 +166,12 @@ pub async fn serve(
     }
     tracing::info!(active_key_id = ring.active().id, "root key ring loaded");
     let stores = open_stores(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(a) => Some(TcpListener::bind(a).await?),
+        None => None,
+    };
     let mut config = config;
     if config.issuer_url.is_none() {
         config.issuer_url = Some(format!("http://{addr}"));
@@ -166,18 +183,52 @@ pub async fn serve(
     };
     let state = AppState::new(config, stores, ring, Arc::new(SystemClock));
     tracing::info!(%addr, issuer = %state.issuer, store = store_kind, "tessera issuer listening");
+    if let Some(m) = &metrics_listener {
+        tracing::info!(addr = %m.local_addr()?, "metrics listening");
+    }
     spawn_reload_on_hangup(state.clone(), keys_dir);
     if let Some(tx) = ready {
         let _ = tx.send(addr);
     }
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    run(state, listener, metrics_listener, shutdown_signal()).await?;
     tracing::info!("tessera issuer stopped");
     Ok(())
+}
+
+/// Serves [`app`] on `listener` and, if given, [`metrics_app`] on
+/// `metrics`, both with the configuration's connection limits, until
+/// `shutdown` completes; then both stop gracefully.
+pub async fn run(
+    state: AppState,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = state.config.serve_limits();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let main = crate::net::serve(listener, app(state.clone()), limits)
+        .with_graceful_shutdown(signal(stopped.clone()));
+    let servers = async move {
+        match metrics {
+            Some(m) => {
+                let m = crate::net::serve(m, metrics_app(state), limits)
+                    .with_graceful_shutdown(signal(stopped));
+                tokio::try_join!(main.into_future(), m.into_future()).map(|_| ())
+            }
+            None => main.await,
+        }
+    };
+    let mut servers = std::pin::pin!(servers);
+    tokio::select! {
+        result = &mut servers => result,
+        () = shutdown => {
+            let _ = stop.send(true);
+            servers.await
+        }
+    }
 }
 
 fn spawn_reload_on_hangup(state: AppState, dir: std::path::PathBuf) {
@@ -225,17 +276,55 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Installs the log subscriber (`TESSERA_LOG` or `RUST_LOG` filter, default `info`).
+/// Installs the log subscriber (`TESSERA_LOG` or `RUST_LOG` filter, default
+/// `info`) writing to standard error, coloured only if that is a terminal
+/// and `NO_COLOR` is unset or empty.
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TESSERA_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.try_init(),
     };
+}
+
+/// Colour codes only on a terminal, and never when `NO_COLOR` is set to a
+/// non-empty value (<https://no-color.org>).
+fn use_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some(OsStr::new(""))));
+    }
+
+    #[test]
+    fn method_labels_come_from_a_closed_set() {
+        use axum::http::Method;
+        assert_eq!(MethodLabel::from(&Method::GET).as_str(), "GET");
+        assert_eq!(MethodLabel::from(&Method::CONNECT).as_str(), "other");
+        let odd = Method::from_bytes(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        assert_eq!(MethodLabel::from(&odd).as_str(), "other");
+        assert_eq!(MethodLabel::from(&Method::from_bytes(b"get").unwrap()).as_str(), "other");
+    }
 }
