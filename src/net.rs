@@ -283,7 +283,9 @@ async fn connection(
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ConnectInfo(peer));
             let body = Body::new(DeadlineBody::new(body, body_timeout));
-            let response = router.oneshot(hyper::Request::from_parts(parts, body)).await;
+            let response = router
+                .oneshot(hyper::Request::from_parts(parts, body))
+                .await;
             drop(busy);
             Ok::<_, Infallible>(match response {
                 Ok(r) => r,
@@ -359,11 +361,7 @@ impl Activity {
             }
             // Check again when the quiet spell could reach the timeout (while
             // a request is handled past it, a full timeout later).
-            let wait = if quiet >= limit {
-                limit
-            } else {
-                limit - quiet
-            };
+            let wait = if quiet >= limit { limit } else { limit - quiet };
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }

@@ -323,8 +323,12 @@ mod tests {
         use axum::http::Method;
         assert_eq!(MethodLabel::from(&Method::GET).as_str(), "GET");
         assert_eq!(MethodLabel::from(&Method::CONNECT).as_str(), "other");
-        let odd = Method::from_bytes(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        let odd =
+            Method::from_bytes(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
         assert_eq!(MethodLabel::from(&odd).as_str(), "other");
-        assert_eq!(MethodLabel::from(&Method::from_bytes(b"get").unwrap()).as_str(), "other");
+        assert_eq!(
+            MethodLabel::from(&Method::from_bytes(b"get").unwrap()).as_str(),
+            "other"
+        );
     }
 }

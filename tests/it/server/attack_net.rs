@@ -138,7 +138,8 @@ async fn stalled(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
 const CUT_WITHIN: Duration = Duration::from_secs(10);
 
 fn random_token(rng: &mut impl Rng, len: usize) -> String {
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~";
+    const CHARS: &[u8] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~";
     (0..len)
         .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
         .collect()
@@ -168,7 +169,11 @@ async fn metrics_stay_small_after_ten_thousand_requests_with_random_methods_and_
                     (method, path)
                 };
                 let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-                let r = http.request(m, format!("{base}{path}")).send().await.unwrap();
+                let r = http
+                    .request(m, format!("{base}{path}"))
+                    .send()
+                    .await
+                    .unwrap();
                 assert!(r.status().as_u16() >= 200, "{}", r.status());
                 if i % 100 == 0 {
                     seen.push(method);
@@ -220,7 +225,11 @@ async fn a_client_that_stalls_in_the_request_line_is_disconnected_within_the_hea
         start.elapsed()
     );
     // Headers that never end are cut too.
-    let mut s = stalled(issuer.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n").await;
+    let mut s = stalled(
+        issuer.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n",
+    )
+    .await;
     assert!(closed_within(&mut s, CUT_WITHIN).await.is_some());
     assert_eq!(issuer.healthz(CUT_WITHIN).await, Some(StatusCode::OK));
 }
