@@ -325,6 +325,60 @@ async fn with_every_connection_slot_held_by_a_stalled_client_healthz_waits_then_
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_the_server_finishes_the_request_in_hand_closes_idle_connections_and_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = Config {
+        listen: addr,
+        issuer_url: Some(format!("http://{addr}")),
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let (ring, _) = KeyRing::load_or_create(&config.keys_dir()).unwrap();
+    let stores = Stores::embedded(&config.data_dir).unwrap();
+    let state = AppState::new(config, stores, ring, Arc::new(SystemClock));
+    let admin = {
+        let cap = tessera::server::admin::admin_capability(
+            tessera::token::Lifetime::parse("1h").unwrap(),
+        )
+        .unwrap();
+        tessera::token::mint(&cap, state.ring().active(), crate::server::helpers::now())
+            .unwrap()
+            .token
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tessera::server::run(state, listener, None, async {
+        let _ = stopped.await;
+    }));
+    // An idle kept-alive connection, and a long poll of the feed in hand.
+    let mut idle = stalled(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut chunk = [0u8; 1024];
+    assert!(idle.read(&mut chunk).await.unwrap() > 0);
+    let http = reqwest::Client::new();
+    let poll = tokio::spawn(
+        http.get(format!("http://{addr}/v1/revocations?wait=2"))
+            .bearer_auth(admin)
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(()).unwrap();
+    // The idle connection is closed at once (its timeouts are 10 s and more).
+    assert!(closed_within(&mut idle, Duration::from_secs(5))
+        .await
+        .is_some());
+    // The long poll gets its answer, and then the server returns.
+    let answer = poll.await.unwrap().unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    tokio::time::timeout(CUT_WITHIN, server)
+        .await
+        .expect("the server did not return after shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
 // ---- the real binary ----
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
