@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::store::{AuditRetention, RedisConfig};
 use crate::token::parse_duration;
 
 /// Environment variables that start with `TESSERA_` but are not settings.
@@ -123,6 +124,19 @@ pub struct Config {
     pub dpop_window_secs: i64,
     /// Minting while the store is unreachable.
     pub store_outage: StoreOutage,
+    // Audit log bounds (issue 9, finding 5).
+    /// Most audit events kept: the embedded store drops the oldest beyond
+    /// it; on Redis, the stream's approximate `MAXLEN`.
+    pub audit_max_events: usize,
+    /// Audit events older than this are dropped by the embedded store (on
+    /// each write). None (the default): only `audit_max_events` bounds it.
+    pub audit_max_age: Option<Ttl>,
+    /// Refusals before client authentication stored one by one per
+    /// `audit_unauthenticated_interval`; the others are counted by reason in
+    /// one summary event per interval.
+    pub audit_unauthenticated_sample: u32,
+    /// See `audit_unauthenticated_sample`.
+    pub audit_unauthenticated_interval: Ttl,
 }
 
 impl Default for Config {
@@ -142,6 +156,10 @@ impl Default for Config {
             clock_skew_secs: 30,
             dpop_window_secs: 60,
             store_outage: StoreOutage::Refuse,
+            audit_max_events: 1_000_000,
+            audit_max_age: None,
+            audit_unauthenticated_sample: 20,
+            audit_unauthenticated_interval: Ttl(Duration::from_secs(60)),
         }
     }
 }
@@ -237,7 +255,40 @@ impl Config {
         {
             return bad("clock_skew_secs must be 0..=300 and dpop_window_secs 1..=600".into());
         }
+        if self.audit_max_events < 1000 {
+            return bad("audit_max_events must be at least 1000".into());
+        }
+        if self
+            .audit_max_age
+            .is_some_and(|t| t.0 < Duration::from_secs(3600))
+        {
+            return bad("audit_max_age must be at least 1h".into());
+        }
+        if self.audit_unauthenticated_sample > 10_000 {
+            return bad("audit_unauthenticated_sample must be at most 10000".into());
+        }
+        let interval = self.audit_unauthenticated_interval.0;
+        if interval < Duration::from_secs(1) || interval > Duration::from_secs(86_400) {
+            return bad("audit_unauthenticated_interval must be between 1s and 24h".into());
+        }
         Ok(())
+    }
+
+    /// How much of the audit log the embedded store keeps.
+    pub fn audit_retention(&self) -> AuditRetention {
+        AuditRetention {
+            max_events: u64::try_from(self.audit_max_events).unwrap_or(u64::MAX),
+            max_age: self.audit_max_age.map(|t| t.0),
+        }
+    }
+
+    /// The Redis store's settings, when `redis_url` is set.
+    pub fn redis_config(&self) -> Option<RedisConfig> {
+        self.redis_url.as_ref().map(|url| RedisConfig {
+            key_prefix: self.redis_key_prefix.clone(),
+            audit_max_len: self.audit_max_events,
+            ..RedisConfig::new(url.as_str())
+        })
     }
 
     /// The issuer URL, defaulting to `http://<listen>`.

@@ -198,10 +198,21 @@ impl RedisStore {
 
     /// Runs `op` on the shared connection, bounded in time.
     ///
-    /// When the connection could not even be opened (refused: the command
-    /// was never sent), it is tried once more, on the connection the
-    /// manager opens in its place; this makes the first call after Redis
-    /// returns succeed.
+    /// When the connection is broken, `op` is tried once more, on the
+    /// connection the manager opens in its place (the failed attempt is what
+    /// tells the manager to reconnect). This makes the first call after
+    /// Redis returns succeed, even on an issuer that sent nothing while
+    /// Redis was away and so still holds the connection Redis dropped:
+    ///
+    /// - refused: the connection could not even be opened, nothing was sent;
+    /// - dropped: the connection was found closed. In the case this is for
+    ///   (Redis went away while the issuer was idle) the command was never
+    ///   sent either. If Redis went away while the command was in flight, it
+    ///   may have run once already: every write here is idempotent or fails
+    ///   closed when run twice (a one-time key already taken reads as a
+    ///   replay and the request is refused; a revocation already recorded
+    ///   returns its first cursor), except an audit append, which may then
+    ///   be stored twice.
     async fn guard<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: Fn(ConnectionManager) -> Fut,
@@ -209,7 +220,9 @@ impl RedisStore {
     {
         let attempt = async {
             match op(self.conn.clone()).await {
-                Err(e) if e.is_connection_refusal() => op(self.conn.clone()).await,
+                Err(e) if e.is_connection_refusal() || e.is_connection_dropped() => {
+                    op(self.conn.clone()).await
+                }
                 other => other,
             }
         };

@@ -3,6 +3,7 @@
 //! binary for crash and SIGHUP behaviour.
 
 mod admin;
+mod attack_store;
 pub(crate) mod helpers;
 mod oauth;
 mod process;
