@@ -131,7 +131,8 @@ fn tighten(_path: &Path, _meta: &fs::Metadata, _mode: u32) -> io::Result<Privacy
     Ok(Privacy::Private)
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
