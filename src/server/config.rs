@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::store::{AuditRetention, RedisConfig};
+use crate::store::{AuditRetention, RedisConfig, StoreError, Stores};
 use crate::token::parse_duration;
 
 /// Environment variables that start with `TESSERA_` but are not settings.
@@ -282,6 +282,16 @@ impl Config {
         }
     }
 
+    /// Opens the stores these settings name: Redis when `redis_url` is set
+    /// ([`redis_config`](Self::redis_config)), otherwise the embedded store
+    /// under `data_dir` with [`audit_retention`](Self::audit_retention).
+    pub async fn open_stores(&self) -> Result<Stores, StoreError> {
+        match self.redis_config() {
+            Some(redis) => Stores::redis_with(redis).await,
+            None => Stores::embedded_with(&self.data_dir, self.audit_retention()),
+        }
+    }
+
     /// The Redis store's settings, when `redis_url` is set.
     pub fn redis_config(&self) -> Option<RedisConfig> {
         self.redis_url.as_ref().map(|url| RedisConfig {
@@ -364,8 +374,44 @@ mod tests {
     }
 
     #[test]
+    fn audit_bounds_are_read_and_reach_both_stores() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("TESSERA_AUDIT_MAX_EVENTS", "5000"),
+                ("TESSERA_AUDIT_MAX_AGE", "30d"),
+                ("TESSERA_AUDIT_UNAUTHENTICATED_SAMPLE", "5"),
+                ("TESSERA_AUDIT_UNAUTHENTICATED_INTERVAL", "10s"),
+                ("TESSERA_REDIS_URL", "redis://127.0.0.1:1/"),
+            ]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.audit_retention(),
+            AuditRetention {
+                max_events: 5000,
+                max_age: Some(Duration::from_secs(30 * 86_400)),
+            }
+        );
+        assert_eq!(c.redis_config().unwrap().audit_max_len, 5000);
+        assert_eq!(c.audit_unauthenticated_sample, 5);
+        assert_eq!(
+            c.audit_unauthenticated_interval,
+            Ttl(Duration::from_secs(10))
+        );
+        let d = Config::default();
+        assert_eq!(d.audit_retention(), AuditRetention::default());
+        assert!(d.redis_config().is_none());
+    }
+
+    #[test]
     fn invalid_values_are_refused() {
         for (k, v) in [
+            ("TESSERA_AUDIT_MAX_EVENTS", "10"),
+            ("TESSERA_AUDIT_MAX_AGE", "1m"),
+            ("TESSERA_AUDIT_UNAUTHENTICATED_INTERVAL", "0s"),
+            ("TESSERA_AUDIT_UNAUTHENTICATED_SAMPLE", "-1"),
             ("TESSERA_MAX_TTL", "2d"),
             ("TESSERA_DEFAULT_TTL", "0s"),
             ("TESSERA_ISSUER_URL", "issuer.example"),

@@ -472,3 +472,47 @@ async fn the_issuer_creates_its_data_dir_0700_with_its_keys_0700_and_the_databas
     assert_eq!(mode(&config.data_dir.join("tessera.redb")), 0o600);
     assert_eq!(mode(&config.keys_dir().join("root-0.pem")), 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_configured_audit_bound_reaches_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        audit_max_events: 1000,
+        ..Config::default()
+    };
+    let stores = config.open_stores().await.unwrap();
+    let mut appends = JoinSet::new();
+    for n in 0..1200 {
+        let audit = stores.audit.clone();
+        appends.spawn(async move {
+            let event = AuditEvent {
+                at: now(),
+                kind: AuditKind::Admin,
+                agent: None,
+                token_id: Some(format!("t{n}")),
+                capability: None,
+                outcome: "agent registered".into(),
+                reason: None,
+                remote_addr: None,
+                chain: Vec::new(),
+            };
+            audit.append(&event).await.unwrap()
+        });
+    }
+    let mut last = None;
+    while let Some(cursor) = appends.join_next().await {
+        let cursor = cursor.unwrap();
+        last = last.max(Some(cursor));
+    }
+    let kept = stores
+        .audit
+        .query(&AuditQuery {
+            limit: 2000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1000);
+    assert_eq!(kept.last().map(|(c, _)| c.clone()), last);
+}
