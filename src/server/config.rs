@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::store::{AuditRetention, RedisConfig, StoreError, Stores};
 use crate::token::parse_duration;
 
 /// Environment variables that start with `TESSERA_` but are not settings.
@@ -137,6 +138,19 @@ pub struct Config {
     /// Serve `/metrics` on this address, a listener of its own (none: no
     /// metrics endpoint). The main listener never serves `/metrics`.
     pub metrics_listen: Option<SocketAddr>,
+    // Audit log bounds (issue 9, finding 5).
+    /// Most audit events kept: the embedded store drops the oldest beyond
+    /// it; on Redis, the stream's approximate `MAXLEN`.
+    pub audit_max_events: usize,
+    /// Audit events older than this are dropped by the embedded store (on
+    /// each write). None (the default): only `audit_max_events` bounds it.
+    pub audit_max_age: Option<Ttl>,
+    /// Refusals before client authentication stored one by one per
+    /// `audit_unauthenticated_interval`; the others are counted by reason in
+    /// one summary event per interval.
+    pub audit_unauthenticated_sample: u32,
+    /// See `audit_unauthenticated_sample`.
+    pub audit_unauthenticated_interval: Ttl,
 }
 
 impl Default for Config {
@@ -161,6 +175,10 @@ impl Default for Config {
             idle_timeout: Ttl(Duration::from_secs(60)),
             max_connections: 1024,
             metrics_listen: None,
+            audit_max_events: 1_000_000,
+            audit_max_age: None,
+            audit_unauthenticated_sample: 20,
+            audit_unauthenticated_interval: Ttl(Duration::from_secs(60)),
         }
     }
 }
@@ -272,6 +290,22 @@ impl Config {
         if self.metrics_listen == Some(self.listen) {
             return bad("metrics_listen must differ from listen".into());
         }
+        if self.audit_max_events < 1000 {
+            return bad("audit_max_events must be at least 1000".into());
+        }
+        if self
+            .audit_max_age
+            .is_some_and(|t| t.0 < Duration::from_secs(3600))
+        {
+            return bad("audit_max_age must be at least 1h".into());
+        }
+        if self.audit_unauthenticated_sample > 10_000 {
+            return bad("audit_unauthenticated_sample must be at most 10000".into());
+        }
+        let interval = self.audit_unauthenticated_interval.0;
+        if interval < Duration::from_secs(1) || interval > Duration::from_secs(86_400) {
+            return bad("audit_unauthenticated_interval must be between 1s and 24h".into());
+        }
         Ok(())
     }
 
@@ -283,6 +317,33 @@ impl Config {
             idle_timeout: self.idle_timeout.0,
             max_connections: self.max_connections,
         }
+    }
+
+    /// How much of the audit log the embedded store keeps.
+    pub fn audit_retention(&self) -> AuditRetention {
+        AuditRetention {
+            max_events: u64::try_from(self.audit_max_events).unwrap_or(u64::MAX),
+            max_age: self.audit_max_age.map(|t| t.0),
+        }
+    }
+
+    /// Opens the stores these settings name: Redis when `redis_url` is set
+    /// ([`redis_config`](Self::redis_config)), otherwise the embedded store
+    /// under `data_dir` with [`audit_retention`](Self::audit_retention).
+    pub async fn open_stores(&self) -> Result<Stores, StoreError> {
+        match self.redis_config() {
+            Some(redis) => Stores::redis_with(redis).await,
+            None => Stores::embedded_with(&self.data_dir, self.audit_retention()),
+        }
+    }
+
+    /// The Redis store's settings, when `redis_url` is set.
+    pub fn redis_config(&self) -> Option<RedisConfig> {
+        self.redis_url.as_ref().map(|url| RedisConfig {
+            key_prefix: self.redis_key_prefix.clone(),
+            audit_max_len: self.audit_max_events,
+            ..RedisConfig::new(url.as_str())
+        })
     }
 
     /// The issuer URL, defaulting to `http://<listen>`.
@@ -387,8 +448,44 @@ mod tests {
     }
 
     #[test]
+    fn audit_bounds_are_read_and_reach_both_stores() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("TESSERA_AUDIT_MAX_EVENTS", "5000"),
+                ("TESSERA_AUDIT_MAX_AGE", "30d"),
+                ("TESSERA_AUDIT_UNAUTHENTICATED_SAMPLE", "5"),
+                ("TESSERA_AUDIT_UNAUTHENTICATED_INTERVAL", "10s"),
+                ("TESSERA_REDIS_URL", "redis://127.0.0.1:1/"),
+            ]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.audit_retention(),
+            AuditRetention {
+                max_events: 5000,
+                max_age: Some(Duration::from_secs(30 * 86_400)),
+            }
+        );
+        assert_eq!(c.redis_config().unwrap().audit_max_len, 5000);
+        assert_eq!(c.audit_unauthenticated_sample, 5);
+        assert_eq!(
+            c.audit_unauthenticated_interval,
+            Ttl(Duration::from_secs(10))
+        );
+        let d = Config::default();
+        assert_eq!(d.audit_retention(), AuditRetention::default());
+        assert!(d.redis_config().is_none());
+    }
+
+    #[test]
     fn invalid_values_are_refused() {
         for (k, v) in [
+            ("TESSERA_AUDIT_MAX_EVENTS", "10"),
+            ("TESSERA_AUDIT_MAX_AGE", "1m"),
+            ("TESSERA_AUDIT_UNAUTHENTICATED_INTERVAL", "0s"),
+            ("TESSERA_AUDIT_UNAUTHENTICATED_SAMPLE", "-1"),
             ("TESSERA_MAX_TTL", "2d"),
             ("TESSERA_DEFAULT_TTL", "0s"),
             ("TESSERA_ISSUER_URL", "issuer.example"),

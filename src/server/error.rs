@@ -11,6 +11,31 @@ use serde_json::json;
 
 use crate::store::StoreError;
 
+/// Longest `error_description` an answer carries, in characters. Descriptions
+/// may quote what the caller sent; whatever it sent, the answer stays small.
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+
+/// `text` made safe to echo into an answer, a log line or an audit event:
+/// control characters become `?`, and beyond `max` characters it is cut and
+/// ends with `…`.
+pub fn bounded(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max.saturating_mul(4)));
+    for (n, c) in text.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        out.push(if c.is_control() { '?' } else { c });
+    }
+    out
+}
+
+/// What the caller sent, quoted for a description: at most 32 characters
+/// of it, control characters replaced (see [`bounded`]).
+pub fn quoted(text: &str) -> String {
+    format!("`{}`", bounded(text, 32))
+}
+
 /// An OAuth error code (RFC 6749 §5.2 and extensions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OAuthCode {
@@ -84,7 +109,7 @@ impl ApiError {
     pub fn oauth(code: OAuthCode, description: impl Into<String>) -> Self {
         Self::OAuth {
             code,
-            description: description.into(),
+            description: bounded(&description.into(), MAX_DESCRIPTION_CHARS),
         }
     }
 
@@ -125,8 +150,10 @@ fn no_store(mut r: Response) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let short = |d: String| bounded(&d, MAX_DESCRIPTION_CHARS);
         match self {
             Self::OAuth { code, description } => {
+                let description = short(description);
                 let status = if code == OAuthCode::InvalidClient {
                     StatusCode::UNAUTHORIZED
                 } else {
@@ -148,6 +175,7 @@ impl IntoResponse for ApiError {
                 no_store(r)
             }
             Self::Unauthenticated(d) => {
+                let d = short(d);
                 let mut r = (
                     StatusCode::UNAUTHORIZED,
                     Json(json!({ "error": "invalid_token", "error_description": d })),
@@ -161,15 +189,16 @@ impl IntoResponse for ApiError {
             }
             Self::Forbidden(d) => (
                 StatusCode::FORBIDDEN,
-                Json(json!({ "error": "insufficient_scope", "error_description": d })),
+                Json(json!({ "error": "insufficient_scope", "error_description": short(d) })),
             )
                 .into_response(),
             Self::NotFound(d) => (
                 StatusCode::NOT_FOUND,
-                Json(json!({ "error": "not_found", "error_description": d })),
+                Json(json!({ "error": "not_found", "error_description": short(d) })),
             )
                 .into_response(),
             Self::Unavailable(cause) => {
+                let cause = short(cause);
                 tracing::warn!(%cause, "store unavailable");
                 let mut r = (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -184,6 +213,7 @@ impl IntoResponse for ApiError {
                 no_store(r)
             }
             Self::Internal(cause) => {
+                let cause = short(cause);
                 tracing::error!(%cause, "internal error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,

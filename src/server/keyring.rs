@@ -9,6 +9,7 @@ use biscuit_auth::KeyPair;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::store::files::{self, Privacy};
 use crate::token::{KeySet, RootKeyPair};
 
 /// Why the key ring could not be read or written.
@@ -114,12 +115,21 @@ fn read_ring(dir: &Path) -> Result<Option<RingFile>, KeyRingError> {
     }
 }
 
-fn create_dir(dir: &Path) -> Result<(), KeyRingError> {
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+/// Creates `dir` (and missing parents, such as the data directory) with
+/// mode 0700, or tightens an existing one that other users can access; see
+/// [`files`](crate::store::files) for the policy.
+fn private_dir(dir: &Path) -> Result<(), KeyRingError> {
+    match files::private_dir(dir).map_err(io(dir))? {
+        Privacy::Tightened(mode) => tracing::warn!(
+            "{} had mode {mode:o}, open to other users: changed it to owner-only",
+            dir.display()
+        ),
+        Privacy::LeftOpen(mode) => tracing::warn!(
+            "{} has mode {mode:o}, open to other users, and this user cannot change it: \
+             the keys in it are owner-only, but make it 0700",
+            dir.display()
+        ),
+        Privacy::Created | Privacy::Private => {}
     }
     Ok(())
 }
@@ -127,9 +137,12 @@ fn create_dir(dir: &Path) -> Result<(), KeyRingError> {
 impl KeyRing {
     /// Loads the ring in `dir`; when there is none, creates one with a fresh
     /// key (id 0). Returns the ring and whether a key was generated.
+    ///
+    /// `dir` (and any parent it creates) is made mode 0700, or tightened to
+    /// it if other users can access it.
     pub fn load_or_create(dir: &Path) -> Result<(Self, bool), KeyRingError> {
+        private_dir(dir)?;
         if read_ring(dir)?.is_none() {
-            create_dir(dir)?;
             let kp = KeyPair::new();
             write_private(&dir.join("root-0.pem"), &kp)?;
             write_ring(

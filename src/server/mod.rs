@@ -147,10 +147,7 @@ pub enum ServeError {
 
 /// Opens the stores named by the configuration.
 pub async fn open_stores(config: &Config) -> Result<Stores, ServeError> {
-    Ok(match &config.redis_url {
-        Some(url) => Stores::redis(url, &config.redis_key_prefix).await?,
-        None => Stores::embedded(&config.data_dir)?,
-    })
+    Ok(config.open_stores().await?)
 }
 
 /// Runs the issuer until SIGTERM or Ctrl-C. `ready` receives the bound

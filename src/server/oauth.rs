@@ -17,7 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::config::StoreOutage;
-use super::error::{ApiError, OAuthCode};
+use super::error::{bounded, quoted, ApiError, OAuthCode};
 use super::state::AppState;
 use crate::jose::{self, AssertionClaims, AssertionRules, DpopRules, Jws};
 use crate::store::{
@@ -162,7 +162,8 @@ async fn authenticate_unspent(
         Some(JWT_BEARER) => {}
         Some(other) => {
             return Err(invalid_client(format!(
-                "client_assertion_type `{other}` is not supported; use private_key_jwt"
+                "client_assertion_type {} is not supported; use private_key_jwt",
+                quoted(other)
             )))
         }
         None => {
@@ -295,7 +296,10 @@ fn asked(form: &Form) -> Result<Asked, ApiError> {
                 ));
             };
             if d.kind != "tessera" {
-                return Err(bad_details(format!("type `{}` is not supported", d.kind)));
+                return Err(bad_details(format!(
+                    "type {} is not supported",
+                    quoted(&d.kind)
+                )));
             }
             let [action] = d.actions.as_slice() else {
                 return Err(bad_details("actions must hold exactly one action".into()));
@@ -447,17 +451,75 @@ pub async fn token(
         Ok(r) => r,
         Err(e) => {
             state.metrics.refuse(e.reason());
-            let mut ev = event(&state, AuditKind::Refusal, "refused");
-            ev.agent = agent;
-            ev.reason = Some(e.to_string());
-            ev.remote_addr = remote;
-            // A refusal is answered even when the audit store is down.
-            if let Err(audit_err) = audit(&state, ev).await {
-                tracing::warn!(error = %audit_err, "could not record a refusal");
+            match agent {
+                Some(agent) => {
+                    let mut ev = event(&state, AuditKind::Refusal, "refused");
+                    ev.agent = Some(agent);
+                    ev.reason = Some(bounded(&e.to_string(), MAX_REASON_CHARS));
+                    ev.remote_addr = remote;
+                    record_refusal(&state, ev).await;
+                }
+                None => refused_stranger(&state, e.reason(), remote).await,
             }
             e.into_response()
         }
     }
+}
+
+/// Longest reason text of an audit event about an authenticated client.
+const MAX_REASON_CHARS: usize = 300;
+
+/// The outcome of a summary of refusals not stored one by one.
+pub const SUMMARY_OUTCOME: &str = "summary";
+
+/// Records a refusal; it is answered even when the audit store is down.
+async fn record_refusal(state: &AppState, ev: AuditEvent) {
+    if let Err(audit_err) = audit(state, ev).await {
+        tracing::warn!(error = %audit_err, "could not record a refusal");
+    }
+}
+
+/// A refusal before client authentication: counted by reason code, stored
+/// only as sampled (see [`RefusalSampler`](super::state::RefusalSampler)),
+/// with the reason code and the caller's address, nothing it sent.
+async fn refused_stranger(state: &AppState, reason: &'static str, remote: Option<String>) {
+    let sampled = state.refusals.admit(reason, state.now());
+    if let Some(skipped) = sampled.summary {
+        record_refusal(state, summary_event(state, &skipped)).await;
+    }
+    if sampled.store {
+        let mut ev = event(state, AuditKind::Refusal, "refused");
+        ev.reason = Some(reason.to_owned());
+        ev.remote_addr = remote;
+        record_refusal(state, ev).await;
+    }
+    if let Some(at) = sampled.flush_at {
+        let state = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(skipped) = state.refusals.flush(state.now()) {
+                record_refusal(&state, summary_event(&state, &skipped)).await;
+            }
+        });
+    }
+}
+
+/// One event for the refusals of an interval that were not stored.
+fn summary_event(state: &AppState, skipped: &super::state::Skipped) -> AuditEvent {
+    let by_reason: Vec<String> = skipped
+        .by_reason
+        .iter()
+        .map(|(code, n)| format!("{code} {n}"))
+        .collect();
+    let mut ev = event(state, AuditKind::Refusal, SUMMARY_OUTCOME);
+    ev.reason = Some(format!(
+        "{} unauthenticated refusals not recorded one by one from {} to {}: {}",
+        skipped.count,
+        skipped.from.to_rfc3339(),
+        skipped.to.to_rfc3339(),
+        by_reason.join(", ")
+    ));
+    ev
 }
 
 async fn issue(
@@ -473,7 +535,10 @@ async fn issue(
         other => {
             return Err(ApiError::oauth(
                 OAuthCode::UnsupportedGrantType,
-                format!("grant_type `{other}` is not supported; use client_credentials"),
+                format!(
+                    "grant_type {} is not supported; use client_credentials",
+                    quoted(other)
+                ),
             ))
         }
     }

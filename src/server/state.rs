@@ -1,8 +1,9 @@
 //! Shared state of the issuer: configuration, stores, key ring, metrics,
 //! clock. Handlers receive it through axum's `State`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
@@ -52,6 +53,148 @@ pub struct AppState {
     pub fallback: Arc<Fallback>,
     /// Agents' public keys, decoded.
     pub agent_keys: Arc<KeyCache>,
+    /// Which refusals before client authentication reach the audit log.
+    pub refusals: Arc<RefusalSampler>,
+}
+
+/// Refusals of token requests before the client is authenticated.
+///
+/// Anyone can cause them, as fast as they can send requests, so the audit
+/// log must not take one event each: per interval, the first `sample` are
+/// stored one by one (with typed codes only, never what the caller sent)
+/// and the rest are counted by reason and stored as one summary event once
+/// the interval is over. Refusals of an authenticated client are not
+/// sampled: each is one event, as are mints, revocations and admin changes.
+///
+/// Intervals are measured on the monotonic clock; the summary's times come
+/// from the issuer's clock.
+#[derive(Debug)]
+pub struct RefusalSampler {
+    sample: u32,
+    interval: Duration,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    /// When this interval started (monotonic).
+    started: tokio::time::Instant,
+    /// When this interval started (the issuer's clock).
+    since: DateTime<Utc>,
+    /// Refusals stored one by one in this interval.
+    stored: u32,
+    /// Refusals not stored, by reason code.
+    skipped: BTreeMap<&'static str, u64>,
+    /// Whether a flush at the end of this interval was asked for.
+    flush_asked: bool,
+}
+
+/// What to do with one refusal before client authentication.
+#[derive(Debug)]
+pub struct Sampled {
+    /// Store this refusal as an event of its own.
+    pub store: bool,
+    /// The summary of an interval that ended before this refusal: store it.
+    pub summary: Option<Skipped>,
+    /// The first refusal skipped in this interval: write the interval's
+    /// summary at this instant (see [`RefusalSampler::flush`]).
+    pub flush_at: Option<tokio::time::Instant>,
+}
+
+/// Refusals counted but not stored one by one during one interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// How many.
+    pub count: u64,
+    /// How many per reason code, in code order.
+    pub by_reason: Vec<(&'static str, u64)>,
+    /// Start of the interval.
+    pub from: DateTime<Utc>,
+    /// When the summary was taken.
+    pub to: DateTime<Utc>,
+}
+
+impl RefusalSampler {
+    /// Stores at most `sample` refusals one by one per `interval`.
+    pub fn new(sample: u32, interval: Duration, now: DateTime<Utc>) -> Self {
+        Self {
+            sample,
+            interval,
+            window: Mutex::new(Window {
+                started: tokio::time::Instant::now(),
+                since: now,
+                stored: 0,
+                skipped: BTreeMap::new(),
+                flush_asked: false,
+            }),
+        }
+    }
+
+    /// Counts one refusal with reason code `reason` (from a closed set:
+    /// [`ApiError::reason`](super::error::ApiError::reason)).
+    pub fn admit(&self, reason: &'static str, now: DateTime<Utc>) -> Sampled {
+        let at = tokio::time::Instant::now();
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        let summary = self.roll_if_over(&mut w, at, now);
+        if w.stored < self.sample {
+            w.stored += 1;
+            return Sampled {
+                store: true,
+                summary,
+                flush_at: None,
+            };
+        }
+        let n = w.skipped.entry(reason).or_insert(0);
+        *n = n.saturating_add(1);
+        let flush_at = (!w.flush_asked).then(|| {
+            w.flush_asked = true;
+            self.end_of(&w)
+        });
+        Sampled {
+            store: false,
+            summary,
+            flush_at,
+        }
+    }
+
+    /// The summary of the current interval if it is over (and starts the
+    /// next one); `None` if it is not over or nothing was skipped in it.
+    pub fn flush(&self, now: DateTime<Utc>) -> Option<Skipped> {
+        let at = tokio::time::Instant::now();
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        self.roll_if_over(&mut w, at, now)
+    }
+
+    fn end_of(&self, w: &Window) -> tokio::time::Instant {
+        w.started.checked_add(self.interval).unwrap_or(w.started)
+    }
+
+    fn roll_if_over(
+        &self,
+        w: &mut Window,
+        at: tokio::time::Instant,
+        now: DateTime<Utc>,
+    ) -> Option<Skipped> {
+        if at < self.end_of(w) {
+            return None;
+        }
+        let skipped = std::mem::take(&mut w.skipped);
+        let from = w.since;
+        *w = Window {
+            started: at,
+            since: now,
+            stored: 0,
+            skipped: BTreeMap::new(),
+            flush_asked: false,
+        };
+        let count = skipped.values().fold(0u64, |a, n| a.saturating_add(*n));
+        (count > 0).then(|| Skipped {
+            count,
+            by_reason: skipped.into_iter().collect(),
+            from,
+            to: now,
+        })
+    }
 }
 
 /// How many decoded keys [`KeyCache`] holds before it starts over.
@@ -141,6 +284,11 @@ impl AppState {
             max_token_bytes: config.max_token_bytes,
             ..Limits::default()
         };
+        let refusals = RefusalSampler::new(
+            config.audit_unauthenticated_sample,
+            config.audit_unauthenticated_interval.0,
+            clock.now(),
+        );
         Self {
             issuer: config.issuer().into(),
             config: Arc::new(config),
@@ -151,6 +299,7 @@ impl AppState {
             limits,
             fallback: Arc::new(Fallback::default()),
             agent_keys: Arc::new(KeyCache::default()),
+            refusals: Arc::new(refusals),
         }
     }
 
@@ -190,6 +339,61 @@ impl AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_sampler_stores_a_few_refusals_per_interval_and_counts_the_rest() {
+        let interval = Duration::from_millis(100);
+        let sampler = RefusalSampler::new(2, interval, t0());
+        let mut flush_at = Vec::new();
+        let mut stored = 0;
+        for n in 0..5 {
+            let reason = if n % 2 == 0 {
+                "invalid_client"
+            } else {
+                "invalid_request"
+            };
+            let s = sampler.admit(reason, t0());
+            assert!(s.summary.is_none());
+            stored += usize::from(s.store);
+            flush_at.extend(s.flush_at);
+        }
+        assert_eq!(stored, 2);
+        assert_eq!(flush_at.len(), 1, "one flush per interval");
+        assert_eq!(sampler.flush(t0()), None, "the interval is not over");
+        tokio::time::sleep_until(flush_at[0]).await;
+        let later = t0() + chrono::TimeDelta::seconds(1);
+        assert_eq!(
+            sampler.flush(later),
+            Some(Skipped {
+                count: 3,
+                by_reason: vec![("invalid_client", 2), ("invalid_request", 1)],
+                from: t0(),
+                to: later,
+            })
+        );
+        // A new interval: stored again, nothing left to summarize.
+        assert_eq!(sampler.flush(later), None);
+        assert!(sampler.admit("invalid_client", later).store);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_after_the_interval_carries_the_summary_of_the_last_one() {
+        let sampler = RefusalSampler::new(1, Duration::from_millis(50), t0());
+        assert!(sampler.admit("invalid_client", t0()).store);
+        let skipped = sampler.admit("invalid_client", t0());
+        assert!(!skipped.store);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let next = sampler.admit("unsupported_grant_type", t0());
+        assert!(next.store);
+        assert_eq!(next.summary.map(|s| s.count), Some(1));
+        // The timer that wakes up later finds nothing more to write.
+        tokio::time::sleep_until(skipped.flush_at.unwrap()).await;
+        assert_eq!(sampler.flush(t0()), None);
+    }
 
     #[test]
     fn the_key_cache_decodes_a_key_once_and_refuses_what_is_not_a_key() {

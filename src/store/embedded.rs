@@ -45,9 +45,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
+use super::files::{self, Privacy};
 use super::{
-    AgentRecord, AgentStore, AuditEvent, AuditLog, AuditQuery, Cursor, Issuance, Issue,
-    IssuedToken, OnceKey, ReplayCache, Revocation, RevocationStore, StoreError, StoreHealth,
+    AgentRecord, AgentStore, AuditEvent, AuditLog, AuditQuery, AuditRetention, Cursor, Issuance,
+    Issue, IssuedToken, OnceKey, ReplayCache, Revocation, RevocationStore, StoreError, StoreHealth,
     TokenLedger,
 };
 
@@ -85,6 +86,8 @@ const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 #[derive(Debug)]
 pub struct RedbStore {
     db: Arc<Database>,
+    /// How much of the audit log is kept.
+    retention: AuditRetention,
     /// The last feed sequence number written, to wake long-polls. The
     /// writer updates it after each commit that added to the feed.
     feed_head: Arc<watch::Sender<u64>>,
@@ -98,10 +101,23 @@ pub struct RedbStore {
 
 impl RedbStore {
     /// Opens (or creates) `tessera.redb` under `data_dir`, creating the
-    /// directory if it is missing, and starts the writer thread.
+    /// directory if it is missing, and starts the writer thread; with the
+    /// default [`AuditRetention`].
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)?;
-        let db = Database::create(data_dir.join(FILE_NAME)).db()?;
+        Self::open_with(data_dir, AuditRetention::default())
+    }
+
+    /// Like [`open`](Self::open), keeping the audit log within `retention`.
+    ///
+    /// The directory is created with mode 0700 and the file with 0600; an
+    /// existing directory or file that other users can access is tightened
+    /// (see [`files`](super::files) for what happens when it cannot be).
+    pub fn open_with(data_dir: &Path, retention: AuditRetention) -> Result<Self, StoreError> {
+        let path = data_dir.join(FILE_NAME);
+        report(data_dir, files::private_dir(data_dir)?);
+        let (file, privacy) = files::open_private_file(&path)?;
+        report(&path, privacy);
+        let db = Database::builder().create_file(file).db()?;
         let txn = db.begin_write().db()?;
         txn.open_table(AGENTS).db()?;
         txn.open_table(TOKENS).db()?;
@@ -125,6 +141,7 @@ impl RedbStore {
         };
         Ok(Self {
             db,
+            retention,
             feed_head,
             writes: Some(writes),
             writer: Some(writer),
@@ -203,6 +220,25 @@ impl Drop for RedbStore {
             // A writer that panicked has nothing left to clean up.
             let _ = writer.join();
         }
+    }
+}
+
+/// Says what was done about a path others could access (the issuer logs
+/// it; the store alone has no log).
+#[allow(unused_variables)] // without the server's log
+fn report(path: &Path, privacy: Privacy) {
+    #[cfg(feature = "server")]
+    match privacy {
+        Privacy::Tightened(mode) => tracing::warn!(
+            "{} had mode {mode:o}, open to other users: changed it to owner-only",
+            path.display()
+        ),
+        Privacy::LeftOpen(mode) => tracing::warn!(
+            "{} has mode {mode:o}, open to other users, and this user cannot change it: \
+             the files in it are owner-only, but make it 0700",
+            path.display()
+        ),
+        Privacy::Created | Privacy::Private => {}
     }
 }
 
@@ -639,12 +675,67 @@ impl<'txn, 'n, 'a> ReplayTables<'txn, 'n, 'a> {
     }
 }
 
-/// Appends an audit event (JSON `bytes`); returns its sequence number.
-fn append_audit(txn: &WriteTransaction, bytes: &[u8]) -> Result<u64, StoreError> {
+/// Appends an audit event (JSON `bytes`, recorded at `at`), then drops
+/// what `retention` no longer keeps; returns its sequence number.
+fn append_audit(
+    txn: &WriteTransaction,
+    bytes: &[u8],
+    at: DateTime<Utc>,
+    retention: AuditRetention,
+) -> Result<u64, StoreError> {
     let mut table = txn.open_table(AUDIT).db()?;
-    let seq = last_seq(&table)? + 1;
+    let seq = last_seq(&table)?
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Backend("audit sequence numbers exhausted".to_owned()))?;
     table.insert(seq, bytes).db()?;
+    trim_audit(&mut table, seq, at, retention)?;
     Ok(seq)
+}
+
+/// Drops up to [`PURGE_BATCH`] of the oldest audit events: those beyond
+/// `retention.max_events` counting back from `newest`, then those recorded
+/// before `at - retention.max_age`. Never drops `newest` itself, so the
+/// table is never emptied and sequence numbers keep growing.
+///
+/// Events are only ever removed from the start, so the sequence numbers
+/// kept are contiguous and the count is `newest - first + 1`.
+fn trim_audit(
+    table: &mut Table<'_, u64, &'static [u8]>,
+    newest: u64,
+    at: DateTime<Utc>,
+    retention: AuditRetention,
+) -> Result<(), StoreError> {
+    let keep_from = newest.saturating_sub(retention.max_events.saturating_sub(1));
+    let cutoff = retention
+        .max_age
+        .and_then(|age| chrono::TimeDelta::from_std(age).ok())
+        .and_then(|age| at.checked_sub_signed(age));
+    let mut dropped = Vec::new();
+    for entry in table.range(..newest).db()?.take(PURGE_BATCH) {
+        let (seq, value) = entry.db()?;
+        let seq = seq.value();
+        // An event that cannot be read is kept (the count bound still
+        // drops it in its turn).
+        let too_old =
+            || cutoff.is_some_and(|cutoff| recorded_at(value.value()).is_some_and(|t| t < cutoff));
+        if seq >= keep_from && !too_old() {
+            break;
+        }
+        dropped.push(seq);
+    }
+    for seq in dropped {
+        table.remove(seq).db()?;
+    }
+    Ok(())
+}
+
+/// When a stored audit event (JSON) was recorded.
+fn recorded_at(bytes: &[u8]) -> Option<DateTime<Utc>> {
+    #[derive(serde::Deserialize)]
+    struct At {
+        at: DateTime<Utc>,
+    }
+    serde_json::from_slice::<At>(bytes).ok().map(|a| a.at)
 }
 
 #[async_trait]
@@ -883,6 +974,7 @@ impl Issuance for RedbStore {
         let token = token.clone();
         let token_bytes = encode(&token)?;
         let event_bytes = encode(event)?;
+        let (at, retention) = (event.at, self.retention);
         self.write(move |txn, notes| {
             {
                 let mut replay = ReplayTables::open(txn, notes)?;
@@ -895,7 +987,12 @@ impl Issuance for RedbStore {
                 replay.purge(now)?;
             }
             TokenTables::open(txn)?.record(&token, &token_bytes)?;
-            Ok(Issue::Recorded(cursor_of(append_audit(txn, &event_bytes)?)))
+            Ok(Issue::Recorded(cursor_of(append_audit(
+                txn,
+                &event_bytes,
+                at,
+                retention,
+            )?)))
         })
         .await
     }
@@ -905,7 +1002,8 @@ impl Issuance for RedbStore {
 impl AuditLog for RedbStore {
     async fn append(&self, event: &AuditEvent) -> Result<Cursor, StoreError> {
         let bytes = encode(event)?;
-        self.write(move |txn, _| Ok(cursor_of(append_audit(txn, &bytes)?)))
+        let (at, retention) = (event.at, self.retention);
+        self.write(move |txn, _| Ok(cursor_of(append_audit(txn, &bytes, at, retention)?)))
             .await
     }
 

@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 
 mod embedded;
 mod error;
+pub mod files;
 mod model;
 mod redis;
 
@@ -122,6 +123,33 @@ pub trait AuditLog: Send + Sync {
     async fn query(&self, query: &AuditQuery) -> Result<Vec<(Cursor, AuditEvent)>, StoreError>;
 }
 
+/// How much of the audit log the embedded store keeps, like the capped
+/// stream of the Redis store ([`RedisConfig::audit_max_len`]).
+///
+/// Applied on every append, in the same transaction: beyond `max_events`
+/// the oldest events are dropped, and so are events older than `max_age`
+/// (measured from the appended event's time; at most a few dozen per
+/// append, so one write never does unbounded work). The appended event is
+/// never dropped, so sequence numbers (cursors) keep growing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditRetention {
+    /// Most events kept.
+    pub max_events: u64,
+    /// Events older than this are dropped; `None`: kept until `max_events`
+    /// pushes them out.
+    pub max_age: Option<Duration>,
+}
+
+impl Default for AuditRetention {
+    /// 1,000,000 events (as Redis's default `audit_max_len`), no age bound.
+    fn default() -> Self {
+        Self {
+            max_events: 1_000_000,
+            max_age: None,
+        }
+    }
+}
+
 /// A key to accept once (see [`ReplayCache::insert_once`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OnceKey {
@@ -212,9 +240,16 @@ pub struct Stores {
 
 impl Stores {
     /// Opens (or creates) `tessera.redb` under `data_dir`, creating the
-    /// directory if it is missing.
+    /// directory if it is missing, with the default [`AuditRetention`].
     pub fn embedded(data_dir: &Path) -> Result<Self, StoreError> {
-        Ok(Self::from_backend(Arc::new(RedbStore::open(data_dir)?)))
+        Self::embedded_with(data_dir, AuditRetention::default())
+    }
+
+    /// Like [`embedded`](Self::embedded), keeping the audit log within `retention`.
+    pub fn embedded_with(data_dir: &Path, retention: AuditRetention) -> Result<Self, StoreError> {
+        Ok(Self::from_backend(Arc::new(RedbStore::open_with(
+            data_dir, retention,
+        )?)))
     }
 
     /// Connects to Redis at `url` with keys under `key_prefix` (for example

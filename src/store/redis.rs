@@ -198,20 +198,43 @@ impl RedisStore {
 
     /// Runs `op` on the shared connection, bounded in time.
     ///
-    /// When the connection could not even be opened (refused: the command
-    /// was never sent), it is tried once more, on the connection the
-    /// manager opens in its place; this makes the first call after Redis
-    /// returns succeed.
+    /// When the connection is broken, `op` is tried once more, on the
+    /// connection the manager opens in its place (the failed attempt is what
+    /// tells the manager to reconnect). This makes the first call after
+    /// Redis returns succeed, even on an issuer that sent nothing while
+    /// Redis was away and so still holds the connection Redis dropped:
+    ///
+    /// - refused: the connection could not even be opened, nothing was sent;
+    /// - loading: Redis is back but still reading its data; nothing ran, and
+    ///   the call is tried again until Redis answers or the bound passes;
+    /// - dropped: the connection was found closed. In the case this is for
+    ///   (Redis went away while the issuer was idle) the command was never
+    ///   sent either. If Redis went away while the command was in flight, it
+    ///   may have run once already: every write here is idempotent or fails
+    ///   closed when run twice (a one-time key already taken reads as a
+    ///   replay and the request is refused; a revocation already recorded
+    ///   returns its first cursor), except an audit append, which may then
+    ///   be stored twice.
     async fn guard<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let attempt = async {
-            match op(self.conn.clone()).await {
-                Err(e) if e.is_connection_refusal() => op(self.conn.clone()).await,
-                other => other,
+            let mut result = op(self.conn.clone()).await;
+            if matches!(&result, Err(e) if e.is_connection_refusal() || e.is_connection_dropped()) {
+                result = op(self.conn.clone()).await;
             }
+            // A Redis that has just come back answers LOADING until it has
+            // read its data, and runs nothing meanwhile: wait for it,
+            // within the time bound.
+            let mut pause = Duration::from_millis(10);
+            while matches!(&result, Err(e) if is_loading(e)) {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+                result = op(self.conn.clone()).await;
+            }
+            result
         };
         let bound = self.timeout * 2;
         match tokio::time::timeout(bound, attempt).await {
@@ -297,6 +320,11 @@ impl RedisStore {
             .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
             .unwrap_or_default())
     }
+}
+
+/// Whether Redis refused the command because it is still loading its data.
+fn is_loading(e: &RedisError) -> bool {
+    matches!(e.kind(), ErrorKind::Server(ServerErrorKind::BusyLoading))
 }
 
 /// Maps a Redis error: connection trouble is `Unavailable`.

@@ -4,6 +4,7 @@
 
 mod admin;
 mod attack_net;
+mod attack_store;
 pub(crate) mod helpers;
 mod oauth;
 mod process;

@@ -1,7 +1,7 @@
 //! The embedded (redb) store: what the contract cannot show.
 
 use tempfile::TempDir;
-use tessera::store::{AuditQuery, StoreError, Stores};
+use tessera::store::{AuditQuery, AuditRetention, StoreError, Stores};
 
 use super::contract::{event, revocation, wall_clock};
 
@@ -133,4 +133,132 @@ async fn a_data_dir_held_by_another_store_is_reported_unavailable() {
         "{:?}",
         second.err()
     );
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_data_dir_is_private_to_its_owner_and_so_is_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let stores = Stores::embedded(&data).unwrap();
+    stores.ping().await.unwrap();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("tessera.redb")), 0o600);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_existing_data_dir_and_database_open_to_others_are_tightened() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(Stores::embedded(&data).unwrap());
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = data.join("tessera.redb");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let stores = Stores::embedded(&data).unwrap();
+    stores.ping().await.unwrap();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&db), 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_table_keeps_at_most_max_events_dropping_the_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = AuditRetention {
+        max_events: 100,
+        max_age: None,
+    };
+    let stores = Stores::embedded_with(dir.path(), retention).unwrap();
+    let now = wall_clock();
+    let mut cursors = Vec::new();
+    for n in 0..250 {
+        let cursor = stores
+            .audit
+            .append(&event("agent://a/b", &format!("t{n}"), now))
+            .await
+            .unwrap();
+        cursors.push(cursor);
+    }
+    let kept = stores
+        .audit
+        .query(&AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 100);
+    // The newest ones, with the cursors they were given.
+    assert_eq!(
+        kept.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+        cursors[150..]
+    );
+    assert_eq!(kept[0].1.token_id.as_deref(), Some("t150"));
+    // Reopened with the same bound, cursors keep growing.
+    drop(stores);
+    let stores = Stores::embedded_with(dir.path(), retention).unwrap();
+    let next = stores
+        .audit
+        .append(&event("agent://a/b", "t250", now))
+        .await
+        .unwrap();
+    assert!(next > cursors[249]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_table_drops_events_older_than_max_age_when_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::embedded_with(
+        dir.path(),
+        AuditRetention {
+            max_events: 1_000_000,
+            max_age: Some(std::time::Duration::from_secs(3600)),
+        },
+    )
+    .unwrap();
+    let then = wall_clock();
+    for n in 0..100 {
+        stores
+            .audit
+            .append(&event("agent://a/b", &format!("old{n}"), then))
+            .await
+            .unwrap();
+    }
+    let later = then + chrono::TimeDelta::minutes(59);
+    stores
+        .audit
+        .append(&event("agent://a/b", "recent", later))
+        .await
+        .unwrap();
+    let all = AuditQuery {
+        limit: 1000,
+        ..AuditQuery::default()
+    };
+    assert_eq!(stores.audit.query(&all).await.unwrap().len(), 101);
+    // Two hours on, each write drops a bounded batch of what is too old.
+    let much_later = then + chrono::TimeDelta::minutes(61);
+    for n in 0..3 {
+        stores
+            .audit
+            .append(&event("agent://a/b", &format!("new{n}"), much_later))
+            .await
+            .unwrap();
+    }
+    let kept: Vec<String> = stores
+        .audit
+        .query(&all)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.token_id.unwrap())
+        .collect();
+    assert_eq!(kept, ["recent", "new0", "new1", "new2"]);
 }

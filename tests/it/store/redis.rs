@@ -149,3 +149,27 @@ async fn a_revoked_key_expires_in_redis_with_its_token() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(!backend.stores.revocations.is_revoked("cc01").await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_each_of_ten_restarts_the_first_call_of_an_idle_store_is_answered() {
+    let Some(mut backend) = Backend::start_with(true).await else {
+        return;
+    };
+    let now = wall_clock();
+    for i in 0..10 {
+        let id = format!("ab{i:02}");
+        backend
+            .stores
+            .revocations
+            .revoke(&revocation(&id, now))
+            .await
+            .unwrap();
+        // Redis goes away and comes back while the store sends nothing; it
+        // may still be loading its data when the first call arrives.
+        backend.server.stop();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        backend.server.restart();
+        let first = backend.stores.revocations.is_revoked(&id).await;
+        assert!(matches!(first, Ok(true)), "restart {i}: {first:?}");
+    }
+}
