@@ -7,7 +7,10 @@
 //! - `POST/GET/DELETE /mcp`: the MCP endpoint. The [`VerifyLayer`] checks the
 //!   token (and a DPoP proof, when one is presented) on every HTTP request,
 //!   with [`Scope::Deferred`]: the operation is only known once the JSON-RPC
-//!   body is read. Each tool then calls [`Verifier::authorize`] with
+//!   body is read, but everything else (signatures, revocation, expiry,
+//!   audience, the holder's proof) is refused with 401 before MCP sees the
+//!   request, `initialize` and `tools/list` included. Each tool then calls
+//!   [`Verifier::authorize`] with
 //!   operation = the tool name and resource = what it touches
 //!   (`orders/<id>`, or `orders` for listing and creating). A refusal
 //!   becomes a tool error (`isError: true`) naming the reason, e.g.
@@ -18,9 +21,10 @@
 //!   `WWW-Authenticate: Bearer resource_metadata="…"`.
 //! - Revocations are followed from the issuer's Redis stream (`--redis-url`)
 //!   or from its HTTP feed with a read-only feed token (`--feed-token`, from
-//!   `tessera admin token --feed`): revoking a token at the issuer takes
-//!   effect here within a second or two. When the follower falls behind by
-//!   more than 5 s, calls are refused (`stale`).
+//!   `tessera admin token --feed`, or `--feed-token-file` for a token a
+//!   timer renews): revoking a token at the issuer takes effect here within
+//!   a second or two. When the follower falls behind by more than 5 s, calls
+//!   are refused (`stale`).
 //!
 //! Run it next to `tessera serve` (see `examples/README-mcp.md`):
 //!
@@ -32,6 +36,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,6 +75,12 @@ pub enum RevocationSource {
     Feed {
         /// The bearer credential for the feed.
         token: String,
+    },
+    /// The issuer's feed with a feed token kept in a file, read again when
+    /// a timer renews it (see `docs/verifier.md`).
+    FeedFile {
+        /// The file holding the bearer credential.
+        path: PathBuf,
     },
 }
 
@@ -110,6 +121,10 @@ fn revocations(issuer: &str, source: &RevocationSource) -> Revocations {
         RevocationSource::Feed { token } => Revocations::Issuer {
             url: issuer.to_owned(),
             feed_token: token.clone(),
+        },
+        RevocationSource::FeedFile { path } => Revocations::IssuerTokenFile {
+            url: issuer.to_owned(),
+            feed_token_file: path.clone(),
         },
     }
 }
@@ -215,7 +230,7 @@ impl OrdersServer {
 
     /// The scope decision for one tool call. `parts` are the HTTP request
     /// the call came in, where the layer left what it authenticated.
-    fn authorize(
+    async fn authorize(
         &self,
         parts: &Parts,
         tool: &str,
@@ -230,7 +245,7 @@ impl OrdersServer {
             return Err(failure("internal error: the request was not authenticated"));
         };
         let request = CheckRequest::new(tool, resource).map_err(|e| failure(e.to_string()))?;
-        match self.verifier.authorize(authenticated, &request) {
+        match self.verifier.authorize(authenticated, &request).await {
             Ok(grant) => {
                 tracing::info!(
                     tool,
@@ -254,7 +269,7 @@ impl OrdersServer {
 impl OrdersServer {
     #[tool(description = "List all orders. Needs a token for `list_orders` on `orders`.")]
     async fn list_orders(&self, Extension(parts): Extension<Parts>) -> ToolResult {
-        self.authorize(&parts, "list_orders", "orders")?;
+        self.authorize(&parts, "list_orders", "orders").await?;
         let orders = self.orders.lock().await;
         success(&orders.by_id.values().collect::<Vec<_>>())
     }
@@ -265,7 +280,8 @@ impl OrdersServer {
         Parameters(OrderId { id }): Parameters<OrderId>,
         Extension(parts): Extension<Parts>,
     ) -> ToolResult {
-        self.authorize(&parts, "get_order", &format!("orders/{id}"))?;
+        self.authorize(&parts, "get_order", &format!("orders/{id}"))
+            .await?;
         match self.orders.lock().await.by_id.get(&id) {
             Some(order) => success(order),
             None => Err(failure(format!("no order {id}"))),
@@ -278,7 +294,7 @@ impl OrdersServer {
         Parameters(NewOrder { item }): Parameters<NewOrder>,
         Extension(parts): Extension<Parts>,
     ) -> ToolResult {
-        self.authorize(&parts, "create_order", "orders")?;
+        self.authorize(&parts, "create_order", "orders").await?;
         let order = self.orders.lock().await.create(item);
         success(&order)
     }
@@ -289,7 +305,8 @@ impl OrdersServer {
         Parameters(OrderId { id }): Parameters<OrderId>,
         Extension(parts): Extension<Parts>,
     ) -> ToolResult {
-        self.authorize(&parts, "delete_order", &format!("orders/{id}"))?;
+        self.authorize(&parts, "delete_order", &format!("orders/{id}"))
+            .await?;
         match self.orders.lock().await.by_id.remove(&id) {
             Some(order) => success(&order),
             None => Err(failure(format!("no order {id}"))),
@@ -390,7 +407,7 @@ pub async fn serve(
 /// The example's settings, from flags or the environment.
 #[derive(Debug, Parser)]
 #[command(about = "An MCP tool server (orders) that checks each tool call with a Tessera token")]
-#[command(group(ArgGroup::new("revocation_source").required(true).args(["redis_url", "feed_token"])))]
+#[command(group(ArgGroup::new("revocation_source").required(true).args(["redis_url", "feed_token", "feed_token_file"])))]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "TESSERA_MCP_LISTEN", default_value = "127.0.0.1:8090")]
@@ -419,6 +436,10 @@ struct Args {
         hide_env_values = true
     )]
     feed_token: Option<String>,
+    /// Follow revocations from the issuer's feed with the token in this
+    /// file, read again whenever a timer renews it (feed tokens expire).
+    #[arg(long, env = "TESSERA_FEED_TOKEN_FILE", value_name = "FILE")]
+    feed_token_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -430,10 +451,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
-    let revocations = match (args.redis_url, args.feed_token) {
-        (Some(url), _) => RevocationSource::Redis { url },
-        (None, Some(token)) => RevocationSource::Feed { token },
-        (None, None) => return Err("give --redis-url or --feed-token".into()),
+    let revocations = match (args.redis_url, args.feed_token, args.feed_token_file) {
+        (Some(url), _, _) => RevocationSource::Redis { url },
+        (None, Some(token), _) => RevocationSource::Feed { token },
+        (None, None, Some(path)) => RevocationSource::FeedFile { path },
+        (None, None, None) => {
+            return Err("give --redis-url, --feed-token or --feed-token-file".into())
+        }
     };
     let config = Config {
         public_url: args

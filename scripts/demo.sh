@@ -40,13 +40,13 @@ step "tessera token inspect summarizer.tok --keys jwks.json"
 tessera token inspect summarizer.tok --keys jwks.json
 
 step "tessera token verify summarizer.tok ... --resource docs/team-a/reports/q3.pdf   (allowed)"
-tessera token verify summarizer.tok --keys jwks.json \
+tessera token verify summarizer.tok --keys jwks.json --no-revocation-check \
   --operation docs:read --resource docs/team-a/reports/q3.pdf \
   --service https://docs.acme.example --holder-key summarizer.key
 
 step "tessera token verify summarizer.tok ... --resource docs/team-a/salaries.xlsx   (denied)"
 set +e
-tessera token verify summarizer.tok --keys jwks.json \
+tessera token verify summarizer.tok --keys jwks.json --no-revocation-check \
   --operation docs:read --resource docs/team-a/salaries.xlsx \
   --service https://docs.acme.example --holder-key summarizer.key
 code=$?

@@ -241,6 +241,11 @@ struct VerifyArgs {
     /// Treat this revocation id (hex) as revoked; repeatable.
     #[arg(long, value_name = "HEX")]
     revoked: Vec<String>,
+    /// Decide without following the issuer's revocations: a revoked token
+    /// is allowed until it expires. Without a revocation source (--issuer
+    /// with --feed-token, --redis-url, or --revoked ids) this flag is required.
+    #[arg(long, conflicts_with = "revoked")]
+    no_revocation_check: bool,
     /// Print the grant as JSON.
     #[arg(long)]
     json: bool,
@@ -424,6 +429,7 @@ fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
     if args.jwks.is_some() || args.issuer.is_some() || args.redis_url.is_some() {
         return verifier::verify(args, limits);
     }
+    let revocation = offline_revocation_check(&args)?;
     let t = read_token(&args.token)?;
     let keys = read_keys(
         args.keys
@@ -465,6 +471,7 @@ fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
                     grant.expires_at,
                 )?;
             }
+            note_revocation(revocation);
             Ok(())
         }
         Err(denial) => Err(Failure {
@@ -472,6 +479,49 @@ fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
             code: 1,
         }),
     }
+}
+
+/// How far `token verify` looked at revocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RevocationCheck {
+    /// Against the issuer's revocations (its feed or its Redis).
+    Followed,
+    /// Only against the ids given with --revoked.
+    OnlyGiven,
+    /// Not at all (--no-revocation-check).
+    Skipped,
+}
+
+/// The revocation check of a verification without the issuer's
+/// revocations: the ids given with --revoked, or none when the caller says
+/// so with --no-revocation-check; an error otherwise, so that a revoked
+/// token is never allowed silently.
+fn offline_revocation_check(args: &VerifyArgs) -> Result<RevocationCheck, Failure> {
+    match (args.revoked.is_empty(), args.no_revocation_check) {
+        (false, _) => Ok(RevocationCheck::OnlyGiven),
+        (true, true) => Ok(RevocationCheck::Skipped),
+        (true, false) => Err(Failure::new(
+            "no revocation source: give --issuer with --feed-token, or --redis-url, to follow \
+             the issuer's revocations (or --revoked HEX), or --no-revocation-check to decide \
+             without them",
+        )),
+    }
+}
+
+/// Says on standard error how far revocations were checked for an allowed
+/// request (standard output keeps the one line or the JSON).
+fn note_revocation(check: RevocationCheck) {
+    let note = match check {
+        RevocationCheck::Followed => return,
+        RevocationCheck::OnlyGiven => {
+            "tessera: note: revocation checked only against the ids given with --revoked"
+        }
+        RevocationCheck::Skipped => {
+            "tessera: warning: revocation was not checked (--no-revocation-check): a revoked \
+             token is allowed until it expires"
+        }
+    };
+    let _ = writeln!(io::stderr(), "{note}");
 }
 
 /// The one line `token verify` prints for an allowed request.

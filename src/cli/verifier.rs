@@ -1,11 +1,13 @@
 //! `tessera token verify` with the Verifier: root keys from a JWKS file or
 //! URL (or the issuer's), revocations followed from Redis or the issuer's
-//! feed, and possession proven with a DPoP proof made from --holder-key.
+//! feed (or, when asked, only the --revoked ids or none), and possession
+//! proven with a DPoP proof made from --holder-key.
 
 use std::time::Duration;
 
 use super::{
-    emit, emit_allowed, now, read_key_pair, read_keys, read_token, to_json, Failure, VerifyArgs,
+    emit, emit_allowed, note_revocation, now, offline_revocation_check, read_key_pair, read_keys,
+    read_token, to_json, Failure, RevocationCheck, VerifyArgs,
 };
 use crate::jose::{self, DpopClaims};
 use crate::token::Limits;
@@ -36,24 +38,49 @@ fn key_source(args: &VerifyArgs) -> Result<KeySource, Failure> {
     }
 }
 
-fn revocations(args: &VerifyArgs) -> Result<Revocations, Failure> {
+/// Where revocations come from, and how far they are checked: the
+/// issuer's Redis or feed, else only the --revoked ids, else nothing when
+/// --no-revocation-check says so (an error otherwise).
+fn revocations(args: &VerifyArgs) -> Result<(Revocations, RevocationCheck), Failure> {
+    let follows = args.redis_url.is_some() || args.feed_token.is_some();
+    if args.no_revocation_check && follows {
+        return Err(Failure::new(
+            "--no-revocation-check contradicts --redis-url / --feed-token: give one or the other",
+        ));
+    }
     if let Some(url) = &args.redis_url {
-        return Ok(Revocations::Redis { url: url.clone() });
+        return Ok((
+            Revocations::Redis { url: url.clone() },
+            RevocationCheck::Followed,
+        ));
     }
     match (&args.issuer, &args.feed_token) {
-        (Some(issuer), Some(token)) => Ok(Revocations::Issuer {
-            url: issuer.trim_end_matches('/').to_owned(),
-            feed_token: super::read_token(token)?,
-        }),
-        (Some(_), None) => Err(Failure::new(
-            "give --feed-token (from `tessera admin token --feed`) to follow the issuer's \
-             revocations, or --redis-url",
+        (Some(issuer), Some(token)) => Ok((
+            Revocations::Issuer {
+                url: issuer.trim_end_matches('/').to_owned(),
+                feed_token: super::read_token(token)?,
+            },
+            RevocationCheck::Followed,
         )),
-        // Only the ids given with --revoked: an offline check.
-        (None, _) => {
-            let view = RevocationView::new();
-            view.confirm_current();
-            Ok(Revocations::View(view))
+        (Some(_), None) if !args.no_revocation_check => Err(Failure::new(
+            "give --feed-token (from `tessera admin token --feed`) to follow the issuer's \
+             revocations, or --redis-url (or --no-revocation-check to decide without them)",
+        )),
+        (None, Some(_)) => Err(Failure::new(
+            "--feed-token needs --issuer: the feed is the issuer's",
+        )),
+        // Offline: only the ids given with --revoked, or nothing if asked.
+        _ => {
+            let check = offline_revocation_check(args)?;
+            let revocations = match check {
+                RevocationCheck::Skipped => Revocations::Unchecked,
+                _ => {
+                    let view = RevocationView::new();
+                    view.confirm_current();
+                    Revocations::View(view)
+                }
+            };
+            Ok((revocations, check))
         }
     }
 }
@@ -76,7 +103,7 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
         facts: Vec::new(),
     };
     let source = key_source(&args)?;
-    let revocations = revocations(&args)?;
+    let (revocations, revocation_check) = revocations(&args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -118,7 +145,7 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
     match outcome {
         Ok(grant) => {
             if args.json {
-                emit(&format!("{}\n", to_json(&grant)?))
+                emit(&format!("{}\n", to_json(&grant)?))?;
             } else {
                 emit_allowed(
                     &grant.chain,
@@ -126,8 +153,10 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
                     &request.resource,
                     &grant.token_id,
                     grant.expires_at,
-                )
+                )?;
             }
+            note_revocation(revocation_check);
+            Ok(())
         }
         Err(rejection) => Err(Failure {
             message: format!("denied: {rejection}"),

@@ -35,9 +35,11 @@ pub struct DecisionAudit {
     pub agent: Option<String>,
     /// The token id, if the token could be read.
     pub token_id: Option<String>,
-    /// The action asked for.
+    /// The action asked for; empty for a refusal before the action was
+    /// known ([`Verifier::authenticate`](super::Verifier::authenticate),
+    /// the layer's deferred scope).
     pub action: String,
-    /// The resource asked for.
+    /// The resource asked for; empty when the action is.
     pub resource: String,
     /// Whether the request was allowed.
     pub granted: bool,
@@ -50,15 +52,16 @@ pub struct DecisionAudit {
 }
 
 impl From<DecisionAudit> for AuditEvent {
-    /// A [`AuditKind::Decision`] event: capability `"<action> <resource>"`,
-    /// outcome `granted` or `denied`.
+    /// A [`AuditKind::Decision`] event: capability `"<action> <resource>"`
+    /// (none when the action was not known yet), outcome `granted` or
+    /// `denied`.
     fn from(d: DecisionAudit) -> Self {
         AuditEvent {
             at: d.at,
             kind: AuditKind::Decision,
             agent: d.agent,
             token_id: d.token_id,
-            capability: Some(format!("{} {}", d.action, d.resource)),
+            capability: (!d.action.is_empty()).then(|| format!("{} {}", d.action, d.resource)),
             outcome: if d.granted { "granted" } else { "denied" }.to_owned(),
             reason: d.reason,
             remote_addr: d.remote_addr,

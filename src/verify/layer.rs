@@ -3,12 +3,17 @@
 //!
 //! The layer reads `Authorization: Bearer <token>` or `Authorization: DPoP
 //! <token>` with the `DPoP` header, refuses oversized headers before parsing
-//! them, and maps the request to a [`Scope`] with a closure:
+//! them, and maps the request to a [`Scope`] with a closure. A `DPoP`
+//! header counts only with the DPoP scheme (RFC 9449 §7.1): a DPoP-bound
+//! token sent as `Bearer` is refused.
 //! - [`Scope::Check`]: the whole check runs in the layer and the handler
 //!   receives the [`Grant`];
-//! - [`Scope::Deferred`]: the token and proof are checked in the layer and
-//!   the handler, which learns the operation from the body (an MCP tool
-//!   call), receives [`Authenticated`] and calls [`Verifier::authorize`];
+//! - [`Scope::Deferred`]: everything that does not depend on the operation
+//!   is checked in the layer (revocations current, signatures and chain,
+//!   revocation, expiry, audience, the holder's DPoP proof), so a refused
+//!   token never reaches the handler; the handler, which learns the
+//!   operation from the body (an MCP tool call), receives [`Authenticated`]
+//!   and calls [`Verifier::authorize`];
 //! - [`Scope::Public`]: no token needed (metadata documents).
 //!
 //! Refusals: 401 with `WWW-Authenticate` (`error=`, `error_description=`,
@@ -200,10 +205,26 @@ impl VerifyLayer {
                 "the DPoP scheme needs a DPoP proof header",
             )));
         }
+        // RFC 9449 §7.1: a proof counts only with the DPoP scheme. Under
+        // Bearer a DPoP header proves nothing, so a bound token sent that
+        // way is refused (its holder is not proven) and a bearer token is
+        // what it is.
+        let stray_proof = scheme == Scheme::Bearer && dpop.is_some();
+        let fail = |r: Rejection| {
+            if stray_proof && r.reason == Reason::HolderNotProven {
+                let detail = format!(
+                    "{}; a DPoP-bound token must be sent with the DPoP scheme, not Bearer (RFC 9449 §7.1)",
+                    r.detail
+                );
+                (Rejection::new(r.reason, detail), scheme)
+            } else {
+                (r, scheme)
+            }
+        };
         let url = format!("{}{}", self.base_url, parts.uri.path());
         let presentation = Presentation {
             token,
-            dpop,
+            dpop: if scheme == Scheme::Dpop { dpop } else { None },
             method: parts.method.as_str(),
             url: &url,
         };

@@ -1,17 +1,24 @@
 //! [`Verifier`]: one call per request decides whether a presented token
 //! allows an operation on a resource, offline, with public keys only.
 //!
-//! Order of a check, refusing at the first failure:
+//! Order of a check, refusing at the first failure, each step once:
 //! 1. revocations stale (503) unless the operator allowed stale operation;
 //! 2. size of the presented token, before decoding;
 //! 3. the token: root key id, signatures, holder chain (skipped when the
 //!    same token bytes were verified before, see "Caches");
 //! 4. revocation of any block, against the follower's view;
-//! 5. the DPoP proof (RFC 9449) when one is presented: header, signature,
-//!    `htm`, `htu`, `iat` within the skew, `ath`; the proof's key must be
-//!    the final holder's key; then its `jti` is accepted once;
-//! 6. expiry, audience and scope: the token's own checks in Datalog with
-//!    the request's facts, under explicit run limits.
+//! 5. for [`Verifier::authenticate`] (no operation yet): expiry and
+//!    audience, read from the claims;
+//! 6. the DPoP proof (RFC 9449) when one is presented: header, signature,
+//!    `htm`, `htu`, `iat` within the skew, `ath`; then the holder: a bound
+//!    token's final holder must be the proof's key;
+//! 7. expiry, audience and scope: the token's own checks in Datalog with
+//!    the request's facts, under explicit run limits (on tokio's blocking
+//!    pool when the token has blocks after the authority block);
+//! 8. only then, for an allowed request, the proof's `jti` is spent in the
+//!    replay cache, counted against the holder's key (or, for a bearer
+//!    token, against the token), so that refused requests take no room and
+//!    one caller cannot crowd out the others.
 //!
 //! # Caches
 //! Tokens whose signatures and chain verified are kept by SHA-256 of the
@@ -71,8 +78,20 @@ pub enum Revocations {
     Issuer {
         /// The issuer's base URL.
         url: String,
-        /// The feed token (sent as a bearer token to the issuer only).
+        /// The feed token (sent as a bearer token to the issuer only). It
+        /// expires: prefer [`Revocations::IssuerTokenFile`] for a server
+        /// that runs longer than the token lives.
         feed_token: String,
+    },
+    /// Follow the issuer's feed over HTTP with a feed token kept in a file
+    /// that a timer renews: the follower reads it again when it changes and
+    /// before the current token expires (see
+    /// [`HttpFollower`](super::HttpFollower)).
+    IssuerTokenFile {
+        /// The issuer's base URL.
+        url: String,
+        /// The file holding the feed token.
+        feed_token_file: PathBuf,
     },
     /// Do not consult revocations (tests, offline tools). Revoked tokens
     /// are accepted until they expire.
@@ -81,47 +100,151 @@ pub enum Revocations {
 
 /// A caller-supplied replay cache for DPoP `jti`s, for example one shared
 /// by several instances of a tool server.
+///
+/// The verifier records a proof only once the request it came with is
+/// otherwise allowed (for [`Verifier::authenticate`]: once everything that
+/// does not depend on the operation passed), so that refused requests never
+/// take room in the cache.
 pub trait ReplayGuard: Send + Sync + fmt::Debug {
     /// Records `key` until `until`; `Some(true)` the first time,
     /// `Some(false)` for a replay, `None` when the cache cannot answer
     /// (full or unreachable), which the verifier treats as a refusal.
     fn insert_once(&self, key: [u8; 32], until: DateTime<Utc>, now: DateTime<Utc>) -> Option<bool>;
+
+    /// [`Self::insert_once`] on behalf of `owner`: the JWK thumbprint of
+    /// the holder key for a bound token, `token:<token id>` for a bearer
+    /// token. A guard should bound how many entries one owner holds, so
+    /// that one caller cannot crowd the others out; the default ignores the
+    /// owner.
+    fn insert_once_for(
+        &self,
+        owner: &str,
+        key: [u8; 32],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<bool> {
+        let _ = owner;
+        self.insert_once(key, until, now)
+    }
 }
 
-/// The default [`ReplayGuard`]: in memory, bounded.
+/// The default [`ReplayGuard`]: in memory, bounded in total and per owner.
 #[derive(Debug)]
 pub struct MemoryReplayGuard {
-    seen: Mutex<HashMap<[u8; 32], i64>>,
+    state: Mutex<ReplayState>,
     capacity: usize,
+    per_owner: usize,
+}
+
+#[derive(Debug, Default)]
+struct ReplayState {
+    /// Proof key -> (remembered until, owner).
+    seen: HashMap<[u8; 32], (i64, Option<[u8; 32]>)>,
+    /// Unexpired-or-not-yet-purged entries per owner.
+    per_owner: HashMap<[u8; 32], usize>,
+    /// The second of the last purge: a full cache purges at most once a second.
+    purged_at: Option<i64>,
+}
+
+impl ReplayState {
+    fn owner_count(&self, owner: Option<&[u8; 32]>) -> usize {
+        owner
+            .and_then(|o| self.per_owner.get(o))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Drops expired entries and recounts the owners.
+    fn purge(&mut self, now: i64) {
+        self.purged_at = Some(now);
+        self.seen.retain(|_, (until, _)| *until >= now);
+        self.per_owner.clear();
+        for (_, owner) in self.seen.values() {
+            if let Some(o) = owner {
+                let n = self.per_owner.entry(*o).or_insert(0);
+                *n = n.saturating_add(1);
+            }
+        }
+    }
 }
 
 impl MemoryReplayGuard {
-    /// Holds at most `capacity` unexpired proofs.
+    /// Holds at most `capacity` unexpired proofs, and at most a sixteenth of
+    /// that for one owner (see [`Self::per_key`]).
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         Self {
-            seen: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
+            state: Mutex::new(ReplayState::default()),
+            capacity,
+            per_owner: (capacity / 16).max(1),
         }
+    }
+
+    /// Holds at most `n` unexpired proofs of one owner (one holder key, or
+    /// one bearer token); past that, that owner's requests are refused as
+    /// `overloaded` (503) until its proofs expire, and nobody else's are.
+    pub fn per_key(mut self, n: usize) -> Self {
+        self.per_owner = n.clamp(1, self.capacity);
+        self
+    }
+
+    fn insert(
+        &self,
+        owner: Option<[u8; 32]>,
+        key: [u8; 32],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<bool> {
+        let mut state = self.state.lock().ok()?;
+        let now = now.timestamp();
+        if let Some(&(exp, _)) = state.seen.get(&key) {
+            if exp >= now {
+                return Some(false);
+            }
+        }
+        let full = |s: &ReplayState| {
+            s.seen.len() >= self.capacity || s.owner_count(owner.as_ref()) >= self.per_owner
+        };
+        if full(&state) {
+            if state.purged_at != Some(now) {
+                state.purge(now);
+            }
+            if full(&state) {
+                return None;
+            }
+        }
+        if let Some((_, Some(previous))) = state.seen.insert(key, (until.timestamp(), owner)) {
+            // An expired entry under the same key, replaced.
+            if let Some(n) = state.per_owner.get_mut(&previous) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        if let Some(o) = owner {
+            let n = state.per_owner.entry(o).or_insert(0);
+            *n = n.saturating_add(1);
+        }
+        Some(true)
     }
 }
 
 impl ReplayGuard for MemoryReplayGuard {
     fn insert_once(&self, key: [u8; 32], until: DateTime<Utc>, now: DateTime<Utc>) -> Option<bool> {
-        let mut seen = self.seen.lock().ok()?;
-        let now = now.timestamp();
-        if let Some(&exp) = seen.get(&key) {
-            if exp >= now {
-                return Some(false);
-            }
-        }
-        if seen.len() >= self.capacity {
-            seen.retain(|_, exp| *exp >= now);
-            if seen.len() >= self.capacity {
-                return None;
-            }
-        }
-        seen.insert(key, until.timestamp());
-        Some(true)
+        self.insert(None, key, until, now)
+    }
+
+    fn insert_once_for(
+        &self,
+        owner: &str,
+        key: [u8; 32],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<bool> {
+        self.insert(
+            Some(Sha256::digest(owner.as_bytes()).into()),
+            key,
+            until,
+            now,
+        )
     }
 }
 
@@ -345,10 +468,25 @@ impl Grant {
 /// A presentation whose token and proof were checked, awaiting the scope
 /// decision ([`Verifier::authorize`]): what an axum layer hands to a handler
 /// that knows the operation only after reading the body.
-#[derive(Debug, Clone)]
+///
+/// Everything that does not depend on the operation was checked: the
+/// revocation view was current, the signatures and the chain, revocation,
+/// expiry, audience, and the holder's proof (its DPoP `jti` is spent).
+#[derive(Clone)]
 pub struct Authenticated {
     entry: Arc<Entry>,
-    proven_key: Option<[u8; 32]>,
+    holder_proven: bool,
+}
+
+/// Names the token by its id and chain, never its content.
+impl fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("token_id", &self.token_id())
+            .field("chain", &self.chain())
+            .field("holder_proven", &self.holder_proven)
+            .finish()
+    }
 }
 
 impl Authenticated {
@@ -361,6 +499,30 @@ impl Authenticated {
     pub fn token_id(&self) -> &str {
         &self.entry.verified.chain().claims.token_id
     }
+
+    /// Whether the final holder proved possession of its key (DPoP).
+    pub fn holder_proven(&self) -> bool {
+        self.holder_proven
+    }
+}
+
+/// A checked DPoP proof whose `jti` is not spent yet.
+#[derive(Debug)]
+struct PendingProof {
+    /// Hash of the key's thumbprint and the `jti`.
+    replay_key: [u8; 32],
+    /// Whose share of the replay cache it counts against.
+    owner: String,
+    /// Until when it must be remembered.
+    until: DateTime<Utc>,
+}
+
+/// A presentation checked up to the scope decision, its proof not spent.
+#[derive(Debug)]
+struct Prepared {
+    entry: Arc<Entry>,
+    holder_proven: bool,
+    proof: Option<PendingProof>,
 }
 
 /// A verified token and the decisions remembered for it.
@@ -379,6 +541,14 @@ struct MemoKey {
 }
 
 const MEMO_PER_TOKEN: usize = 8;
+
+/// The earliest expiry a verifier reads from a token's claims, without
+/// Datalog: for now the authority block's.
+// The token core's `Verified::expires_at()` (earliest of the chain) goes
+// here when it lands.
+fn expires_at(verified: &Verified) -> DateTime<Utc> {
+    verified.chain().claims.expires_at
+}
 
 /// The clock a verifier reads.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -539,6 +709,15 @@ impl VerifierBuilder {
             Revocations::Issuer { url, feed_token } => {
                 let view = RevocationView::new();
                 let handle = super::HttpFollower::new(url, feed_token).spawn(Arc::clone(&view))?;
+                (Some(view), Some(handle))
+            }
+            Revocations::IssuerTokenFile {
+                url,
+                feed_token_file,
+            } => {
+                let view = RevocationView::new();
+                let handle = super::HttpFollower::with_credential_file(url, feed_token_file)
+                    .spawn(Arc::clone(&view))?;
                 (Some(view), Some(handle))
             }
             Revocations::Unchecked => (None, None),
@@ -707,45 +886,67 @@ impl Verifier {
     }
 
     /// Decides whether `presentation` allows `request`, now.
+    ///
+    /// The DPoP proof's `jti` is spent only when the request is allowed.
     pub async fn check(
         &self,
         presentation: &Presentation<'_>,
         request: &CheckRequest,
     ) -> Result<Grant, Rejection> {
-        match self.authenticate(presentation).await {
-            Ok(authenticated) => self.authorize(&authenticated, request),
-            Err(rejection) => {
-                self.record(None, request, Err(&rejection));
-                Err(rejection)
+        let prepared = match self.prepare(presentation, false).await {
+            Ok(p) => p,
+            Err((rejection, entry)) => {
+                self.record(entry.as_deref(), Some(request), Err(&rejection));
+                return Err(rejection);
             }
-        }
+        };
+        let outcome = match self
+            .decide(&prepared.entry, prepared.holder_proven, request)
+            .await
+        {
+            Ok(grant) => self.spend(prepared.proof.as_ref()).map(|()| grant),
+            Err(rejection) => Err(rejection),
+        };
+        self.record(Some(&prepared.entry), Some(request), outcome.as_ref());
+        outcome
     }
 
-    /// Sends the decision to the audit sink, if there is one.
+    /// Sends the decision to the audit sink, if there is one. `request` is
+    /// `None` for a refusal of [`Self::authenticate`] (no operation yet).
     fn record(
         &self,
-        authenticated: Option<&Authenticated>,
-        request: &CheckRequest,
+        entry: Option<&Entry>,
+        request: Option<&CheckRequest>,
         outcome: Result<&Grant, &Rejection>,
     ) {
         let Some(sink) = &self.inner.audit else {
             return;
         };
-        let chain: Vec<String> = match (outcome, authenticated) {
+        let chain: Vec<String> = match (outcome, entry) {
             (Ok(g), _) => g.chain.iter().map(|a| a.as_str().to_owned()).collect(),
-            (Err(_), Some(a)) => a.chain().iter().map(|a| a.as_str().to_owned()).collect(),
+            (Err(_), Some(e)) => e
+                .verified
+                .chain()
+                .agents()
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect(),
             (Err(_), None) => Vec::new(),
         };
         sink.record(super::DecisionAudit {
             at: self.now(),
             agent: chain.last().cloned(),
-            token_id: match (outcome, authenticated) {
+            token_id: match (outcome, entry) {
                 (Ok(g), _) => Some(g.token_id.clone()),
-                (Err(_), Some(a)) => Some(a.token_id().to_owned()),
+                (Err(_), Some(e)) => Some(e.verified.chain().claims.token_id.clone()),
                 (Err(_), None) => None,
             },
-            action: request.operation.as_str().to_owned(),
-            resource: request.resource.as_str().to_owned(),
+            action: request
+                .map(|r| r.operation.as_str().to_owned())
+                .unwrap_or_default(),
+            resource: request
+                .map(|r| r.resource.as_str().to_owned())
+                .unwrap_or_default(),
             granted: outcome.is_ok(),
             reason: outcome.err().map(|r| r.reason.as_str().to_owned()),
             chain,
@@ -754,105 +955,212 @@ impl Verifier {
     }
 
     /// Everything but the scope decision: staleness, size, signatures and
-    /// chain, revocation, the DPoP proof (its `jti` is spent here) and the
-    /// holder's proof.
+    /// chain, revocation, expiry, audience, the DPoP proof and the holder's
+    /// proof; then the proof's `jti` is spent. A refusal is recorded in the
+    /// audit sink (without an operation).
+    ///
+    /// Expiry is the authority block's here; an earlier expiry added by an
+    /// attenuation block, like every other check a block adds, is enforced
+    /// by [`Self::authorize`].
     pub async fn authenticate(
         &self,
         presentation: &Presentation<'_>,
     ) -> Result<Authenticated, Rejection> {
-        let inner = &self.inner;
-        self.fresh()?;
+        let prepared = match self.prepare(presentation, true).await {
+            Ok(p) => p,
+            Err((rejection, entry)) => {
+                self.record(entry.as_deref(), None, Err(&rejection));
+                return Err(rejection);
+            }
+        };
+        match self.spend(prepared.proof.as_ref()) {
+            Ok(()) => Ok(Authenticated {
+                entry: prepared.entry,
+                holder_proven: prepared.holder_proven,
+            }),
+            Err(rejection) => {
+                self.record(Some(&prepared.entry), None, Err(&rejection));
+                Err(rejection)
+            }
+        }
+    }
+
+    /// The scope decision for an authenticated presentation. Staleness and
+    /// revocation are looked at again (the view may have moved since), and
+    /// the token's own checks run in full (expiry included).
+    pub async fn authorize(
+        &self,
+        authenticated: &Authenticated,
+        request: &CheckRequest,
+    ) -> Result<Grant, Rejection> {
+        let outcome = match self
+            .fresh()
+            .and_then(|()| self.not_revoked(&authenticated.entry))
+        {
+            Ok(()) => {
+                self.decide(&authenticated.entry, authenticated.holder_proven, request)
+                    .await
+            }
+            Err(rejection) => Err(rejection),
+        };
+        self.record(Some(&authenticated.entry), Some(request), outcome.as_ref());
+        outcome
+    }
+
+    /// The checks of a presentation up to the scope decision, in order:
+    /// staleness, the token (size, signatures, chain), revocation, then
+    /// when `deferred` the expiry and audience read from the claims, the
+    /// DPoP proof and the holder. Nothing is spent.
+    async fn prepare(
+        &self,
+        presentation: &Presentation<'_>,
+        deferred: bool,
+    ) -> Result<Prepared, (Rejection, Option<Arc<Entry>>)> {
+        self.fresh().map_err(|r| (r, None))?;
         let token = presentation.token.trim();
         if token.is_empty() {
-            return Err(Rejection::new(Reason::MissingToken, "no token presented"));
+            return Err((
+                Rejection::new(Reason::MissingToken, "no token presented"),
+                None,
+            ));
         }
         let entry = match self.entry(token) {
             Ok(e) => e,
             Err(d) if d.reason == DenyReason::UnknownKeyId && self.refetch().await => {
-                self.entry(token)?
+                self.entry(token).map_err(|d| (d.into(), None))?
             }
-            Err(d) => return Err(d.into()),
+            Err(d) => return Err((d.into(), None)),
         };
-        self.not_revoked(&entry)?;
-        let now = self.now();
-        let proven_key = match presentation.dpop {
-            None => None,
-            Some(proof) => {
-                let window = i64::try_from(inner.skew.as_secs()).unwrap_or(i64::MAX);
-                let proof = jose::verify_dpop(
-                    proof,
-                    &DpopRules {
-                        method: presentation.method,
-                        url: presentation.url,
-                        access_token: Some(token),
-                        now,
-                        window_secs: window,
-                    },
-                )
-                .map_err(|e| Rejection::new(Reason::InvalidDpop, e.to_string()))?;
-                let key = proof.key.to_bytes();
-                // The holder first, so that proofs from anyone else never
-                // reach (or fill) the replay cache.
-                entry.verified.holder_proven_by(Some(&key))?;
-                let mut h = Sha256::new();
-                h.update(proof.jkt.as_bytes());
-                h.update([0]);
-                h.update(proof.jti.as_bytes());
-                let until =
-                    DateTime::from_timestamp(proof.iat.saturating_add(window), 0).unwrap_or(now);
-                match inner.replay.insert_once(h.finalize().into(), until, now) {
-                    Some(true) => {}
-                    Some(false) => {
-                        return Err(Rejection::new(
-                            Reason::ReplayedDpop,
-                            "this DPoP proof (jti) was already used",
-                        ))
-                    }
-                    None => {
-                        return Err(Rejection::new(
-                            Reason::Overloaded,
-                            "the DPoP replay cache is full",
-                        ))
-                    }
-                }
-                Some(key)
-            }
-        };
-        entry.verified.holder_proven_by(proven_key.as_ref())?;
-        Ok(Authenticated { entry, proven_key })
+        match self.check_presentation(&entry, presentation, token, deferred) {
+            Ok((holder_proven, proof)) => Ok(Prepared {
+                entry,
+                holder_proven,
+                proof,
+            }),
+            Err(rejection) => Err((rejection, Some(entry))),
+        }
     }
 
-    /// The scope decision for an authenticated presentation. Staleness and
-    /// revocation are looked at again (the view may have moved since).
-    pub fn authorize(
+    /// [`Self::prepare`] once the token is verified: revocation, what does
+    /// not depend on the operation (when `deferred`), the DPoP proof and
+    /// the holder. Whether the holder was proven, and the unspent proof.
+    fn check_presentation(
         &self,
-        authenticated: &Authenticated,
-        request: &CheckRequest,
-    ) -> Result<Grant, Rejection> {
-        let outcome = self.decide(authenticated, request);
-        self.record(Some(authenticated), request, outcome.as_ref());
-        outcome
-    }
-
-    fn decide(
-        &self,
-        authenticated: &Authenticated,
-        request: &CheckRequest,
-    ) -> Result<Grant, Rejection> {
-        let inner = &self.inner;
-        self.fresh()?;
-        let entry = &authenticated.entry;
+        entry: &Entry,
+        presentation: &Presentation<'_>,
+        token: &str,
+        deferred: bool,
+    ) -> Result<(bool, Option<PendingProof>), Rejection> {
         self.not_revoked(entry)?;
         let now = self.now();
-        let verified = &entry.verified;
+        if deferred {
+            self.independent_of_the_operation(&entry.verified, now)?;
+        }
+        let Some(proof) = presentation.dpop else {
+            return Ok((entry.verified.holder_proven_by(None)?, None));
+        };
+        let window = i64::try_from(self.inner.skew.as_secs()).unwrap_or(i64::MAX);
+        let proof = jose::verify_dpop(
+            proof,
+            &DpopRules {
+                method: presentation.method,
+                url: presentation.url,
+                access_token: Some(token),
+                now,
+                window_secs: window,
+            },
+        )
+        .map_err(|e| Rejection::new(Reason::InvalidDpop, e.to_string()))?;
+        let key = proof.key.to_bytes();
+        let holder_proven = entry.verified.holder_proven_by(Some(&key))?;
+        let mut h = Sha256::new();
+        h.update(proof.jkt.as_bytes());
+        h.update([0]);
+        h.update(proof.jti.as_bytes());
+        let owner = if holder_proven {
+            proof.jkt
+        } else {
+            // A bearer token: the proof's key is anyone's, the token is not.
+            format!("token:{}", entry.verified.chain().claims.token_id)
+        };
+        let until = DateTime::from_timestamp(proof.iat.saturating_add(window), 0).unwrap_or(now);
+        Ok((
+            holder_proven,
+            Some(PendingProof {
+                replay_key: h.finalize().into(),
+                owner,
+                until,
+            }),
+        ))
+    }
+
+    /// What a deferred presentation must pass before any handler runs and
+    /// that Datalog would otherwise only check with the operation: expiry
+    /// and audience, read from the claims.
+    fn independent_of_the_operation(
+        &self,
+        verified: &Verified,
+        now: DateTime<Utc>,
+    ) -> Result<(), Rejection> {
+        let expires_at = expires_at(verified);
+        if now > expires_at {
+            return Err(Rejection::new(
+                Reason::Expired,
+                format!("the token expired at {}", expires_at.to_rfc3339()),
+            ));
+        }
+        match &verified.chain().claims.audience {
+            Some(audience) if audience != self.inner.service.as_str() => Err(Rejection::new(
+                Reason::WrongAudience,
+                format!(
+                    "the token is for {audience:?}, this is {:?}",
+                    self.inner.service.as_str()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Spends a checked proof's `jti`.
+    fn spend(&self, proof: Option<&PendingProof>) -> Result<(), Rejection> {
+        let Some(proof) = proof else {
+            return Ok(());
+        };
+        let now = self.now();
+        match self
+            .inner
+            .replay
+            .insert_once_for(&proof.owner, proof.replay_key, proof.until, now)
+        {
+            Some(true) => Ok(()),
+            Some(false) => Err(Rejection::new(
+                Reason::ReplayedDpop,
+                "this DPoP proof (jti) was already used",
+            )),
+            None => Err(Rejection::new(
+                Reason::Overloaded,
+                "the DPoP replay cache is full",
+            )),
+        }
+    }
+
+    /// The scope decision: the token's own checks in Datalog, remembered
+    /// per token for the exact question. Staleness, revocation and the
+    /// holder's proof are the caller's.
+    async fn decide(
+        &self,
+        entry: &Arc<Entry>,
+        holder_proven: bool,
+        request: &CheckRequest,
+    ) -> Result<Grant, Rejection> {
+        let now = self.now();
         let req = token::Request {
             operation: request.operation.clone(),
             resource: request.resource.clone(),
-            service: Some(inner.service.clone()),
+            service: Some(self.inner.service.clone()),
             now,
             proven_key: None,
         };
-        let holder_proven = verified.holder_proven_by(authenticated.proven_key.as_ref())?;
         let outcome = if request.facts.is_empty() {
             let key = MemoKey {
                 operation: request.operation.as_str().to_owned(),
@@ -868,7 +1176,7 @@ impl Verifier {
             match remembered {
                 Some(outcome) => outcome,
                 None => {
-                    let outcome = verified.decide_proven(&req, holder_proven, &[], &inner.limits);
+                    let outcome = self.evaluate(entry, req, holder_proven, Vec::new()).await;
                     if let Ok(mut memo) = entry.memo.lock() {
                         if memo.len() >= MEMO_PER_TOKEN {
                             let _evicted = memo.remove(0);
@@ -879,7 +1187,8 @@ impl Verifier {
                 }
             }
         } else {
-            verified.decide_proven(&req, holder_proven, &request.facts, &inner.limits)
+            self.evaluate(entry, req, holder_proven, request.facts.clone())
+                .await
         };
         let grant = outcome?;
         let agent = grant
@@ -894,6 +1203,42 @@ impl Verifier {
             token_id: grant.token_id,
             expires_at: grant.expires_at,
             holder_proven,
+        })
+    }
+
+    /// Runs the token's Datalog. A token with blocks after the authority
+    /// block (whose checks someone other than the issuer wrote) is
+    /// evaluated on tokio's blocking pool, off the runtime's worker threads;
+    /// the authority block alone is the issuer's few checks, evaluated in
+    /// place.
+    async fn evaluate(
+        &self,
+        entry: &Arc<Entry>,
+        req: token::Request,
+        holder_proven: bool,
+        facts: Vec<Fact>,
+    ) -> Result<token::Grant, Denial> {
+        let limits = &self.inner.limits;
+        let in_place = entry.verified.revocation_ids().len() <= 1
+            || tokio::runtime::Handle::try_current().is_err();
+        if in_place {
+            return entry
+                .verified
+                .decide_proven(&req, holder_proven, &facts, limits);
+        }
+        let (entry, limits) = (Arc::clone(entry), limits.clone());
+        tokio::task::spawn_blocking(move || {
+            entry
+                .verified
+                .decide_proven(&req, holder_proven, &facts, &limits)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the token's evaluation did not complete");
+            Err(Denial::new(
+                DenyReason::LimitsExceeded,
+                "the token's evaluation did not complete",
+            ))
         })
     }
 

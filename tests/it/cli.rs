@@ -117,6 +117,7 @@ fn verify_exits_zero_with_a_summary_when_allowed_and_one_with_the_reason_when_de
         &token,
         "--keys",
         &root_pub,
+        "--no-revocation-check",
         "--operation",
         "docs:read",
         "--resource",
@@ -136,6 +137,7 @@ fn verify_exits_zero_with_a_summary_when_allowed_and_one_with_the_reason_when_de
         &token,
         "--keys",
         &root_pub,
+        "--no-revocation-check",
         "--operation",
         "docs:write",
         "--resource",
@@ -152,6 +154,7 @@ fn verify_exits_zero_with_a_summary_when_allowed_and_one_with_the_reason_when_de
         &token,
         "--keys",
         &root_pub,
+        "--no-revocation-check",
         "--operation",
         "docs:read",
         "--resource",
@@ -208,6 +211,7 @@ fn attenuate_and_delegate_narrow_what_verify_allows() {
             &delegated,
             "--keys",
             &root_pub,
+            "--no-revocation-check",
             "--operation",
             "docs:read",
             "--resource",
@@ -238,6 +242,75 @@ fn attenuate_and_delegate_narrow_what_verify_allows() {
         &sub_pub,
     ]);
     assert_one_line_failure(&out, 2, "not the current holder");
+}
+
+#[test]
+fn verify_without_a_revocation_source_refuses_unless_told_and_then_says_so() {
+    let d = Dir::new();
+    let (root_pub, token) = d.setup();
+    std::fs::write(
+        d.path("jwks.json"),
+        d.ok(&["keys", "jwks", "--root-key", "root.key"]),
+    )
+    .unwrap();
+    let verify = |keys: &[&str], extra: &[&str]| {
+        let mut args = vec!["token", "verify", token.as_str()];
+        args.extend_from_slice(keys);
+        args.extend_from_slice(&[
+            "--operation",
+            "docs:read",
+            "--resource",
+            "docs/x",
+            "--holder-key",
+            "agent.key",
+        ]);
+        args.extend_from_slice(extra);
+        d.run(&args)
+    };
+    // No revocation source: refused as bad input, naming the ways out,
+    // with root keys given inline and from a JWKS file alike.
+    // (The Verifier behind --jwks checks for one tool server: --service.)
+    let jwks = ["--jwks", "jwks.json", "--service", "https://tool.example"];
+    for keys in [&["--keys", root_pub.as_str()][..], &jwks[..]] {
+        let out = verify(keys, &[]);
+        assert_one_line_failure(&out, 2, "--no-revocation-check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--issuer"), "{stderr}");
+        assert!(out.stdout.is_empty());
+
+        // Said explicitly: allowed, and the output says revocation was
+        // not checked (standard output keeps its one line).
+        let out = verify(keys, &["--no-revocation-check"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.starts_with("allowed: "), "{stdout}");
+        assert_eq!(stdout.trim_end().lines().count(), 1, "{stdout}");
+        assert!(stderr.contains("revocation was not checked"), "{stderr}");
+
+        // --json output stays JSON; the warning goes to standard error.
+        let out = verify(keys, &["--no-revocation-check", "--json"]);
+        assert!(out.status.success());
+        let _: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(String::from_utf8_lossy(&out.stderr).contains("revocation was not checked"));
+    }
+    // Only known ids: allowed when not among them, and said so.
+    let out = verify(
+        &["--keys", root_pub.as_str()],
+        &["--revoked", &"ab".repeat(64)],
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("only against the ids given with --revoked"),
+        "{stderr}"
+    );
+    // The two contradict each other.
+    let out = verify(
+        &["--keys", root_pub.as_str()],
+        &["--revoked", &"ab".repeat(64), "--no-revocation-check"],
+    );
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
@@ -383,6 +456,7 @@ fn a_resource_with_datalog_syntax_is_one_exact_resource() {
             &token,
             "--keys",
             &root_pub,
+            "--no-revocation-check",
             "--operation",
             op,
             "--resource",

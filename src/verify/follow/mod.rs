@@ -117,6 +117,9 @@ pub enum FollowError {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Http(String),
+    /// The feed credential file could not be read, or is empty.
+    #[error("feed credential: {0}")]
+    Credential(String),
 }
 
 /// A running follower. [`shutdown`](Self::shutdown) or dropping it stops the

@@ -71,3 +71,50 @@ async fn verifier_decisions_are_audited_with_the_chain() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_before_the_operation_is_known_are_audited_too() {
+    let Some(app) = TestApp::spawn_redis().await else {
+        return;
+    };
+    let url = app.redis.as_ref().unwrap().url();
+    let sink = Arc::new(AuditSink::spawn(AuditSinkConfig::new(url.clone())).unwrap());
+    // A verifier for another tool server: the issuer's tokens name
+    // AUDIENCE, so the deferred path refuses them as `wrong_audience`.
+    let verifier = Verifier::builder("https://elsewhere.example")
+        .keys(KeySource::JwksUrl(app.url("/.well-known/jwks.json")))
+        .revocations(Revocations::Redis { url })
+        .audit(Arc::clone(&sink))
+        .build()
+        .await
+        .unwrap();
+    assert!(verifier.ready(Duration::from_secs(10)).await);
+    let agent = app.agent("deferred").await;
+    let minted = app.mint(&agent, "docs/team-a/q3").await;
+    assert_eq!(minted.status, StatusCode::OK, "{}", minted.text);
+    let token = minted.token().to_owned();
+    let token_id = app.inspect(&token).token_id.clone();
+    let rejection = verifier
+        .authenticate(&Presentation::bearer(&token))
+        .await
+        .unwrap_err();
+    assert_eq!(rejection.reason, tessera::verify::Reason::WrongAudience);
+    let stats = sink.shutdown().await;
+    assert_eq!(stats.written, 1, "{stats:?}");
+    let r = app
+        .admin_get(&format!("/v1/audit?token_id={token_id}&limit=100"))
+        .await;
+    let decisions: Vec<&serde_json::Value> = r.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"])
+        .filter(|e| e["kind"] == "decision")
+        .collect();
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    let d = decisions[0];
+    assert_eq!(d["outcome"], "denied");
+    assert_eq!(d["reason"], "wrong_audience");
+    assert_eq!(d["chain"][0], agent.id.as_str());
+    assert!(d["capability"].is_null(), "{d}");
+}

@@ -10,11 +10,12 @@ use ed25519_dalek::SigningKey;
 use tessera::jose::{self, DpopClaims};
 use tessera::token::{self, AgentId, KeySet, Limits, Narrowing, ResourcePattern};
 use tessera::verify::{
-    CheckRequest, KeySource, Presentation, Reason, RevocationView, Revocations, Verifier,
+    CheckRequest, KeySource, MemoryReplayGuard, Presentation, Reason, RevocationView, Revocations,
+    Verifier,
 };
 
 use crate::token::raw::{append_first_party, append_third_party, block, delegated_to, s};
-use crate::token::support::{cap, keypair, limits, t0, Issuer, SERVICE};
+use crate::token::support::{cap, keypair, limits, t0, Issuer, OTHER_SERVICE, SERVICE};
 
 /// A clock the test moves.
 #[derive(Clone)]
@@ -614,4 +615,157 @@ async fn extra_facts_reach_the_token_checks() {
         Reason::OutOfScope
     );
     assert_eq!(reason(&v, &p, &request_read()).await, Reason::OutOfScope);
+}
+
+/// A verifier trusting `issuer` whose replay cache holds `capacity` proofs.
+async fn verifier_with_replay(
+    issuer: &Issuer,
+    clock: &TestClock,
+    replay: MemoryReplayGuard,
+) -> Verifier {
+    let view = RevocationView::new();
+    view.confirm_current();
+    Verifier::builder(SERVICE)
+        .keys(KeySource::Keys(issuer.keys.clone()))
+        .revocations(Revocations::View(view))
+        .limits(limits())
+        .clock(clock.clock())
+        .replay_guard(Arc::new(replay))
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stranger_with_expired_or_foreign_tokens_cannot_make_a_dpop_caller_get_503() {
+    let issuer = Issuer::new();
+    let clock = TestClock::new();
+    let v = verifier_with_replay(&issuer, &clock, MemoryReplayGuard::new(64)).await;
+    let stranger = keypair(30);
+    let ten_minutes_ago = t0() - chrono::Duration::minutes(10);
+    let expired_bearer = token::mint(
+        &cap("read", "orders/*", Some(SERVICE), None),
+        &issuer.root,
+        ten_minutes_ago,
+    )
+    .unwrap()
+    .token;
+    let expired_bound = token::mint(
+        &cap("read", "orders/*", Some(SERVICE), Some(&stranger)),
+        &issuer.root,
+        ten_minutes_ago,
+    )
+    .unwrap()
+    .token;
+    let foreign_bearer = issuer
+        .mint(&cap("read", "orders/*", Some(OTHER_SERVICE), None))
+        .token;
+    let foreign_bound = issuer
+        .mint(&cap(
+            "read",
+            "orders/*",
+            Some(OTHER_SERVICE),
+            Some(&stranger),
+        ))
+        .token;
+    let r = request_read();
+    // Ten times the cache's capacity of otherwise well-formed proofs, from
+    // one key and from many.
+    for i in 0..160 {
+        let sprayed = keypair(1000 + i);
+        let cases = [
+            (&expired_bearer, &sprayed, Reason::Expired),
+            (&expired_bound, &stranger, Reason::Expired),
+            (&foreign_bearer, &sprayed, Reason::WrongAudience),
+            (&foreign_bound, &stranger, Reason::WrongAudience),
+        ];
+        for (n, (token, key, expected)) in cases.into_iter().enumerate() {
+            let p = proof(key, token, t0(), &format!("stranger-{i}-{n}"));
+            assert_eq!(reason(&v, &with_dpop(token, &p), &r).await, expected);
+        }
+    }
+    // The legitimate caller is still served.
+    let holder = keypair(10);
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), Some(&holder)))
+        .token;
+    for i in 0..3 {
+        let p = proof(&holder, &t, t0(), &format!("legit-{i}"));
+        let g = v.check(&with_dpop(&t, &p), &r).await.unwrap();
+        assert!(g.holder_proven);
+    }
+}
+
+#[tokio::test]
+async fn a_refused_request_does_not_spend_its_dpop_proof() {
+    let issuer = Issuer::new();
+    let clock = TestClock::new();
+    let (v, _) = verifier(&issuer, &clock).await;
+    let holder = keypair(10);
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), Some(&holder)))
+        .token;
+    let p = proof(&holder, &t, t0(), "kept");
+    // Out of scope: refused, and the proof's jti is not remembered...
+    assert_eq!(
+        reason(&v, &with_dpop(&t, &p), &request("write", "orders/7")).await,
+        Reason::OutOfScope
+    );
+    // ...so the same proof still serves an allowed request, once.
+    v.check(&with_dpop(&t, &p), &request_read()).await.unwrap();
+    assert_eq!(
+        reason(&v, &with_dpop(&t, &p), &request_read()).await,
+        Reason::ReplayedDpop
+    );
+}
+
+#[tokio::test]
+async fn one_holder_cannot_crowd_other_holders_out_of_the_replay_cache() {
+    let issuer = Issuer::new();
+    let clock = TestClock::new();
+    let v = verifier_with_replay(&issuer, &clock, MemoryReplayGuard::new(64).per_key(8)).await;
+    let r = request_read();
+    // A holder with a valid token of its own sends proof after proof: it
+    // fills its own share and is then told to slow down (503)...
+    let greedy = keypair(31);
+    let own = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), Some(&greedy)))
+        .token;
+    let mut overloaded = 0;
+    for i in 0..200 {
+        let p = proof(&greedy, &own, t0(), &format!("greedy-{i}"));
+        match v.check(&with_dpop(&own, &p), &r).await {
+            Ok(_) => {}
+            Err(rej) => {
+                assert_eq!(rej.reason, Reason::Overloaded, "{rej}");
+                overloaded += 1;
+            }
+        }
+    }
+    assert_eq!(overloaded, 200 - 8);
+    // ...as does a bearer token's holder spraying proofs from fresh keys.
+    let bearer = issuer
+        .mint(&cap("read", "orders/*", Some(SERVICE), None))
+        .token;
+    let mut accepted = 0;
+    for i in 0..200 {
+        let p = proof(&keypair(2000 + i), &bearer, t0(), &format!("spray-{i}"));
+        if v.check(&with_dpop(&bearer, &p), &r).await.is_ok() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 8);
+    // Everyone else is served.
+    for seed in [10, 11, 12] {
+        let holder = keypair(seed);
+        let t = issuer
+            .mint(&cap("read", "orders/*", Some(SERVICE), Some(&holder)))
+            .token;
+        let p = proof(&holder, &t, t0(), "mine");
+        v.check(&with_dpop(&t, &p), &r).await.unwrap();
+    }
+    // Once the greedy holder's proofs are past their window, it is served again.
+    clock.set(t0() + chrono::Duration::minutes(3));
+    let p = proof(&greedy, &own, t0() + chrono::Duration::minutes(3), "later");
+    v.check(&with_dpop(&own, &p), &r).await.unwrap();
 }

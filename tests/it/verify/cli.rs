@@ -130,7 +130,11 @@ async fn verify_with_a_jwks_file_and_url() {
     let out = run(args(
         &token,
         "docs/team-a/plan",
-        &["--jwks", &path.display().to_string()],
+        &[
+            "--jwks",
+            &path.display().to_string(),
+            "--no-revocation-check",
+        ],
     ))
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -138,7 +142,7 @@ async fn verify_with_a_jwks_file_and_url() {
     let out = run(args(
         &token,
         "docs/team-a/plan",
-        &["--jwks", &url, "--json"],
+        &["--jwks", &url, "--json", "--no-revocation-check"],
     ))
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -150,7 +154,11 @@ async fn verify_with_a_jwks_file_and_url() {
     let out = run(args(
         &token,
         "docs/team-a/plan",
-        &["--jwks", &path.display().to_string()],
+        &[
+            "--jwks",
+            &path.display().to_string(),
+            "--no-revocation-check",
+        ],
     ))
     .await;
     assert_eq!(out.status.code(), Some(1));

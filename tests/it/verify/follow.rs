@@ -467,3 +467,90 @@ async fn decisions_recorded_through_the_sink_show_up_in_the_issuers_audit_log() 
         "a shut-down sink takes nothing"
     );
 }
+
+/// A read-only feed token that lives `ttl`, minted now.
+fn short_feed_token(app: &TestApp, ttl: &str) -> String {
+    let cap = admin::feed_capability(Lifetime::parse(ttl).unwrap()).unwrap();
+    token::mint(&cap, app.state.ring().active(), now())
+        .unwrap()
+        .token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_http_follower_with_a_10_s_feed_credential_renewed_in_its_file_stays_current_for_60_s() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed.token");
+    std::fs::write(&path, short_feed_token(&app, "10s")).unwrap();
+    let follower = HttpFollower {
+        backoff: Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        },
+        ..HttpFollower::with_credential_file(&app.base, &path)
+    }
+    .spawn(RevocationView::new())
+    .unwrap();
+    confirmed(&follower).await;
+
+    // What a timer does: a fresh 10 s token every 4 s, written in place
+    // or replaced through a rename.
+    let renewer = {
+        let (state, path) = (app.state.clone(), path.clone());
+        tokio::spawn(async move {
+            for round in 0u32.. {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                let cap = admin::feed_capability(Lifetime::parse("10s").unwrap()).unwrap();
+                let t = token::mint(&cap, state.ring().active(), now())
+                    .unwrap()
+                    .token;
+                if round % 2 == 0 {
+                    std::fs::write(&path, format!("{t}\n")).unwrap();
+                } else {
+                    let tmp = path.with_extension("tmp");
+                    std::fs::write(&tmp, &t).unwrap();
+                    std::fs::rename(&tmp, &path).unwrap();
+                }
+            }
+        })
+    };
+
+    let start = Instant::now();
+    let mut worst = Duration::ZERO;
+    while start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let lag = follower.view().staleness().unwrap();
+        worst = worst.max(lag);
+        assert!(
+            lag < Duration::from_secs(5),
+            "the follower went stale {:?} after it started: lag {lag:?}",
+            start.elapsed()
+        );
+    }
+    // Still following: a revocation made now arrives.
+    let id = rid();
+    revoke(&app, &id).await;
+    until("the revocation made after a minute of renewals", || {
+        follower.view().contains(&bytes(&id))
+    })
+    .await;
+    renewer.abort();
+    eprintln!("worst staleness over 60 s: {worst:?}");
+    follower.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http_follower_whose_credential_file_cannot_be_read_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such.token");
+    let err = HttpFollower::with_credential_file("http://127.0.0.1:9", &missing)
+        .spawn(RevocationView::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such.token"), "{err}");
+    let empty = dir.path().join("empty.token");
+    std::fs::write(&empty, "\n").unwrap();
+    let err = HttpFollower::with_credential_file("http://127.0.0.1:9", &empty)
+        .spawn(RevocationView::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+}

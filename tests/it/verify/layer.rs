@@ -18,12 +18,14 @@ use crate::token::support::{cap, keypair, limits, t0, Issuer};
 struct Tool {
     base: String,
     view: Arc<RevocationView>,
+    clock: TestClock,
     http: reqwest::Client,
 }
 
 /// A tool server: `GET /orders/{id}` needs `read` on `orders/{id}`;
 /// `POST /mcp` defers the scope to the handler (`read` on `orders/deferred`);
-/// the metadata document is public.
+/// `POST /mcp/info` defers too and answers without a scope decision (as MCP
+/// `initialize` does); the metadata document is public.
 async fn tool(issuer: &Issuer) -> Tool {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -43,7 +45,7 @@ async fn tool(issuer: &Issuer) -> Tool {
         let path = parts.uri.path();
         if path == RESOURCE_METADATA_PATH {
             Scope::Public
-        } else if path == "/mcp" {
+        } else if path == "/mcp" || path == "/mcp/info" {
             Scope::Deferred
         } else if let Some(id) = path.strip_prefix("/orders/") {
             match CheckRequest::new("read", &format!("orders/{id}")) {
@@ -67,11 +69,15 @@ async fn tool(issuer: &Issuer) -> Tool {
             "/mcp",
             axum::routing::post(move |auth: Authenticated| async move {
                 let req = CheckRequest::new("read", "orders/deferred").unwrap();
-                match deferred.authorize(&auth, &req) {
+                match deferred.authorize(&auth, &req).await {
                     Ok(g) => axum::response::IntoResponse::into_response(g.token_id),
                     Err(r) => axum::response::IntoResponse::into_response(r),
                 }
             }),
+        )
+        .route(
+            "/mcp/info",
+            axum::routing::post(|auth: Authenticated| async move { auth.token_id().to_owned() }),
         )
         .route(
             RESOURCE_METADATA_PATH,
@@ -82,6 +88,7 @@ async fn tool(issuer: &Issuer) -> Tool {
     Tool {
         base,
         view,
+        clock,
         http: reqwest::Client::new(),
     }
 }
@@ -316,4 +323,115 @@ async fn deferred_scope_is_decided_by_the_handler() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_bound_token_sent_with_the_bearer_scheme_is_refused_even_with_a_dpop_header() {
+    let issuer = Issuer::new();
+    let tool = tool(&issuer).await;
+    let holder = keypair(20);
+    let t = issuer
+        .mint(&cap("read", "orders/*", Some(&tool.base), Some(&holder)))
+        .token;
+    let url = format!("{}/orders/9", tool.base);
+    let proof = |jti: &str| {
+        let claims = DpopClaims {
+            jti: jti.into(),
+            htm: "GET".into(),
+            htu: url.clone(),
+            iat: t0().timestamp(),
+            ath: Some(jose::access_token_hash(&t)),
+        };
+        jose::sign(&signing_key(&holder), Some("dpop+jwt"), true, &claims).unwrap()
+    };
+    // RFC 9449 §7.1: a DPoP-bound token goes with the DPoP scheme only.
+    let r = tool
+        .http
+        .get(&url)
+        .header("authorization", format!("Bearer {t}"))
+        .header("dpop", proof("as-bearer"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let c = challenge(&r);
+    assert!(c.contains("holder_not_proven"), "{c}");
+    assert!(c.contains("DPoP scheme"), "{c}");
+    // The same token and a fresh proof with the DPoP scheme: allowed.
+    let r = tool
+        .http
+        .get(&url)
+        .header("authorization", format!("DPoP {t}"))
+        .header("dpop", proof("as-dpop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // A bearer token with a stray DPoP header is still a bearer token.
+    let bearer = issuer
+        .mint(&cap("read", "orders/*", Some(&tool.base), None))
+        .token;
+    let r = tool
+        .http
+        .get(&url)
+        .bearer_auth(&bearer)
+        .header("dpop", proof("stray"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_deferred_scope_refuses_expired_foreign_and_unproven_tokens_at_the_layer() {
+    let issuer = Issuer::new();
+    let tool = tool(&issuer).await;
+    let post = |token: &str| {
+        tool.http
+            .post(format!("{}/mcp/info", tool.base))
+            .bearer_auth(token)
+            .send()
+    };
+    let good = issuer.mint(&cap("read", "orders/*", Some(&tool.base), None));
+    let r = post(&good.token).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), good.token_id);
+
+    // Another audience: refused before any handler runs.
+    let foreign = issuer.mint(&cap(
+        "read",
+        "orders/*",
+        Some("https://other.example"),
+        None,
+    ));
+    let r = post(&foreign.token).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        challenge(&r).contains("wrong_audience"),
+        "{}",
+        challenge(&r)
+    );
+
+    // A bound token without its holder's proof.
+    let bound = issuer.mint(&cap(
+        "read",
+        "orders/*",
+        Some(&tool.base),
+        Some(&keypair(21)),
+    ));
+    let r = post(&bound.token).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        challenge(&r).contains("holder_not_proven"),
+        "{}",
+        challenge(&r)
+    );
+
+    // Expired.
+    tool.clock.set(t0() + chrono::Duration::minutes(6));
+    let r = post(&good.token).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let c = challenge(&r);
+    assert!(c.contains("error=\"invalid_token\""), "{c}");
+    assert!(c.contains("expired"), "{c}");
 }

@@ -323,3 +323,66 @@ async fn a_call_without_a_token_is_told_where_the_metadata_is() {
             .contains(&json!("get_order")));
     }
 }
+
+/// A token for `get_order` on `orders*` at `audience`, minted from the
+/// issuer's active key at `issued_at` (5 minutes' lifetime).
+fn token_at(issuer: &TestApp, audience: &str, issued_at: chrono::DateTime<chrono::Utc>) -> String {
+    let cap = token::Capability {
+        agent: token::AgentId::parse("agent://acme/orders-bot").unwrap(),
+        action: token::Action::parse("get_order").unwrap(),
+        resource: ResourcePattern::parse("orders*").unwrap(),
+        audience: Some(token::Audience::parse(audience).unwrap()),
+        lifetime: Lifetime::parse("5m").unwrap(),
+        holder_key: None,
+    };
+    token::mint(&cap, issuer.state.ring().active(), issued_at)
+        .unwrap()
+        .token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_or_foreign_token_gets_401_on_initialize() {
+    let issuer = TestApp::spawn().await;
+    let (listener, url) = McpServer::bind().await;
+    let server = McpServer::start(
+        listener,
+        &url,
+        &issuer,
+        example::RevocationSource::Feed {
+            token: feed_token(&issuer),
+        },
+    )
+    .await;
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "reqwest", "version": "0"},
+        },
+    });
+    let post = |token: String| {
+        issuer
+            .http
+            .post(&server.url)
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(token)
+            .json(&initialize)
+            .send()
+    };
+    // A valid token: MCP answers.
+    let r = post(token_at(&issuer, &server.url, now())).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let expired = token_at(&issuer, &server.url, now() - chrono::Duration::hours(1));
+    let r = post(expired).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(challenge.contains("expired"), "{challenge}");
+
+    let foreign = token_at(&issuer, "https://other.example/mcp", now());
+    let r = post(foreign).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("wrong_audience"), "{challenge}");
+}
