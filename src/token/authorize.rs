@@ -374,6 +374,11 @@ impl Verified {
         &self.chain
     }
 
+    /// When the token expires (the authority block's expiry, for now).
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.chain.claims.expires_at
+    }
+
     /// The root key id the token was verified with, and that key.
     pub fn root_key(&self) -> (u32, &PublicKey) {
         (self.root_key_id, &self.root_key)
