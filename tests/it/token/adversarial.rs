@@ -27,7 +27,7 @@ fn array(n: usize) -> String {
 }
 
 /// The check of the review: closures over 40-element arrays nested five
-/// deep (40^5 evaluations of the innermost expression), about 2.2 KB.
+/// deep (40^5 evaluations of the innermost expression), 2.2 KB of source.
 fn nested_closures() -> BlockBuilder {
     let a = array(40);
     let src = format!(
@@ -84,7 +84,8 @@ fn an_appended_check_of_nested_closures_is_refused_as_limits_exceeded_at_once() 
     assert!(issuer.check(&m.token, &ok_req(None)).is_ok());
     let t = append_first_party(&m.token, nested_closures());
     let size = bytes_of(&t).len() - bytes_of(&m.token).len();
-    assert!((1_500..3_000).contains(&size), "the block is {size} bytes");
+    // A small block: 1.1 KB on the wire, its source text 2.2 KB.
+    assert!((1_000..2_500).contains(&size), "the block is {size} bytes");
     let detail = refused_promptly(&issuer, &t, &ok_req(None));
     assert!(detail.starts_with("block 1: check 0:"), "{detail}");
     assert!(detail.contains("closure"), "{detail}");
