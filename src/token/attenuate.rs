@@ -7,7 +7,7 @@ use rand::{CryptoRng, RngCore};
 
 use super::chain::{walk, Chain};
 use super::schema::{add, narrowing_checks, Narrowing};
-use super::types::AgentId;
+use super::types::{AgentId, InvalidInput};
 use super::{decode, encode, Limits, TokenError};
 
 /// Reads a token without verifying it, with its chain.
@@ -84,6 +84,10 @@ pub fn attenuate_with_rng<R: RngCore + CryptoRng>(
 
 /// Hands the token to a sub-agent: a third-party block signed by the current
 /// holder's key that names the next holder, plus any narrowing.
+///
+/// The sub-agent's id `to` is the delegator's claim, attributable to the
+/// delegator's key and verified by nobody; ids under `agent://tessera/`
+/// are refused.
 pub fn delegate(
     token: &str,
     holder: &KeyPair,
@@ -105,6 +109,12 @@ pub fn delegate_with_rng<R: RngCore + CryptoRng>(
     limits: &Limits,
     rng: &mut R,
 ) -> Result<String, TokenError> {
+    if to.is_reserved() {
+        return Err(InvalidInput::AgentId(
+            "agent ids under agent://tessera/ are reserved for the issuer",
+        )
+        .into());
+    }
     let (unverified, chain) = open(token, limits)?;
     let current = chain.holder().ok_or(TokenError::NotBound)?;
     if !current.matches(&holder.public()) {
@@ -136,7 +146,11 @@ pub fn delegate_with_rng<R: RngCore + CryptoRng>(
     encode_checked(&out, limits)
 }
 
-/// Serializes, refusing to produce a token the verifier would refuse.
+/// Serializes, refusing to produce a token the verifier would refuse: over
+/// the size or block limits, or with a new block the shape gate refuses
+/// (which would be a bug here: Tessera writes only checks of the shapes the
+/// gate accepts). Earlier blocks are not judged: narrowing a token that
+/// verifiers refuse leaves a token they refuse.
 fn encode_checked(t: &UnverifiedBiscuit, limits: &Limits) -> Result<String, TokenError> {
     let bytes = t.to_vec()?;
     if bytes.len() > limits.max_token_bytes || t.block_count() > limits.max_blocks {
@@ -148,5 +162,14 @@ fn encode_checked(t: &UnverifiedBiscuit, limits: &Limits) -> Result<String, Toke
             limits.max_blocks
         )));
     }
+    let layout = super::wire::scan(&bytes, limits.max_blocks)?;
+    let third_party: Vec<bool> = t
+        .external_public_keys()
+        .iter()
+        .map(Option::is_some)
+        .collect();
+    let last = layout.payloads.len().saturating_sub(1);
+    super::gate::check_from(&layout.payloads, &third_party, last)
+        .map_err(|r| TokenError::Internal(format!("the new block fails the shape gate: {r}")))?;
     Ok(encode(&bytes))
 }

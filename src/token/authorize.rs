@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::chain::{walk, Chain, ChainError};
+use super::gate;
 use super::keys::KeySet;
 use super::schema::date;
 use super::types::{Action, AgentId, Audience, Resource};
@@ -81,10 +82,22 @@ pub struct Request {
 pub struct Grant {
     /// The agents in order: the token's agent, then each sub-agent it was
     /// delegated to. The last one is acting.
+    ///
+    /// The first id is the issuer's: it signed the authority block. Each
+    /// later id is only the delegator's claim: the holder who signed the
+    /// delegation block chose the sub-agent's id, and nobody checked it
+    /// against a registry. What is proven is the sub-agent's *key* (the
+    /// final holder proved possession of it) and that the delegator's key
+    /// signed the hand-over, so a sub-agent id is attributable to the
+    /// delegator's key, not verified. Ids under `agent://tessera/` are
+    /// refused there.
     pub chain: Vec<AgentId>,
     /// The token id.
     pub token_id: String,
-    /// When the token expires (the authority block's expiry).
+    /// When the token stops being valid: the earliest expiry of the whole
+    /// chain, the authority block's `expires_at` or an earlier one that a
+    /// later block added (`check if time($t), $t <= D`). A cache keyed on
+    /// this grant must not keep it past this time.
     pub expires_at: DateTime<Utc>,
     /// Revocation id of every block, hex, authority first.
     pub revocation_ids: Vec<String>,
@@ -122,12 +135,15 @@ pub enum DenyReason {
     OutOfScope,
     /// The token is bound and the final holder's key was not proven.
     HolderNotProven,
-    /// A delegation block is not signed by the current holder or does not
-    /// name exactly one next holder.
+    /// A delegation block is not signed by the current holder, does not
+    /// name exactly one next holder, or names a reserved agent id.
     InvalidDelegation,
     /// More bytes or blocks than the limits allow.
     TooLarge,
-    /// Datalog evaluation hit a run limit.
+    /// A block after the authority block has a shape whose cost is not
+    /// bounded by its size (rules, facts in a first-party block, closures,
+    /// joins, scopes, expressions over budget; refused before any Datalog
+    /// runs), or Datalog evaluation hit a run limit.
     LimitsExceeded,
 }
 
@@ -283,8 +299,10 @@ fn round_up(t: DateTime<Utc>) -> DateTime<Utc> {
 /// Decides whether `token` allows `req`.
 ///
 /// In order, and refusing at the first failure: size and block count (before
-/// parsing), root key id, signatures, revocation of any block, the holder
-/// chain and proof of possession, then the token's own checks and the
+/// parsing), root key id, signatures, the holder chain, the shape gate on
+/// every block after the authority block, revocation of any block, proof of
+/// possession, the authority block's right and the earliest expiry of the
+/// chain (from the decoded blocks), then the token's own checks and the
 /// verifier's policies in Datalog under `limits`.
 pub fn authorize(
     token: &str,
@@ -310,9 +328,9 @@ pub fn authorize_bytes(
     verified.decide(req, limits)
 }
 
-/// A token whose size, root key, signatures and holder chain have been
-/// checked: everything about it that does not depend on the request, the
-/// time or revocations. A verifier may keep one (keyed by a hash of the
+/// A token whose size, root key, signatures, holder chain and block shapes
+/// have been checked: everything about it that does not depend on the
+/// request, the time or revocations. A verifier may keep one (keyed by a hash of the
 /// token bytes) to skip signature work on the next presentation; every
 /// decision still goes through [`Verified::check_revocation`] and
 /// [`Verified::decide`].
@@ -325,11 +343,15 @@ pub struct Verified {
     root_key_id: u32,
     root_key: PublicKey,
     revocation_ids: Vec<Vec<u8>>,
+    expires_at: DateTime<Utc>,
 }
 
 impl Verified {
     /// Checks size and block count (before parsing), the root key id, every
-    /// signature and the holder chain.
+    /// signature, the holder chain, and the shape of every block after the
+    /// authority block (the gate of `gate.rs`: a block whose Datalog could
+    /// cost more than its size is refused with
+    /// [`DenyReason::LimitsExceeded`] here, before any Datalog runs).
     pub fn from_bytes(bytes: &[u8], keys: &KeySet, limits: &Limits) -> Result<Self, Denial> {
         if bytes.len() > limits.max_token_bytes {
             return Err(Denial::new(
@@ -358,8 +380,15 @@ impl Verified {
         let biscuit = Biscuit::from(bytes, keys).map_err(|e| denial_from_biscuit(&e))?;
         let external = biscuit.external_public_keys();
         let chain = walk(&layout.payloads, &external)?;
+        let third_party: Vec<bool> = external.iter().map(Option::is_some).collect();
+        let passed = gate::check_blocks(&layout.payloads, &third_party)
+            .map_err(|r| Denial::new(DenyReason::LimitsExceeded, r.to_string()))?;
+        let expires_at = passed
+            .expires_at
+            .map_or(chain.claims.expires_at, |e| e.min(chain.claims.expires_at));
         Ok(Self {
-            third_party: external.iter().map(Option::is_some).collect(),
+            third_party,
+            expires_at,
             payloads: layout.payloads.iter().map(|p| p.to_vec()).collect(),
             revocation_ids: biscuit.revocation_identifiers(),
             biscuit,
@@ -372,6 +401,14 @@ impl Verified {
     /// The claims and hand-overs.
     pub fn chain(&self) -> &Chain {
         &self.chain
+    }
+
+    /// The earliest expiry of the whole chain: the authority block's
+    /// `expires_at`, or an earlier one a later block added with
+    /// `check if time($t), $t <= D` (`$t < D` counts as one second before
+    /// `D`). The token is refused at any time after it.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.expires_at
     }
 
     /// The root key id the token was verified with, and that key.
@@ -435,9 +472,9 @@ impl Verified {
         }
     }
 
-    /// The decision for `req`: holder proof, the authority block's right
-    /// (matched in Rust), then the token's own checks in Datalog under
-    /// `limits`. Revocation is not looked at here: call
+    /// The decision for `req`: holder proof, then from the decoded blocks the
+    /// earliest expiry and the authority block's right, then the token's own
+    /// checks in Datalog under `limits`. Revocation is not looked at here: call
     /// [`Self::check_revocation`] first.
     pub fn decide(&self, req: &Request, limits: &Limits) -> Result<Grant, Denial> {
         self.decide_with(req, &[], limits)
@@ -465,6 +502,14 @@ impl Verified {
         limits: &Limits,
     ) -> Result<Grant, Denial> {
         let chain = &self.chain;
+        // Cheap checks first: an expired token is refused from its decoded
+        // blocks, without building an authorizer.
+        if round_up(req.now) > self.expires_at {
+            return Err(Denial::new(
+                DenyReason::Expired,
+                format!("the token expired at {}", self.expires_at.to_rfc3339()),
+            ));
+        }
         // Defense in depth, and a cheap early refusal: the authority block
         // must grant this operation on this resource, whatever later blocks
         // say.
@@ -530,7 +575,7 @@ impl Verified {
         Ok(Grant {
             chain: chain.agents(),
             token_id: chain.claims.token_id.clone(),
-            expires_at: chain.claims.expires_at,
+            expires_at: self.expires_at,
             revocation_ids: self.revocation_ids.iter().map(hex::encode).collect(),
         })
     }

@@ -3,13 +3,18 @@
 //! The holder starts as the authority block's `agent_key`. Each third-party
 //! block must be signed by the current holder and name exactly one next
 //! holder with `delegated_to(<agent>, <key>)`; first-party blocks only narrow.
+//!
+//! The agent a delegation names is the delegator's claim: nothing checks it
+//! against a registry. It is attributable to the delegator's key (which
+//! signed the block), and the sub-agent's key is what must prove
+//! possession. Ids under `agent://tessera/` are refused there.
 
 use std::fmt;
 
 use biscuit_auth::PublicKey;
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::types::{AgentId, Resource, ResourcePattern};
+use super::types::{AgentId, Resource, ResourcePattern, RESERVED_AGENT_PREFIX};
 use super::wire::{block_facts, RawFact, Value};
 
 /// Why the claims or the chain could not be read.
@@ -240,7 +245,14 @@ pub fn walk(payloads: &[&[u8]], external_keys: &[Option<PublicKey>]) -> Result<C
         let hop = match (named.next(), named.next()) {
             (Some(f), None) => match f.terms.as_slice() {
                 [Value::Str(agent), Value::Str(key)] => Hop {
-                    agent: AgentId::parse(agent).map_err(|e| bad(e.to_string()))?,
+                    agent: AgentId::parse(agent)
+                        .map_err(|e| bad(e.to_string()))
+                        .and_then(|a| match a.is_reserved() {
+                            true => Err(bad(format!(
+                                "agent ids under {RESERVED_AGENT_PREFIX} are reserved"
+                            ))),
+                            false => Ok(a),
+                        })?,
                     key: HolderKey::parse(key).map_err(bad)?,
                 },
                 _ => return Err(bad("`delegated_to` must hold an agent and a key".into())),

@@ -95,6 +95,9 @@ macro_rules! string_newtype {
     };
 }
 
+/// The prefix of the agent ids the issuer keeps for itself.
+pub const RESERVED_AGENT_PREFIX: &str = "agent://tessera/";
+
 /// An agent identity: an absolute URI with scheme `agent`, `spiffe` or `https`.
 ///
 /// ```
@@ -127,6 +130,16 @@ impl AgentId {
             )),
             None => Err(InvalidInput::AgentId("not an absolute URI")),
         }
+    }
+
+    /// Whether the id lies under `agent://tessera/` (any case), which the
+    /// issuer keeps for its own agents (the operator, feed followers): no
+    /// agent registers one, and no delegation may name one.
+    pub fn is_reserved(&self) -> bool {
+        let prefix = RESERVED_AGENT_PREFIX.len();
+        self.0
+            .get(..prefix)
+            .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_AGENT_PREFIX))
     }
 }
 string_newtype!(AgentId);
@@ -414,6 +427,28 @@ mod tests {
         }
         assert!(AgentId::parse(&format!("agent://{}", "a".repeat(247))).is_ok());
         assert!(AgentId::parse(&format!("agent://{}", "a".repeat(248))).is_err());
+    }
+
+    #[test]
+    fn ids_under_agent_tessera_are_reserved_in_any_case() {
+        for reserved in [
+            "agent://tessera/operator",
+            "agent://Tessera/x",
+            "agent://TESSERA/feed",
+        ] {
+            assert!(
+                AgentId::parse(reserved).unwrap().is_reserved(),
+                "{reserved}"
+            );
+        }
+        for free in [
+            "agent://tessera",
+            "agent://tessera.example/x",
+            "agent://acme/tessera/x",
+            "https://tessera/x",
+        ] {
+            assert!(!AgentId::parse(free).unwrap().is_reserved(), "{free}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Token core: behaviour through the public API.
 
+mod adversarial;
 mod bad_input;
 mod delegation;
 mod expiry;
