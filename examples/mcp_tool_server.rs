@@ -330,7 +330,7 @@ impl ServerHandler for OrdersServer {
 }
 
 /// Fetches the issuer's key set, starts following revocations and builds
-/// the routes (serve them with `axum::serve`).
+/// the routes (serve them with `tessera::net::serve`).
 pub async fn app(config: &Config) -> Result<Router, ServeError> {
     let issuer = config.issuer.trim_end_matches('/');
     let verifier = Verifier::builder(&config.public_url)
@@ -398,7 +398,9 @@ pub async fn serve(
         issuer = %config.issuer,
         "MCP tool server listening"
     );
-    axum::serve(listener, router)
+    // Header, body and idle timeouts and a connection limit, so that
+    // strangers cannot hold connections open (docs/verifier.md).
+    tessera::net::serve(listener, router, tessera::net::ServeLimits::default())
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

@@ -542,12 +542,10 @@ struct MemoKey {
 
 const MEMO_PER_TOKEN: usize = 8;
 
-/// The earliest expiry a verifier reads from a token's claims, without
-/// Datalog: for now the authority block's.
-// The token core's `Verified::expires_at()` (earliest of the chain) goes
-// here when it lands.
+/// The earliest expiry of the whole chain, read from the decoded blocks
+/// without Datalog (the authority's, or an earlier one an attenuation added).
 fn expires_at(verified: &Verified) -> DateTime<Utc> {
-    verified.chain().claims.expires_at
+    verified.expires_at()
 }
 
 /// The clock a verifier reads.
@@ -1302,7 +1300,7 @@ impl Verifier {
             if let Ok(mut cache) = inner.cache.write() {
                 if cache.len() >= inner.cache_capacity {
                     let now = self.now();
-                    cache.retain(|_, e| e.verified.chain().claims.expires_at >= now);
+                    cache.retain(|_, e| e.verified.expires_at() >= now);
                     while cache.len() >= inner.cache_capacity {
                         let Some(k) = cache.keys().next().copied() else {
                             break;
