@@ -466,7 +466,10 @@ fn a_widening_block_appended_in_python_grants_nothing() {
     let Some(it) = Interop::new() else { return };
     let minted = it.mint(None);
     // Control: the token as minted allows what it granted.
-    it.allows(&minted.token, &req("docs:read", "docs/team-a/x", at(1), None));
+    it.allows(
+        &minted.token,
+        &req("docs:read", "docs/team-a/x", at(1), None),
+    );
     let widened = it.ok("widen", &minted.token, WIDEN);
     assert_widening_block(&it, &widened);
 
@@ -501,7 +504,10 @@ fn a_widening_block_appended_in_python_does_not_prove_the_holder() {
     let minted = it.mint(Some(&planner));
     let target = "docs/team-a/x";
     // Control: the token as minted allows its holder.
-    it.allows(&minted.token, &req("docs:read", target, at(1), Some(&planner)));
+    it.allows(
+        &minted.token,
+        &req("docs:read", target, at(1), Some(&planner)),
+    );
     let widened = it.ok("widen", &minted.token, WIDEN);
     assert_widening_block(&it, &widened);
 
