@@ -705,7 +705,10 @@ mod tests {
                 },
             ] {
                 let got = std::panic::catch_unwind(|| c.check(&r));
-                assert!(matches!(got, Ok(Err(JoseError::Claim(_)))), "{c:?}: {got:?}");
+                assert!(
+                    matches!(got, Ok(Err(JoseError::Claim(_)))),
+                    "{c:?}: {got:?}"
+                );
             }
         }
         // The same through the parser, as the token endpoint receives them.
@@ -737,7 +740,8 @@ mod tests {
             nbf: Some(t),
             jti: "1".into(),
         };
-        for (max_lifetime_secs, skew_secs) in [(i64::MAX, 30), (300, i64::MAX), (i64::MAX, i64::MAX)]
+        for (max_lifetime_secs, skew_secs) in
+            [(i64::MAX, 30), (300, i64::MAX), (i64::MAX, i64::MAX)]
         {
             let r = AssertionRules {
                 audiences: &["https://issuer.example"],
@@ -752,7 +756,13 @@ mod tests {
             window_secs: i64::MAX,
             ..rules(now())
         };
-        let p = proof(&key(7), "POST", "https://issuer.example/oauth/token", i64::MIN, None);
+        let p = proof(
+            &key(7),
+            "POST",
+            "https://issuer.example/oauth/token",
+            i64::MIN,
+            None,
+        );
         let got = std::panic::catch_unwind(|| verify_dpop(&p, &wide));
         assert!(matches!(got, Ok(Err(JoseError::Claim(_)))), "{got:?}");
     }
@@ -814,7 +824,13 @@ mod tests {
             iat: now().timestamp(),
             ath: None,
         };
-        for typ in [None, Some("JWT"), Some("dpop"), Some("dpop+jwt "), Some("at+jwt")] {
+        for typ in [
+            None,
+            Some("JWT"),
+            Some("dpop"),
+            Some("dpop+jwt "),
+            Some("at+jwt"),
+        ] {
             let p = sign(&k, typ, true, &claims).unwrap();
             assert!(
                 matches!(verify_dpop(&p, &rules(now())), Err(JoseError::Claim(_))),
