@@ -40,6 +40,10 @@ pub enum JoseError {
     Claim(String),
 }
 
+/// JWK members that hold private or symmetric key material (RFC 7518 §6.2.2,
+/// §6.3.2, §6.4; RFC 8037 §2): a header `jwk` carrying any of them is refused.
+const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
 /// The JOSE header members Tessera reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Header {
@@ -85,7 +89,16 @@ impl<C: DeserializeOwned> Jws<C> {
         else {
             return Err(JoseError::Malformed("expected three parts"));
         };
-        let header: Header = serde_json::from_slice(&b64(h)?)
+        let header: serde_json::Value = serde_json::from_slice(&b64(h)?)
+            .map_err(|_| JoseError::Malformed("header is not a JSON object"))?;
+        // A key embedded in the header must be public (RFC 9449 §4.3 point
+        // 7): serde would drop unknown members, so look before it does.
+        if let Some(jwk) = header.get("jwk").and_then(serde_json::Value::as_object) {
+            if PRIVATE_JWK_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
+                return Err(JoseError::Key("the jwk holds private key material"));
+            }
+        }
+        let header: Header = serde_json::from_value(header)
             .map_err(|_| JoseError::Malformed("header is not a JSON object"))?;
         if header.alg != "EdDSA" {
             return Err(JoseError::Algorithm(header.alg));
@@ -263,17 +276,36 @@ impl AssertionClaims {
         if !self.aud.contains_any(rules.audiences) {
             return bad("aud is neither the issuer nor the token endpoint");
         }
-        if self.exp + rules.skew_secs < now {
+        // Every sum is checked: `exp`, `iat` and `nbf` are the caller's
+        // numbers, and a time that does not fit is refused, never wrapped.
+        let out_of_range = || JoseError::Claim("a time claim is out of range".to_owned());
+        let latest_now = now.checked_add(rules.skew_secs).ok_or_else(out_of_range)?;
+        let earliest_now = now.checked_sub(rules.skew_secs).ok_or_else(out_of_range)?;
+        if self.exp < earliest_now {
             return bad("the assertion has expired");
         }
-        if self.exp > now + rules.max_lifetime_secs + rules.skew_secs {
+        let latest_exp = latest_now
+            .checked_add(rules.max_lifetime_secs)
+            .ok_or_else(out_of_range)?;
+        if self.exp > latest_exp {
             return bad("exp is too far in the future (at most 5 minutes)");
         }
-        if self.iat.is_some_and(|iat| iat > now + rules.skew_secs) {
+        if self.iat.is_some_and(|iat| iat > latest_now) {
             return bad("iat is in the future");
         }
-        if self.nbf.is_some_and(|nbf| nbf > now + rules.skew_secs) {
+        // An `iat` (or `nbf`) from before the assertion could have been
+        // made is as wrong as one in the future.
+        let earliest_iat = earliest_now
+            .checked_sub(rules.max_lifetime_secs)
+            .ok_or_else(out_of_range)?;
+        if self.iat.is_some_and(|iat| iat < earliest_iat) {
+            return bad("iat is too far in the past");
+        }
+        if self.nbf.is_some_and(|nbf| nbf > latest_now) {
             return bad("the assertion is not valid yet (nbf)");
+        }
+        if self.nbf.is_some_and(|nbf| nbf < earliest_iat) {
+            return bad("nbf is too far in the past");
         }
         if self.jti.is_empty() || self.jti.len() > 256 {
             return bad("jti must be 1 to 256 characters");
@@ -327,19 +359,25 @@ pub struct DpopProof {
 }
 
 /// `htu` comparison per RFC 9449 §4.3: no query or fragment, scheme and host
-/// case-insensitive.
+/// case-insensitive, the scheme's default port the same as none (RFC 3986
+/// §6.2.2 and §6.2.3).
 fn normalize_url(url: &str) -> String {
     let url = url.split(['?', '#']).next().unwrap_or(url);
     match url.split_once("://") {
         Some((scheme, rest)) => {
+            let scheme = scheme.to_ascii_lowercase();
             let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let authority = authority.to_ascii_lowercase();
+            let default_port = match scheme.as_str() {
+                "https" => Some(":443"),
+                "http" => Some(":80"),
+                _ => None,
+            };
+            let authority = default_port
+                .and_then(|p| authority.strip_suffix(p))
+                .unwrap_or(&authority);
             let path = if path.is_empty() { "/" } else { path };
-            format!(
-                "{}://{}{}",
-                scheme.to_ascii_lowercase(),
-                authority.to_ascii_lowercase(),
-                path
-            )
+            format!("{scheme}://{authority}{path}")
         }
         None => url.to_owned(),
     }
@@ -365,7 +403,8 @@ pub fn verify_dpop(proof: &str, rules: &DpopRules<'_>) -> Result<DpopProof, Jose
     let key = jwk.key()?;
     jws.verify(&key)?;
     let c = &jws.claims;
-    if !c.htm.eq_ignore_ascii_case(rules.method) {
+    // RFC 9449 §4.3 point 8: methods are case-sensitive (RFC 9110 §9.1).
+    if c.htm != rules.method {
         return Err(JoseError::Claim(
             "htm does not match the request method".into(),
         ));
@@ -375,7 +414,13 @@ pub fn verify_dpop(proof: &str, rules: &DpopRules<'_>) -> Result<DpopProof, Jose
             "htu does not match the request URL".into(),
         ));
     }
-    if (c.iat - rules.now.timestamp()).abs() > rules.window_secs {
+    // `iat` is the caller's number: a distance that does not fit in an
+    // i64 is outside any window, never wrapped into it.
+    let distance = c
+        .iat
+        .checked_sub(rules.now.timestamp())
+        .and_then(i64::checked_abs);
+    if distance.is_none_or(|d| d > rules.window_secs) {
         return Err(JoseError::Claim(
             "iat is outside the accepted window".into(),
         ));
@@ -591,5 +636,275 @@ mod tests {
             "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
         );
         assert!(jwk.key().is_ok());
+    }
+
+    /// Times an attacker may write into a proof or an assertion: the ends of
+    /// `i64`, their neighbours, and the values that put `iat - now` at them.
+    fn extreme_times() -> Vec<i64> {
+        let t = now().timestamp();
+        vec![
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MIN + 2,
+            i64::MAX,
+            i64::MAX - 1,
+            i64::MAX - 2,
+            t.wrapping_add(i64::MIN),
+            t.wrapping_add(i64::MIN) + 1,
+            t.wrapping_add(i64::MAX),
+            t.wrapping_sub(i64::MIN),
+            -t,
+        ]
+    }
+
+    #[test]
+    fn dpop_proofs_with_iat_at_the_ends_of_i64_are_refused_without_panicking() {
+        let k = key(5);
+        for iat in extreme_times() {
+            let p = proof(&k, "POST", "https://issuer.example/oauth/token", iat, None);
+            let r = std::panic::catch_unwind(|| verify_dpop(&p, &rules(now())));
+            assert!(
+                matches!(r, Ok(Err(JoseError::Claim(_)))),
+                "iat {iat}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_assertions_with_times_at_the_ends_of_i64_are_refused_without_panicking() {
+        let t = now().timestamp();
+        let good = AssertionClaims {
+            iss: "agent://a".into(),
+            sub: "agent://a".into(),
+            aud: Audiences::One("https://issuer.example".into()),
+            exp: t + 60,
+            iat: Some(t),
+            nbf: None,
+            jti: "1".into(),
+        };
+        let r = AssertionRules {
+            audiences: &["https://issuer.example"],
+            now: now(),
+            max_lifetime_secs: 300,
+            skew_secs: 30,
+        };
+        assert!(good.check(&r).is_ok());
+        for x in extreme_times() {
+            for c in [
+                AssertionClaims {
+                    exp: x,
+                    ..good.clone()
+                },
+                AssertionClaims {
+                    iat: Some(x),
+                    ..good.clone()
+                },
+                AssertionClaims {
+                    nbf: Some(x),
+                    ..good.clone()
+                },
+            ] {
+                let got = std::panic::catch_unwind(|| c.check(&r));
+                assert!(
+                    matches!(got, Ok(Err(JoseError::Claim(_)))),
+                    "{c:?}: {got:?}"
+                );
+            }
+        }
+        // The same through the parser, as the token endpoint receives them.
+        let k = key(6);
+        for x in extreme_times() {
+            let c = AssertionClaims {
+                exp: x,
+                iat: Some(x),
+                nbf: Some(x),
+                ..good.clone()
+            };
+            let jws = sign(&k, None, false, &c).unwrap();
+            let parsed: Jws<AssertionClaims> = Jws::parse(&jws).unwrap();
+            parsed.verify(&k.verifying_key()).unwrap();
+            let got = std::panic::catch_unwind(|| parsed.claims.check(&r));
+            assert!(matches!(got, Ok(Err(JoseError::Claim(_)))), "{x}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn assertion_rules_at_the_ends_of_i64_fail_closed_without_panicking() {
+        let t = now().timestamp();
+        let good = AssertionClaims {
+            iss: "agent://a".into(),
+            sub: "agent://a".into(),
+            aud: Audiences::One("https://issuer.example".into()),
+            exp: t + 60,
+            iat: Some(t),
+            nbf: Some(t),
+            jti: "1".into(),
+        };
+        for (max_lifetime_secs, skew_secs) in
+            [(i64::MAX, 30), (300, i64::MAX), (i64::MAX, i64::MAX)]
+        {
+            let r = AssertionRules {
+                audiences: &["https://issuer.example"],
+                now: now(),
+                max_lifetime_secs,
+                skew_secs,
+            };
+            let got = std::panic::catch_unwind(|| good.check(&r));
+            assert!(got.is_ok(), "{max_lifetime_secs} {skew_secs}: {got:?}");
+        }
+        let wide = DpopRules {
+            window_secs: i64::MAX,
+            ..rules(now())
+        };
+        let p = proof(
+            &key(7),
+            "POST",
+            "https://issuer.example/oauth/token",
+            i64::MIN,
+            None,
+        );
+        let got = std::panic::catch_unwind(|| verify_dpop(&p, &wide));
+        assert!(matches!(got, Ok(Err(JoseError::Claim(_)))), "{got:?}");
+    }
+
+    #[test]
+    fn a_dpop_proof_whose_jwk_holds_a_private_key_is_refused() {
+        let k = key(8);
+        let claims = DpopClaims {
+            jti: "j1".into(),
+            htm: "POST".into(),
+            htu: "https://issuer.example/oauth/token".into(),
+            iat: now().timestamp(),
+            ath: None,
+        };
+        for private in ["d", "p", "q", "dp", "dq", "qi", "k", "oth"] {
+            let mut jwk = serde_json::to_value(OkpJwk::from_key(&k.verifying_key())).unwrap();
+            jwk[private] = URL_SAFE_NO_PAD.encode(k.to_bytes()).into();
+            let header = serde_json::json!({"alg": "EdDSA", "typ": "dpop+jwt", "jwk": jwk});
+            let enc = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+            let input = format!(
+                "{}.{}",
+                enc(&header),
+                enc(&serde_json::to_value(&claims).unwrap())
+            );
+            use ed25519_dalek::Signer;
+            let p = format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(k.sign(input.as_bytes()).to_bytes())
+            );
+            assert!(
+                matches!(verify_dpop(&p, &rules(now())), Err(JoseError::Key(_))),
+                "a jwk with `{private}` was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dpop_proof_whose_htm_differs_only_in_case_is_refused() {
+        let k = key(9);
+        let t = now().timestamp();
+        for htm in ["post", "Post", "pOST", "POST "] {
+            let p = proof(&k, htm, "https://issuer.example/oauth/token", t, None);
+            assert!(
+                matches!(verify_dpop(&p, &rules(now())), Err(JoseError::Claim(_))),
+                "htm {htm:?} was accepted for POST"
+            );
+        }
+        let exact = proof(&k, "POST", "https://issuer.example/oauth/token", t, None);
+        assert!(verify_dpop(&exact, &rules(now())).is_ok());
+    }
+
+    #[test]
+    fn a_dpop_proof_with_a_typ_other_than_exactly_dpop_jwt_is_refused() {
+        let k = key(10);
+        let claims = DpopClaims {
+            jti: "j1".into(),
+            htm: "POST".into(),
+            htu: "https://issuer.example/oauth/token".into(),
+            iat: now().timestamp(),
+            ath: None,
+        };
+        for typ in [
+            None,
+            Some("JWT"),
+            Some("dpop"),
+            Some("dpop+jwt "),
+            Some("at+jwt"),
+        ] {
+            let p = sign(&k, typ, true, &claims).unwrap();
+            assert!(
+                matches!(verify_dpop(&p, &rules(now())), Err(JoseError::Claim(_))),
+                "typ {typ:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dpop_proof_without_an_embedded_jwk_or_with_a_non_okp_jwk_is_refused() {
+        let k = key(11);
+        let claims = DpopClaims {
+            jti: "j1".into(),
+            htm: "POST".into(),
+            htu: "https://issuer.example/oauth/token".into(),
+            iat: now().timestamp(),
+            ath: None,
+        };
+        let no_jwk = sign(&k, Some("dpop+jwt"), false, &claims).unwrap();
+        assert!(matches!(
+            verify_dpop(&no_jwk, &rules(now())),
+            Err(JoseError::Claim(_))
+        ));
+        let x = URL_SAFE_NO_PAD.encode(k.verifying_key().as_bytes());
+        for jwk in [
+            serde_json::json!({"kty": "oct", "crv": "Ed25519", "x": x}),
+            serde_json::json!({"kty": "OKP", "crv": "X25519", "x": x}),
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}),
+        ] {
+            let header = serde_json::json!({"alg": "EdDSA", "typ": "dpop+jwt", "jwk": jwk});
+            let enc = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+            let input = format!(
+                "{}.{}",
+                enc(&header),
+                enc(&serde_json::to_value(&claims).unwrap())
+            );
+            use ed25519_dalek::Signer;
+            let p = format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(k.sign(input.as_bytes()).to_bytes())
+            );
+            assert!(
+                matches!(verify_dpop(&p, &rules(now())), Err(JoseError::Key(_))),
+                "{jwk}"
+            );
+        }
+    }
+
+    #[test]
+    fn htu_is_compared_without_query_fragment_or_default_port() {
+        let k = key(12);
+        let t = now().timestamp();
+        for htu in [
+            "https://issuer.example/oauth/token",
+            "https://issuer.example/oauth/token?a=b",
+            "https://issuer.example/oauth/token#frag",
+            "HTTPS://Issuer.Example/oauth/token",
+            "https://issuer.example:443/oauth/token",
+        ] {
+            let p = proof(&k, "POST", htu, t, None);
+            assert!(verify_dpop(&p, &rules(now())).is_ok(), "{htu}");
+        }
+        for htu in [
+            "https://issuer.example/oauth/Token",
+            "http://issuer.example/oauth/token",
+            "https://issuer.example:8443/oauth/token",
+            "https://issuer.example.evil/oauth/token",
+            "https://issuer.example/oauth/token/",
+        ] {
+            let p = proof(&k, "POST", htu, t, None);
+            assert!(
+                matches!(verify_dpop(&p, &rules(now())), Err(JoseError::Claim(_))),
+                "{htu} was accepted"
+            );
+        }
     }
 }

@@ -82,6 +82,8 @@
 //! - General-purpose Biscuit tooling: tokens follow one schema
 //!   (`docs/token-schema.md`); arbitrary Datalog policies are out of scope.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jose;
 #[cfg(feature = "verifier-axum")]
 pub mod net;
