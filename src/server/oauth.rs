@@ -224,7 +224,7 @@ async fn authenticate_unspent(
 
 /// What the request asks for.
 #[derive(Debug)]
-struct Asked {
+pub(crate) struct Asked {
     action: Action,
     resource: ResourcePattern,
     audience: Option<Audience>,
@@ -244,7 +244,7 @@ struct Detail {
     identifier: Option<String>,
 }
 
-fn asked(form: &Form) -> Result<Asked, ApiError> {
+pub(crate) fn asked(form: &Form) -> Result<Asked, ApiError> {
     let lifetime = form
         .one("lifetime")?
         .map(token::parse_duration)

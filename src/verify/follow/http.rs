@@ -152,6 +152,55 @@ struct FeedEntry {
     revocation: Revocation,
 }
 
+/// A feed page as the follower applies it.
+#[derive(Debug)]
+pub(crate) struct ReadPage {
+    /// The well-formed entries, in order.
+    pub(crate) entries: Vec<Entry>,
+    /// How many entries the page held, malformed ones included.
+    pub(crate) count: usize,
+    /// Where to resume: the issuer's `next`, else the last cursor seen
+    /// (malformed entries with a cursor are skipped past).
+    pub(crate) next: Option<String>,
+}
+
+/// Parses the issuer's feed answer. Pure, so that it can be fuzzed: a
+/// malformed entry is skipped (and logged), a malformed page is an error.
+pub(crate) fn read_page(body: &[u8]) -> Result<ReadPage, String> {
+    let page: Page = serde_json::from_slice(body)
+        .map_err(|e| format!("unexpected feed answer: {}", json_problem(&e)))?;
+    let count = page.entries.len();
+    let mut entries: Vec<Entry> = Vec::with_capacity(count);
+    let mut last_cursor = None;
+    for value in page.entries {
+        let cursor = value["cursor"].as_str().map(str::to_owned);
+        match serde_json::from_value::<FeedEntry>(value)
+            .map_err(|e| json_problem(&e))
+            .and_then(|e| Ok((e.cursor, entry_of(&e.revocation)?)))
+        {
+            Ok((cursor, entry)) => {
+                entries.push(entry);
+                last_cursor = Some(cursor);
+            }
+            Err(problem) => {
+                tracing::warn!(
+                    entry = cursor.as_deref().unwrap_or("?"),
+                    problem = %problem,
+                    "skipping a malformed revocation entry"
+                );
+                if cursor.is_some() {
+                    last_cursor = cursor;
+                }
+            }
+        }
+    }
+    Ok(ReadPage {
+        entries,
+        count,
+        next: page.next.or(last_cursor),
+    })
+}
+
 struct Run {
     config: HttpFollower,
     url: String,
@@ -379,35 +428,11 @@ impl Run {
                 .unwrap_or_default();
             return Err(format!("the issuer answered {} {code}", status.as_u16()));
         }
-        let page: Page = serde_json::from_slice(&body)
-            .map_err(|e| format!("unexpected feed answer: {}", json_problem(&e)))?;
-        let full = page.entries.len() >= self.batch;
-        let mut entries: Vec<Entry> = Vec::with_capacity(page.entries.len());
-        let mut last_cursor = None;
-        for value in page.entries {
-            let cursor = value["cursor"].as_str().map(str::to_owned);
-            match serde_json::from_value::<FeedEntry>(value)
-                .map_err(|e| json_problem(&e))
-                .and_then(|e| Ok((e.cursor, entry_of(&e.revocation)?)))
-            {
-                Ok((cursor, entry)) => {
-                    entries.push(entry);
-                    last_cursor = Some(cursor);
-                }
-                Err(problem) => {
-                    tracing::warn!(
-                        entry = cursor.as_deref().unwrap_or("?"),
-                        problem = %problem,
-                        "skipping a malformed revocation entry"
-                    );
-                    if cursor.is_some() {
-                        last_cursor = cursor;
-                    }
-                }
-            }
-        }
+        let page = read_page(&body)?;
+        let full = page.count >= self.batch;
+        let entries = page.entries;
         // Where to resume: the issuer's `next`, else the last cursor seen.
-        let next = page.next.or(last_cursor);
+        let next = page.next;
         if !entries.is_empty() || next != self.after {
             let Some(next) = next else {
                 return Err("the feed answered entries without a cursor".to_owned());

@@ -22,7 +22,7 @@
 //! - About once a minute they drop ids whose token has expired, by the wall
 //!   clock (an expired token is refused by its own expiry check).
 
-mod http;
+pub(crate) mod http;
 mod redis;
 
 use std::sync::Arc;
