@@ -207,7 +207,11 @@ async fn authenticate_unspent(
             skew_secs: state.config.clock_skew_secs,
         })
         .map_err(|e| invalid_client(format!("client assertion: {e}")))?;
-    let until = DateTime::from_timestamp(jws.claims.exp + state.config.clock_skew_secs, 0)
+    let until = jws
+        .claims
+        .exp
+        .checked_add(state.config.clock_skew_secs)
+        .and_then(|t| DateTime::from_timestamp(t, 0))
         .ok_or_else(|| invalid_client("client assertion: exp out of range"))?;
     let key = format!(
         "assertion:{}",
@@ -669,7 +673,11 @@ async fn grant(
                 },
             )
             .map_err(|e| ApiError::oauth(OAuthCode::InvalidDpopProof, e.to_string()))?;
-            let until = DateTime::from_timestamp(p.iat + state.config.dpop_window_secs + 1, 0)
+            let until = p
+                .iat
+                .checked_add(state.config.dpop_window_secs)
+                .and_then(|t| t.checked_add(1))
+                .and_then(|t| DateTime::from_timestamp(t, 0))
                 .ok_or_else(|| ApiError::oauth(OAuthCode::InvalidDpopProof, "iat out of range"))?;
             let key = format!(
                 "dpop:{}",

@@ -1081,7 +1081,13 @@ impl Verifier {
             // A bearer token: the proof's key is anyone's, the token is not.
             format!("token:{}", entry.verified.chain().claims.token_id)
         };
-        let until = DateTime::from_timestamp(proof.iat.saturating_add(window), 0).unwrap_or(now);
+        // Fail closed: a proof whose window end is out of range is refused
+        // (unreachable after `verify_dpop`'s window check).
+        let until = proof
+            .iat
+            .checked_add(window)
+            .and_then(|t| DateTime::from_timestamp(t, 0))
+            .ok_or_else(|| Rejection::new(Reason::InvalidDpop, "iat out of range"))?;
         Ok((
             holder_proven,
             Some(PendingProof {
