@@ -9,7 +9,7 @@ use biscuit_auth::KeyPair;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::store::files::{self, Privacy};
+use crate::store::files;
 use crate::token::{KeySet, RootKeyPair};
 
 /// Why the key ring could not be read or written.
@@ -119,18 +119,7 @@ fn read_ring(dir: &Path) -> Result<Option<RingFile>, KeyRingError> {
 /// mode 0700, or tightens an existing one that other users can access; see
 /// [`files`](crate::store::files) for the policy.
 fn private_dir(dir: &Path) -> Result<(), KeyRingError> {
-    match files::private_dir(dir).map_err(io(dir))? {
-        Privacy::Tightened(mode) => tracing::warn!(
-            "{} had mode {mode:o}, open to other users: changed it to owner-only",
-            dir.display()
-        ),
-        Privacy::LeftOpen(mode) => tracing::warn!(
-            "{} has mode {mode:o}, open to other users, and this user cannot change it: \
-             the keys in it are owner-only, but make it 0700",
-            dir.display()
-        ),
-        Privacy::Created | Privacy::Private => {}
-    }
+    files::report(dir, files::private_dir(dir).map_err(io(dir))?);
     Ok(())
 }
 

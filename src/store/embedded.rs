@@ -45,7 +45,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
-use super::files::{self, Privacy};
+use super::files;
 use super::{
     AgentRecord, AgentStore, AuditEvent, AuditLog, AuditQuery, AuditRetention, Cursor, Issuance,
     Issue, IssuedToken, OnceKey, ReplayCache, Revocation, RevocationStore, StoreError, StoreHealth,
@@ -114,9 +114,9 @@ impl RedbStore {
     /// (see [`files`](super::files) for what happens when it cannot be).
     pub fn open_with(data_dir: &Path, retention: AuditRetention) -> Result<Self, StoreError> {
         let path = data_dir.join(FILE_NAME);
-        report(data_dir, files::private_dir(data_dir)?);
+        files::report(data_dir, files::private_dir(data_dir)?);
         let (file, privacy) = files::open_private_file(&path)?;
-        report(&path, privacy);
+        files::report(&path, privacy);
         let db = Database::builder().create_file(file).db()?;
         let txn = db.begin_write().db()?;
         txn.open_table(AGENTS).db()?;
@@ -220,25 +220,6 @@ impl Drop for RedbStore {
             // A writer that panicked has nothing left to clean up.
             let _ = writer.join();
         }
-    }
-}
-
-/// Says what was done about a path others could access (the issuer logs
-/// it; the store alone has no log).
-#[allow(unused_variables)] // without the server's log
-fn report(path: &Path, privacy: Privacy) {
-    #[cfg(feature = "server")]
-    match privacy {
-        Privacy::Tightened(mode) => tracing::warn!(
-            "{} had mode {mode:o}, open to other users: changed it to owner-only",
-            path.display()
-        ),
-        Privacy::LeftOpen(mode) => tracing::warn!(
-            "{} has mode {mode:o}, open to other users, and this user cannot change it: \
-             the files in it are owner-only, but make it 0700",
-            path.display()
-        ),
-        Privacy::Created | Privacy::Private => {}
     }
 }
 

@@ -94,6 +94,25 @@ pub fn open_private_file(path: &Path) -> io::Result<(File, Privacy)> {
     }
 }
 
+/// Says what was done about a path other users could access (the issuer
+/// logs it; a store built without the server has no log).
+#[allow(unused_variables)] // without the server's log
+pub fn report(path: &Path, privacy: Privacy) {
+    #[cfg(feature = "server")]
+    match privacy {
+        Privacy::Tightened(mode) => tracing::warn!(
+            "{} had mode {mode:o}, open to other users: changed it to owner-only",
+            path.display()
+        ),
+        Privacy::LeftOpen(mode) => tracing::warn!(
+            "{} has mode {mode:o}, open to other users, and this user cannot change it: \
+             the files in it are owner-only, but make it 0700",
+            path.display()
+        ),
+        Privacy::Created | Privacy::Private => {}
+    }
+}
+
 /// Creates the file with `options` and mode 0600.
 #[cfg(unix)]
 fn create_private(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
