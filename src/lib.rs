@@ -87,19 +87,9 @@ pub mod fuzzing;
 pub mod jose;
 #[cfg(feature = "verifier-axum")]
 pub mod net;
+pub mod records;
 #[cfg(feature = "store")]
 pub mod store;
-/// Records the verifier shares with the issuer's stores (revocation feed
-/// entries, audit events), without the stores themselves.
-#[cfg(all(feature = "verifier", not(feature = "store")))]
-pub mod store {
-    // Its docs link to the store's error type, absent without `store`.
-    #[allow(rustdoc::broken_intra_doc_links)]
-    mod model;
-    pub use model::{
-        AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, IssuedToken, Revocation,
-    };
-}
 pub mod token;
 #[cfg(feature = "verifier")]
 pub mod verify;

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::follow::{redact_url, Backoff, Retry};
-use crate::store::{AuditEvent, AuditKind};
+use crate::records::{AuditEvent, AuditKind};
 
 /// An authorization decision to record: who asked for what, and the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use super::{
     entry_of, json_problem, redact_url, wall_clock, Backoff, Entry, FollowError, FollowerHandle,
     Retry,
 };
-use crate::store::Revocation;
+use crate::records::Revocation;
 use crate::verify::view::RevocationView;
 
 /// Follows the issuer's feed, `GET {issuer}/v1/revocations?after=&wait=&limit=`,

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use super::revocations::PREFIX_LEN;
 use super::view::{FollowerStats, RevocationView};
-use crate::store::Revocation;
+use crate::records::Revocation;
 
 pub use http::HttpFollower;
 pub use redis::RedisFollower;
