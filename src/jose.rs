@@ -464,6 +464,35 @@ mod tests {
         }
     }
 
+    /// Claims of a fresh proof for the token endpoint.
+    fn post_claims() -> DpopClaims {
+        DpopClaims {
+            jti: "j1".into(),
+            htm: "POST".into(),
+            htu: "https://issuer.example/oauth/token".into(),
+            iat: now().timestamp(),
+            ath: None,
+        }
+    }
+
+    /// A compact JWS of `claims` under a header written by the test, for
+    /// headers [`sign`] would never produce.
+    fn signed_with_header(
+        k: &SigningKey,
+        header: &serde_json::Value,
+        claims: &DpopClaims,
+    ) -> String {
+        use ed25519_dalek::Signer;
+        let enc = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let input = format!(
+            "{}.{}",
+            enc(header),
+            enc(&serde_json::to_value(claims).unwrap())
+        );
+        let signature = URL_SAFE_NO_PAD.encode(k.sign(input.as_bytes()).to_bytes());
+        format!("{input}.{signature}")
+    }
+
     fn proof(k: &SigningKey, htm: &str, htu: &str, iat: i64, ath: Option<String>) -> String {
         let claims = DpopClaims {
             jti: "j1".into(),
@@ -570,10 +599,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn client_assertion_claims_are_checked() {
+    /// Claims of an assertion that `agent://a` signed for the issuer now.
+    fn good_assertion() -> AssertionClaims {
         let t = now().timestamp();
-        let good = AssertionClaims {
+        AssertionClaims {
             iss: "agent://a".into(),
             sub: "agent://a".into(),
             aud: Audiences::One("https://issuer.example".into()),
@@ -581,7 +610,13 @@ mod tests {
             iat: Some(t),
             nbf: None,
             jti: "1".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn client_assertion_claims_are_checked() {
+        let t = now().timestamp();
+        let good = good_assertion();
         let r = AssertionRules {
             audiences: &[
                 "https://issuer.example",
@@ -673,15 +708,7 @@ mod tests {
     #[test]
     fn client_assertions_with_times_at_the_ends_of_i64_are_refused_without_panicking() {
         let t = now().timestamp();
-        let good = AssertionClaims {
-            iss: "agent://a".into(),
-            sub: "agent://a".into(),
-            aud: Audiences::One("https://issuer.example".into()),
-            exp: t + 60,
-            iat: Some(t),
-            nbf: None,
-            jti: "1".into(),
-        };
+        let good = good_assertion();
         let r = AssertionRules {
             audiences: &["https://issuer.example"],
             now: now(),
@@ -770,28 +797,12 @@ mod tests {
     #[test]
     fn a_dpop_proof_whose_jwk_holds_a_private_key_is_refused() {
         let k = key(8);
-        let claims = DpopClaims {
-            jti: "j1".into(),
-            htm: "POST".into(),
-            htu: "https://issuer.example/oauth/token".into(),
-            iat: now().timestamp(),
-            ath: None,
-        };
+        let claims = post_claims();
         for private in ["d", "p", "q", "dp", "dq", "qi", "k", "oth"] {
             let mut jwk = serde_json::to_value(OkpJwk::from_key(&k.verifying_key())).unwrap();
             jwk[private] = URL_SAFE_NO_PAD.encode(k.to_bytes()).into();
             let header = serde_json::json!({"alg": "EdDSA", "typ": "dpop+jwt", "jwk": jwk});
-            let enc = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
-            let input = format!(
-                "{}.{}",
-                enc(&header),
-                enc(&serde_json::to_value(&claims).unwrap())
-            );
-            use ed25519_dalek::Signer;
-            let p = format!(
-                "{input}.{}",
-                URL_SAFE_NO_PAD.encode(k.sign(input.as_bytes()).to_bytes())
-            );
+            let p = signed_with_header(&k, &header, &claims);
             assert!(
                 matches!(verify_dpop(&p, &rules(now())), Err(JoseError::Key(_))),
                 "a jwk with `{private}` was accepted"
@@ -817,13 +828,7 @@ mod tests {
     #[test]
     fn a_dpop_proof_with_a_typ_other_than_exactly_dpop_jwt_is_refused() {
         let k = key(10);
-        let claims = DpopClaims {
-            jti: "j1".into(),
-            htm: "POST".into(),
-            htu: "https://issuer.example/oauth/token".into(),
-            iat: now().timestamp(),
-            ath: None,
-        };
+        let claims = post_claims();
         for typ in [
             None,
             Some("JWT"),
@@ -842,13 +847,7 @@ mod tests {
     #[test]
     fn a_dpop_proof_without_an_embedded_jwk_or_with_a_non_okp_jwk_is_refused() {
         let k = key(11);
-        let claims = DpopClaims {
-            jti: "j1".into(),
-            htm: "POST".into(),
-            htu: "https://issuer.example/oauth/token".into(),
-            iat: now().timestamp(),
-            ath: None,
-        };
+        let claims = post_claims();
         let no_jwk = sign(&k, Some("dpop+jwt"), false, &claims).unwrap();
         assert!(matches!(
             verify_dpop(&no_jwk, &rules(now())),
@@ -861,17 +860,7 @@ mod tests {
             serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}),
         ] {
             let header = serde_json::json!({"alg": "EdDSA", "typ": "dpop+jwt", "jwk": jwk});
-            let enc = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
-            let input = format!(
-                "{}.{}",
-                enc(&header),
-                enc(&serde_json::to_value(&claims).unwrap())
-            );
-            use ed25519_dalek::Signer;
-            let p = format!(
-                "{input}.{}",
-                URL_SAFE_NO_PAD.encode(k.sign(input.as_bytes()).to_bytes())
-            );
+            let p = signed_with_header(&k, &header, &claims);
             assert!(
                 matches!(verify_dpop(&p, &rules(now())), Err(JoseError::Key(_))),
                 "{jwk}"
