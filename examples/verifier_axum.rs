@@ -46,7 +46,9 @@ pub struct Config {
 pub async fn app(config: &Config) -> Result<Router, BuildError> {
     let issuer = config.issuer.trim_end_matches('/');
     let verifier = Verifier::builder(&config.service)
-        .keys(KeySource::JwksUrl(format!("{issuer}/.well-known/jwks.json")))
+        .keys(KeySource::JwksUrl(format!(
+            "{issuer}/.well-known/jwks.json"
+        )))
         .revocations(Revocations::Issuer {
             url: issuer.to_owned(),
             feed_token: config.feed_token.clone(),

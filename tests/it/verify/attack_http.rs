@@ -121,12 +121,7 @@ async fn adversarial_tokens_are_refused_promptly_while_concurrent_legitimate_cal
         answers.push(t.await.unwrap());
     }
 
-    let slowest_legit = answers
-        .iter()
-        .filter(|a| a.0)
-        .map(|a| a.2)
-        .max()
-        .unwrap();
+    let slowest_legit = answers.iter().filter(|a| a.0).map(|a| a.2).max().unwrap();
     for (legit, i, took, a) in &answers {
         if *legit {
             assert_eq!(a.status, StatusCode::OK, "legitimate call {i}: {a:?}");
