@@ -334,7 +334,7 @@ fn cases(f: &Fixture) -> Vec<Case> {
     let normal = f.mint();
     let agent_req = f.request(&f.agent);
     let sub = KeyPair::new_with_rng(Algorithm::Ed25519, &mut rng());
-    let (blocks32, last) = many_blocks(f, f.limits.max_blocks);
+    let (blocks_max, last) = many_blocks(f, f.limits.max_blocks);
     let case = |name, token: String, req: &Request, allowed| Case {
         name,
         token,
@@ -385,7 +385,7 @@ fn cases(f: &Fixture) -> Vec<Case> {
             &agent_req,
             true,
         ),
-        case("blocks_32_delegations", blocks32, &f.request(&last), true),
+        case("blocks_16_delegations", blocks_max, &f.request(&last), true),
         case("max_size_set", max_size_set(f), &agent_req, true),
         case("max_size_refused", max_size_refused(f), &agent_req, false),
     ]
@@ -468,7 +468,7 @@ fn bench_adversarial(c: &mut Criterion) {
     // chain (whose cost is its signatures, whoever verifies it).
     for (raw, name) in [
         ("raw_normal_1_block", "normal_1_block"),
-        ("raw_blocks_32_delegations", "blocks_32_delegations"),
+        ("raw_blocks_16_delegations", "blocks_16_delegations"),
     ] {
         let case = cases.iter().find(|c| c.name == name).unwrap();
         g.bench_function(raw, |b| {
@@ -480,7 +480,7 @@ fn bench_adversarial(c: &mut Criterion) {
         });
     }
     // One Ed25519 signature verification (key decoded once), the unit of
-    // a chain's cost: a 32-block chain of delegations needs 63 of them.
+    // a chain's cost: a 16-block chain of delegations needs 31 of them.
     let signer = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let message = [0u8; 300];
     let signature = ed25519_dalek::Signer::sign(&signer, &message);

@@ -35,7 +35,10 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 16 KiB, 32 blocks, 1,000 facts, 100 iterations, 100 ms. The time
+    /// 16 KiB, 16 blocks, 1,000 facts, 100 iterations, 100 ms. The block
+    /// bound keeps the longest chain (15 delegations, 31 signatures) within
+    /// 5 ms of CPU to verify (`docs/performance.md`, "Adversarial tokens");
+    /// a real delegation chain is a handful of blocks. The time
     /// bound is a backstop behind the size, fact and iteration bounds (a
     /// Tessera token evaluates in tens of microseconds): biscuit-auth's own
     /// 1 ms default refuses valid tokens when a busy machine deschedules the
@@ -43,7 +46,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_token_bytes: 16 * 1024,
-            max_blocks: 32,
+            max_blocks: 16,
             max_facts: 1000,
             max_iterations: 100,
             max_time: Duration::from_millis(100),

@@ -219,10 +219,10 @@ fn forty_garbage_blocks_are_too_large_not_malformed_or_bad_signature() {
             Err(TokenError::TooLarge(_))
         ));
     }
-    // 31 garbage blocks plus the authority is exactly 32: that count passes
-    // the limit and the junk is then found to be malformed.
+    // Garbage blocks that with the authority make exactly `max_blocks`: that
+    // count passes the limit and the junk is then found to be malformed.
     let mut at_limit = bytes_of(&token);
-    at_limit.extend((0..31).flat_map(|_| garbage_block_field()));
+    at_limit.extend((1..issuer.limits.max_blocks).flat_map(|_| garbage_block_field()));
     let d = authorize_bytes(
         &at_limit,
         &issuer.keys,

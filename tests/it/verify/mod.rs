@@ -1,8 +1,10 @@
 //! The verifier: checks, followers, the axum layer, the MCP example.
 
+mod attack_http;
 mod audit;
 mod check;
 mod cli;
+mod example;
 mod follow;
 mod layer;
 mod mcp;
