@@ -8,12 +8,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use super::keys::{load_keys, KeySource};
-use super::replay::{MemoryReplayGuard, ReplayGuard};
 use super::verifier::{Inner, Verifier};
 use super::view::RevocationView;
+use crate::clock::SystemClock;
+use crate::replay::{MemoryReplayGuard, ReplayGuard};
 use crate::token::{Audience, Limits};
 
 /// Where revocations come from. There is no default: a verifier that does
@@ -54,13 +53,9 @@ pub enum Revocations {
     Unchecked,
 }
 
-/// The clock a verifier reads.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-#[allow(clippy::disallowed_methods)] // the verifier's edge: the one place it reads the wall clock
-fn system_clock() -> DateTime<Utc> {
-    Utc::now()
-}
+/// The clock a verifier reads: the crate's one [`crate::clock::Clock`],
+/// shared (a closure `Arc::new(move || t)` is one).
+pub type Clock = crate::clock::SharedClock;
 
 /// Why a verifier could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -267,7 +262,7 @@ impl Verifier {
             refetch_interval: Duration::from_secs(30),
             replay: None,
             cache_capacity: 10_000,
-            clock: Arc::new(system_clock),
+            clock: Arc::new(SystemClock),
             http: None,
             audit: None,
         }

@@ -10,7 +10,7 @@
 //!   [`Grant`], [`Authenticated`]);
 //! - `reason.rs`: why a call was refused and what that is in HTTP;
 //! - `keys.rs`: root keys and JWKS fetching;
-//! - `replay.rs`: the DPoP replay cache;
+//! - the DPoP replay cache is the crate's one `replay` module;
 //! - `cache.rs`: verified tokens and remembered decisions;
 //! - `view.rs`, `revocations.rs`, `follow/`: the revocation view and the
 //!   followers that keep it current; `audit.rs`, `metrics.rs`, `layer.rs`.
@@ -24,19 +24,18 @@ mod keys;
 pub mod layer;
 pub mod metrics;
 mod reason;
-mod replay;
 mod request;
 pub mod revocations;
 mod verifier;
 pub mod view;
 
+pub use crate::replay::{MemoryReplayGuard, ReplayGuard};
 pub use audit::{AuditSink, AuditSinkConfig, AuditSinkError, AuditStats, DecisionAudit};
 pub use builder::{BuildError, Clock, Revocations, VerifierBuilder};
 pub use follow::{Backoff, FollowError, FollowerHandle, HttpFollower, RedisFollower};
 pub use keys::KeySource;
 pub use metrics::{render_audit_prometheus, render_prometheus};
 pub use reason::{Reason, Rejection};
-pub use replay::{MemoryReplayGuard, ReplayGuard};
 pub use request::{Authenticated, CheckRequest, Grant, Presentation};
 pub use verifier::Verifier;
 pub use view::{FollowerStats, RevocationView};

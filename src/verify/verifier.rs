@@ -30,16 +30,15 @@ use std::time::{Duration, Instant};
 
 use biscuit_auth::builder::Fact;
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use super::builder::Clock;
 use super::cache::{Entry, MemoKey, MEMO_PER_TOKEN};
 use super::keys::KeySource;
 use super::reason::{Reason, Rejection};
-use super::replay::ReplayGuard;
 use super::request::{Authenticated, CheckRequest, Grant, Presentation};
 use super::view::RevocationView;
 use crate::jose::{self, DpopRules};
+use crate::replay::{dpop_replay_key, ReplayGuard};
 use crate::token::{self, Audience, Denial, DenyReason, KeySet, Limits, Verified};
 
 /// A checked DPoP proof whose `jti` is not spent yet.
@@ -144,7 +143,7 @@ impl Verifier {
 
     /// The current time, from the verifier's clock.
     pub fn now(&self) -> DateTime<Utc> {
-        (self.inner.clock)()
+        self.inner.clock.now()
     }
 
     /// Decides whether `presentation` allows `request`, now.
@@ -335,10 +334,7 @@ impl Verifier {
         .map_err(|e| Rejection::new(Reason::InvalidDpop, e.to_string()))?;
         let key = proof.key.to_bytes();
         let holder_proven = entry.verified.holder_proven_by(Some(&key))?;
-        let mut h = Sha256::new();
-        h.update(proof.jkt.as_bytes());
-        h.update([0]);
-        h.update(proof.jti.as_bytes());
+        let replay_key = dpop_replay_key(&proof.jkt, &proof.jti);
         let owner = if holder_proven {
             proof.jkt
         } else {
@@ -355,7 +351,7 @@ impl Verifier {
         Ok((
             holder_proven,
             Some(PendingProof {
-                replay_key: h.finalize().into(),
+                replay_key,
                 owner,
                 until,
             }),
