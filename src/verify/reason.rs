@@ -1,5 +1,12 @@
 //! Why a presentation was refused ([`Reason`], [`Rejection`]), and how a
 //! reason maps to HTTP: its status and its `WWW-Authenticate` error code.
+//!
+//! [`Reason`] is the token core's [`DenyReason`] plus the reasons only a
+//! verifier meets (no token, the DPoP proof, staleness, a full replay
+//! cache); the codes the two share are written once, in
+//! [`DenyReason::as_str`]. The issuer's `ApiError::reason` labels answers
+//! of the issuer's own API (OAuth error codes, `unauthenticated`, …), a
+//! different list for a different job.
 
 use std::fmt;
 
@@ -49,26 +56,44 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// A stable snake_case code.
+    /// A stable snake_case code: the token core's code
+    /// ([`DenyReason::as_str`], the one table) for the reasons the core
+    /// gives, and the verifier's own for the others.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MissingToken => "missing_token",
-            Self::Malformed => "malformed",
-            Self::BadSignature => "bad_signature",
-            Self::UnknownKeyId => "unknown_key_id",
-            Self::Expired => "expired",
-            Self::Revoked => "revoked",
-            Self::WrongAudience => "wrong_audience",
-            Self::OutOfScope => "out_of_scope",
-            Self::HolderNotProven => "holder_not_proven",
-            Self::InvalidDelegation => "invalid_delegation",
-            Self::TooLarge => "too_large",
-            Self::LimitsExceeded => "limits_exceeded",
-            Self::InvalidDpop => "invalid_dpop",
-            Self::ReplayedDpop => "replayed_dpop",
-            Self::Stale => "stale",
-            Self::Overloaded => "overloaded",
+        match self.core() {
+            Some(core) => core.as_str(),
+            None => match self {
+                Self::MissingToken => "missing_token",
+                Self::InvalidDpop => "invalid_dpop",
+                Self::ReplayedDpop => "replayed_dpop",
+                Self::Stale => "stale",
+                _ => "overloaded",
+            },
         }
+    }
+
+    /// The token core's reason this one is, if the core gives it (the
+    /// inverse of `From<DenyReason>`); `None` for the verifier's own
+    /// reasons (no token, DPoP, staleness, a full replay cache).
+    pub fn core(self) -> Option<DenyReason> {
+        Some(match self {
+            Self::Malformed => DenyReason::Malformed,
+            Self::BadSignature => DenyReason::BadSignature,
+            Self::UnknownKeyId => DenyReason::UnknownKeyId,
+            Self::Expired => DenyReason::Expired,
+            Self::Revoked => DenyReason::Revoked,
+            Self::WrongAudience => DenyReason::WrongAudience,
+            Self::OutOfScope => DenyReason::OutOfScope,
+            Self::HolderNotProven => DenyReason::HolderNotProven,
+            Self::InvalidDelegation => DenyReason::InvalidDelegation,
+            Self::TooLarge => DenyReason::TooLarge,
+            Self::LimitsExceeded => DenyReason::LimitsExceeded,
+            Self::MissingToken
+            | Self::InvalidDpop
+            | Self::ReplayedDpop
+            | Self::Stale
+            | Self::Overloaded => return None,
+        })
     }
 
     /// The HTTP status: 403 for scope, 503 for stale revocations or a full
@@ -139,5 +164,62 @@ impl Rejection {
 impl From<Denial> for Rejection {
     fn from(d: Denial) -> Self {
         Self::new(d.reason.into(), d.detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Reason; 16] = [
+        Reason::MissingToken,
+        Reason::Malformed,
+        Reason::BadSignature,
+        Reason::UnknownKeyId,
+        Reason::Expired,
+        Reason::Revoked,
+        Reason::WrongAudience,
+        Reason::OutOfScope,
+        Reason::HolderNotProven,
+        Reason::InvalidDelegation,
+        Reason::TooLarge,
+        Reason::LimitsExceeded,
+        Reason::InvalidDpop,
+        Reason::ReplayedDpop,
+        Reason::Stale,
+        Reason::Overloaded,
+    ];
+
+    #[test]
+    fn codes_are_the_wire_codes_and_the_core_round_trips() {
+        let codes: Vec<&str> = ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            codes,
+            [
+                "missing_token",
+                "malformed",
+                "bad_signature",
+                "unknown_key_id",
+                "expired",
+                "revoked",
+                "wrong_audience",
+                "out_of_scope",
+                "holder_not_proven",
+                "invalid_delegation",
+                "too_large",
+                "limits_exceeded",
+                "invalid_dpop",
+                "replayed_dpop",
+                "stale",
+                "overloaded",
+            ]
+        );
+        for r in ALL {
+            // serde's name is the code, and a core reason converts back.
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+            if let Some(core) = r.core() {
+                assert_eq!(Reason::from(core), r);
+            }
+        }
     }
 }

@@ -69,7 +69,10 @@ impl CheckRequest {
     }
 }
 
-/// An allowed call: who acted, through whom.
+/// An allowed call, as a tool server's handler sees it: who acted, through
+/// whom, and whether the holder proved its key. Built from the token core's
+/// [`crate::token::Grant`] (which also carries the revocation ids, a
+/// concern of the issuer and of the core's callers, not of a handler).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Grant {
     /// The agent the token was issued to.
