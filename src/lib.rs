@@ -82,12 +82,14 @@
 //! - General-purpose Biscuit tooling: tokens follow one schema
 //!   (`docs/token-schema.md`); arbitrary Datalog policies are out of scope.
 
+pub mod clock;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jose;
 #[cfg(feature = "verifier-axum")]
 pub mod net;
 pub mod records;
+pub mod replay;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod token;

@@ -20,6 +20,7 @@ use super::config::StoreOutage;
 use super::error::{bounded, quoted, ApiError, OAuthCode};
 use super::state::AppState;
 use crate::jose::{self, AssertionClaims, AssertionRules, DpopRules, Jws};
+use crate::replay::dpop_replay_key;
 use crate::store::{
     AgentRecord, AuditEvent, AuditKind, Issue, IssuedToken, OnceKey, Revocation, StoreError,
 };
@@ -108,13 +109,17 @@ async fn agent_record(state: &AppState, id: &AgentId) -> Result<Option<AgentReco
 /// outage if configured.
 async fn accept_once(
     state: &AppState,
+    client: &AgentId,
     key: &str,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, ApiError> {
     match state.stores.replay.insert_once(key, until, now).await {
         Ok(fresh) => Ok(fresh),
-        Err(e) if tolerate(state, &e) => Ok(state.fallback.insert_once(key, until, now)),
+        Err(e) if tolerate(state, &e) => state
+            .fallback
+            .insert_once(client.as_str(), key, until, now)
+            .ok_or_else(|| ApiError::from(e)),
         Err(e) => Err(e.into()),
     }
 }
@@ -142,7 +147,7 @@ pub(crate) async fn authenticate(
     endpoint: &str,
 ) -> Result<Client, ApiError> {
     let (client, jti) = authenticate_unspent(state, form, endpoint).await?;
-    if !accept_once(state, &jti.key, jti.expires_at, state.now()).await? {
+    if !accept_once(state, &client.id, &jti.key, jti.expires_at, state.now()).await? {
         return Err(replayed_assertion());
     }
     Ok(client)
@@ -553,7 +558,7 @@ async fn issue(
         Err(e) => {
             // A refused request spends its assertion all the same; a
             // replayed one is refused as a replay, whatever else is wrong.
-            if !accept_once(state, &jti.key, jti.expires_at, state.now()).await? {
+            if !accept_once(state, &client.id, &jti.key, jti.expires_at, state.now()).await? {
                 return Err(replayed_assertion());
             }
             return Err(e);
@@ -586,9 +591,22 @@ async fn issue(
             // As the separate calls would: this process's replay cache,
             // then a token without a ledger entry (and its audit event in
             // the log only).
-            let replayed = keys
-                .iter()
-                .position(|k| !state.fallback.insert_once(&k.key, k.expires_at, now));
+            let mut replayed = None;
+            for (i, k) in keys.iter().enumerate() {
+                let taken =
+                    state
+                        .fallback
+                        .insert_once(client.id.as_str(), &k.key, k.expires_at, now);
+                match taken {
+                    Some(true) => {}
+                    Some(false) => {
+                        replayed = Some(i);
+                        break;
+                    }
+                    // Full: fail closed, as the store's outage would.
+                    None => return Err(e.into()),
+                }
+            }
             if replayed.is_none() {
                 tracing::warn!(
                     target: "tessera::audit",
@@ -679,10 +697,7 @@ async fn grant(
                 .and_then(|t| t.checked_add(1))
                 .and_then(|t| DateTime::from_timestamp(t, 0))
                 .ok_or_else(|| ApiError::oauth(OAuthCode::InvalidDpopProof, "iat out of range"))?;
-            let key = format!(
-                "dpop:{}",
-                hex::encode(Sha256::digest(format!("{}\n{}", p.jkt, p.jti)))
-            );
+            let key = format!("dpop:{}", hex::encode(dpop_replay_key(&p.jkt, &p.jti)));
             let holder = jose::to_biscuit_key(&p.key)
                 .map_err(|e| ApiError::oauth(OAuthCode::InvalidDpopProof, e.to_string()))?;
             (

@@ -7,30 +7,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
+use sha2::{Digest, Sha256};
 
 use super::config::Config;
 use super::keyring::KeyRing;
 use super::metrics::Metrics;
 use crate::jose;
+use crate::replay::{MemoryReplayGuard, ReplayGuard};
 use crate::store::{AgentRecord, Stores};
 use crate::token::{parse_public_key, Limits};
 
-/// The source of the current time (the token core never reads it itself).
-pub trait Clock: Send + Sync {
-    /// Now.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)] // the one place the issuer reads the clock
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
+pub use crate::clock::{Clock, SystemClock};
 
 /// Everything a handler needs.
 #[derive(Clone)]
@@ -244,10 +231,21 @@ const FALLBACK_AGENT_MAX_AGE: chrono::Duration = chrono::Duration::minutes(5);
 
 /// In-process stand-ins used only while the store is unreachable and
 /// `store_outage = "local"`.
-#[derive(Default)]
 pub struct Fallback {
     agents: RwLock<HashMap<String, (AgentRecord, DateTime<Utc>)>>,
-    replay: Mutex<HashMap<String, DateTime<Utc>>>,
+    replay: MemoryReplayGuard,
+}
+
+/// How many one-time keys the outage fallback holds, in total and per
+/// client: past that it refuses (the request fails as the store's outage
+/// would) rather than grow.
+const FALLBACK_REPLAY_CAPACITY: usize = 100_000;
+const FALLBACK_REPLAY_PER_CLIENT: usize = 1_000;
+
+impl Default for Fallback {
+    fn default() -> Self {
+        Self::with_capacity(FALLBACK_REPLAY_CAPACITY, FALLBACK_REPLAY_PER_CLIENT)
+    }
 }
 
 impl Fallback {
@@ -265,15 +263,32 @@ impl Fallback {
             .map(|(r, _)| r.clone())
     }
 
-    /// Accepts `key` once until `until` (this process only).
-    pub fn insert_once(&self, key: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-        let mut g = self.replay.lock().unwrap_or_else(|p| p.into_inner());
-        g.retain(|_, exp| *exp > now);
-        if until <= now || g.contains_key(key) {
-            return false;
+    /// A fallback holding at most `total` one-time keys, `per_client` of
+    /// one client.
+    pub fn with_capacity(total: usize, per_client: usize) -> Self {
+        Self {
+            agents: RwLock::default(),
+            replay: MemoryReplayGuard::new(total).per_key(per_client),
         }
-        g.insert(key.to_owned(), until);
-        true
+    }
+
+    /// Accepts `key` of `client` once until `until` (this process only),
+    /// with the contract of `store::ReplayCache::insert_once`: `Some(true)`
+    /// the first time, `Some(false)` for a replay or a key already expired;
+    /// `None` when the cache is full (in total or for this client), which
+    /// the caller must treat as a refusal.
+    pub fn insert_once(
+        &self,
+        client: &str,
+        key: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<bool> {
+        if until <= now {
+            return Some(false);
+        }
+        let key: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        self.replay.insert_once_for(client, key, until, now)
     }
 }
 
@@ -409,5 +424,52 @@ mod tests {
             None
         );
         assert_eq!(cache.keys.read().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_outage_fallback_catches_a_replay_and_refuses_when_full_rather_than_growing() {
+        let fallback = Fallback::with_capacity(3, 2);
+        let until = t0() + chrono::TimeDelta::seconds(60);
+        assert_eq!(
+            fallback.insert_once("agent://a", "assertion:1", until, t0()),
+            Some(true)
+        );
+        assert_eq!(
+            fallback.insert_once("agent://a", "assertion:1", until, t0()),
+            Some(false),
+            "a replay is caught"
+        );
+        assert_eq!(
+            fallback.insert_once("agent://a", "dpop:1", until, t0()),
+            Some(true)
+        );
+        assert_eq!(
+            fallback.insert_once("agent://a", "dpop:2", until, t0()),
+            None,
+            "one client's share is full: refused"
+        );
+        assert_eq!(
+            fallback.insert_once("agent://b", "dpop:3", until, t0()),
+            Some(true)
+        );
+        assert_eq!(
+            fallback.insert_once("agent://c", "dpop:4", until, t0()),
+            None,
+            "the whole cache is full: refused, not grown"
+        );
+        assert_eq!(fallback.replay.len(), 3);
+        assert_eq!(
+            fallback.insert_once("agent://c", "dpop:5", t0(), t0()),
+            Some(false),
+            "a key that already expired is never accepted"
+        );
+        // Once the keys expire they leave, and the cache takes keys again.
+        let later = until + chrono::TimeDelta::seconds(1);
+        let after = later + chrono::TimeDelta::seconds(60);
+        assert_eq!(
+            fallback.insert_once("agent://c", "dpop:4", after, later),
+            Some(true)
+        );
+        assert_eq!(fallback.replay.len(), 1);
     }
 }

@@ -96,7 +96,17 @@ pub trait RevocationStore: Send + Sync {
     ) -> Result<Vec<(Cursor, Revocation)>, StoreError>;
 }
 
-/// Keys accepted once (`jti` of client assertions and DPoP proofs).
+/// Keys accepted once (`jti` of client assertions and DPoP proofs), shared
+/// by every issuer instance on one store.
+///
+/// The crate has one other replay cache, [`crate::replay::ReplayGuard`]
+/// (with [`crate::replay::MemoryReplayGuard`]): synchronous, in one process,
+/// bounded in total and per owner. It is the verifier's DPoP cache, and the
+/// issuer's stand-in for this trait while the store is unreachable
+/// (`store_outage = "local"`). Both exist because their jobs differ: this
+/// one is asynchronous and shared (Redis, the embedded store) and its
+/// errors are the store's; the other answers in memory, now. Both name a
+/// DPoP proof with [`crate::replay::dpop_replay_key`].
 #[async_trait]
 pub trait ReplayCache: Send + Sync {
     /// Returns `true` if `key` was not seen (or its earlier use has expired)

@@ -80,7 +80,11 @@ pub struct Request {
     pub proven_key: Option<PublicKey>,
 }
 
-/// An allowed request: who acted, through whom.
+/// The token core's answer for an allowed request: who acted, through
+/// whom, and the token's revocation ids (what a caller needs to remember
+/// or revoke the token). A verifier for tool servers hands its handlers
+/// `verify::Grant` instead, built from this one: the same chain and
+/// expiry, plus whether the holder proved its key, without revocation ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Grant {
     /// The agents in order: the token's agent, then each sub-agent it was

@@ -33,9 +33,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
-use super::verifier::{
-    Authenticated, CheckRequest, Grant, Presentation, Reason, Rejection, Verifier,
-};
+use super::{Authenticated, CheckRequest, Grant, Presentation, Reason, Rejection, Verifier};
 
 /// What a request needs, as decided by the layer's mapping closure.
 #[derive(Debug, Clone)]

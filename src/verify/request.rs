@@ -1,0 +1,140 @@
+//! What goes in and out of a check: the [`Presentation`] (token and DPoP
+//! proof), the [`CheckRequest`] (operation, resource, facts), the [`Grant`]
+//! of an allowed call, and the [`Authenticated`] presentation awaiting its
+//! scope decision.
+
+use std::fmt;
+use std::sync::Arc;
+
+use biscuit_auth::builder::{self, Fact};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::cache::Entry;
+use crate::token::{Action, AgentId, InvalidInput, Resource};
+
+/// What the caller presented: the token, an optional DPoP proof, and the
+/// HTTP method and URL the proof must match.
+#[derive(Debug, Clone, Copy)]
+pub struct Presentation<'a> {
+    /// The token text (base64url).
+    pub token: &'a str,
+    /// The `DPoP` header, if any.
+    pub dpop: Option<&'a str>,
+    /// The request method.
+    pub method: &'a str,
+    /// The request URL as the client addressed it (scheme, host, path).
+    pub url: &'a str,
+}
+
+impl<'a> Presentation<'a> {
+    /// A bearer presentation (no proof of possession).
+    pub fn bearer(token: &'a str) -> Self {
+        Self {
+            token,
+            dpop: None,
+            method: "",
+            url: "",
+        }
+    }
+}
+
+/// What the call does: the operation, the resource, and extra facts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckRequest {
+    /// The operation (for an MCP server, the tool name).
+    pub operation: Action,
+    /// The resource it acts on.
+    pub resource: Resource,
+    /// Extra facts for the token's checks, built with the builder API.
+    pub facts: Vec<Fact>,
+}
+
+impl CheckRequest {
+    /// Validates the operation and resource.
+    pub fn new(operation: &str, resource: &str) -> Result<Self, InvalidInput> {
+        Ok(Self {
+            operation: Action::parse(operation)?,
+            resource: Resource::parse(resource)?,
+            facts: Vec::new(),
+        })
+    }
+
+    /// Adds a fact `name(value, …)` of string terms (values are parameters,
+    /// never source text).
+    pub fn with_fact(mut self, name: &str, values: &[&str]) -> Self {
+        let terms: Vec<_> = values.iter().map(|v| builder::string(v)).collect();
+        self.facts.push(builder::fact(name, &terms));
+        self
+    }
+}
+
+/// An allowed call, as a tool server's handler sees it: who acted, through
+/// whom, and whether the holder proved its key. Built from the token core's
+/// [`crate::token::Grant`] (which also carries the revocation ids, a
+/// concern of the issuer and of the core's callers, not of a handler).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    /// The agent the token was issued to.
+    pub agent: AgentId,
+    /// The person the agent acts for, when the token names one. Schema v1
+    /// tokens name none (on-behalf-of tokens come with token exchange).
+    pub on_behalf_of: Option<String>,
+    /// The agents in order: the token's agent, then each sub-agent it was
+    /// delegated to. The last one is acting.
+    pub chain: Vec<AgentId>,
+    /// The token id.
+    pub token_id: String,
+    /// When the token expires.
+    pub expires_at: DateTime<Utc>,
+    /// Whether the final holder proved possession of its key (DPoP).
+    pub holder_proven: bool,
+}
+
+impl Grant {
+    /// The agent presenting the token.
+    pub fn acting(&self) -> &AgentId {
+        self.chain.last().unwrap_or(&self.agent)
+    }
+}
+
+/// A presentation whose token and proof were checked, awaiting the scope
+/// decision ([`Verifier::authorize`]): what an axum layer hands to a handler
+/// that knows the operation only after reading the body.
+///
+/// Everything that does not depend on the operation was checked: the
+/// revocation view was current, the signatures and the chain, revocation,
+/// expiry, audience, and the holder's proof (its DPoP `jti` is spent).
+#[derive(Clone)]
+pub struct Authenticated {
+    pub(super) entry: Arc<Entry>,
+    pub(super) holder_proven: bool,
+}
+
+/// Names the token by its id and chain, never its content.
+impl fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("token_id", &self.token_id())
+            .field("chain", &self.chain())
+            .field("holder_proven", &self.holder_proven)
+            .finish()
+    }
+}
+
+impl Authenticated {
+    /// The agents in order, as in [`Grant::chain`].
+    pub fn chain(&self) -> Vec<AgentId> {
+        self.entry.verified.chain().agents()
+    }
+
+    /// The token id.
+    pub fn token_id(&self) -> &str {
+        &self.entry.verified.chain().claims.token_id
+    }
+
+    /// Whether the final holder proved possession of its key (DPoP).
+    pub fn holder_proven(&self) -> bool {
+        self.holder_proven
+    }
+}
