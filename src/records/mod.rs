@@ -8,8 +8,10 @@
 
 mod audit;
 mod cursor;
+mod feed;
 mod revocation;
 
-pub use audit::{AuditEvent, AuditKind, AuditQuery};
+pub use audit::{AuditEvent, AuditKind, AuditOutcome, AuditQuery};
 pub use cursor::Cursor;
+pub use feed::{AuditEntry, AuditPage, FeedEntry, FeedPage};
 pub use revocation::Revocation;

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::follow::{redact_url, Backoff, Retry};
-use crate::records::{AuditEvent, AuditKind};
+use crate::records::{AuditEvent, AuditKind, AuditOutcome};
 
 /// An authorization decision to record: who asked for what, and the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,11 @@ impl From<DecisionAudit> for AuditEvent {
             agent: d.agent,
             token_id: d.token_id,
             capability: (!d.action.is_empty()).then(|| format!("{} {}", d.action, d.resource)),
-            outcome: if d.granted { "granted" } else { "denied" }.to_owned(),
+            outcome: if d.granted {
+                AuditOutcome::Granted
+            } else {
+                AuditOutcome::Denied
+            },
             reason: d.reason,
             remote_addr: d.remote_addr,
             chain: d.chain,

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use super::{
     entry_of, json_problem, redact_url, wall_clock, Backoff, Entry, FollowError, FollowerHandle,
     Retry,
 };
-use crate::records::Revocation;
+use crate::records::{FeedEntry, FeedPage};
 use crate::verify::view::RevocationView;
 
 /// Follows the issuer's feed, `GET {issuer}/v1/revocations?after=&wait=&limit=`,
@@ -138,20 +137,6 @@ impl HttpFollower {
     }
 }
 
-/// The feed's answer.
-#[derive(Deserialize)]
-struct Page {
-    entries: Vec<serde_json::Value>,
-    next: Option<String>,
-}
-
-/// One entry of the feed.
-#[derive(Deserialize)]
-struct FeedEntry {
-    cursor: String,
-    revocation: Revocation,
-}
-
 /// A feed page as the follower applies it.
 #[derive(Debug)]
 pub(crate) struct ReadPage {
@@ -167,7 +152,7 @@ pub(crate) struct ReadPage {
 /// Parses the issuer's feed answer. Pure, so that it can be fuzzed: a
 /// malformed entry is skipped (and logged), a malformed page is an error.
 pub(crate) fn read_page(body: &[u8]) -> Result<ReadPage, String> {
-    let page: Page = serde_json::from_slice(body)
+    let page: FeedPage<serde_json::Value> = serde_json::from_slice(body)
         .map_err(|e| format!("unexpected feed answer: {}", json_problem(&e)))?;
     let count = page.entries.len();
     let mut entries: Vec<Entry> = Vec::with_capacity(count);
@@ -176,7 +161,7 @@ pub(crate) fn read_page(body: &[u8]) -> Result<ReadPage, String> {
         let cursor = value["cursor"].as_str().map(str::to_owned);
         match serde_json::from_value::<FeedEntry>(value)
             .map_err(|e| json_problem(&e))
-            .and_then(|e| Ok((e.cursor, entry_of(&e.revocation)?)))
+            .and_then(|e| Ok((e.cursor.to_string(), entry_of(&e.revocation)?)))
         {
             Ok((cursor, entry)) => {
                 entries.push(entry);
@@ -197,7 +182,7 @@ pub(crate) fn read_page(body: &[u8]) -> Result<ReadPage, String> {
     Ok(ReadPage {
         entries,
         count,
-        next: page.next.or(last_cursor),
+        next: page.next.map(|c| c.to_string()).or(last_cursor),
     })
 }
 
