@@ -193,7 +193,10 @@ mod tests {
         for (outcome, text) in KNOWN {
             let json = serde_json::to_string(&outcome).unwrap();
             assert_eq!(json, format!("\"{text}\""));
-            assert_eq!(serde_json::from_str::<AuditOutcome>(&json).unwrap(), outcome);
+            assert_eq!(
+                serde_json::from_str::<AuditOutcome>(&json).unwrap(),
+                outcome
+            );
             assert_eq!(AuditOutcome::from(text), outcome);
             assert_eq!(outcome.to_string(), text);
         }
@@ -206,7 +209,10 @@ mod tests {
         assert_eq!(read, "quarantined");
         assert_eq!(serde_json::to_string(&read).unwrap(), "\"quarantined\"");
         // A known text never becomes `Other`, whichever way it comes in.
-        assert_eq!(AuditOutcome::from("granted".to_owned()), AuditOutcome::Granted);
+        assert_eq!(
+            AuditOutcome::from("granted".to_owned()),
+            AuditOutcome::Granted
+        );
         // Not a string at all is a decode error.
         assert!(serde_json::from_str::<AuditOutcome>("1").is_err());
     }

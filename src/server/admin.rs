@@ -296,7 +296,12 @@ pub async fn register_agent(
         updated_at: now,
     };
     state.stores.agents.put(&record).await?;
-    let mut ev = admin_event(&state, AuditOutcome::AgentRegistered, Some(id.to_string()), &grant);
+    let mut ev = admin_event(
+        &state,
+        AuditOutcome::AgentRegistered,
+        Some(id.to_string()),
+        &grant,
+    );
     ev.remote_addr = remote(addr);
     audit(&state, ev).await?;
     let status = if existing.is_some() {
@@ -340,7 +345,12 @@ pub async fn disable_agent(
         return Err(ApiError::NotFound(format!("no agent {id}")));
     }
     let revoked = revoke_agent_tokens(&state, &id, "agent disabled").await?;
-    let mut ev = admin_event(&state, AuditOutcome::AgentDisabled, Some(id.clone()), &grant);
+    let mut ev = admin_event(
+        &state,
+        AuditOutcome::AgentDisabled,
+        Some(id.clone()),
+        &grant,
+    );
     ev.remote_addr = remote(addr);
     audit(&state, ev).await?;
     Ok(Json(
