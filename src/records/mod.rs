@@ -8,6 +8,7 @@
 
 mod audit;
 mod cursor;
+pub mod redis;
 mod revocation;
 
 pub use audit::{AuditEvent, AuditKind, AuditQuery};
