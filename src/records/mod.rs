@@ -9,6 +9,7 @@
 mod audit;
 mod cursor;
 mod feed;
+pub mod redis;
 mod revocation;
 
 pub use audit::{AuditEvent, AuditKind, AuditOutcome, AuditQuery};
