@@ -112,6 +112,9 @@ pub enum FollowError {
     /// The Redis URL could not be parsed (the message never holds the password).
     #[error("invalid Redis URL: {0}")]
     RedisUrl(String),
+    /// The key prefix would change the keys' Redis Cluster hash tags.
+    #[error(transparent)]
+    KeyPrefix(#[from] crate::records::redis::LayoutError),
     /// The issuer URL is not an `http(s)://` URL.
     #[error("invalid issuer URL: {0}")]
     IssuerUrl(String),
@@ -362,6 +365,17 @@ mod tests {
         assert!(entry_of(&r).is_err());
         r.revocation_id = "zz".repeat(64);
         assert!(entry_of(&r).is_err());
+    }
+
+    #[test]
+    fn a_key_prefix_with_a_brace_is_refused_before_anything_starts() {
+        let mut follower = RedisFollower::new("redis://127.0.0.1:1/");
+        follower.key_prefix = "team{a}:".into();
+        let started = follower.spawn(RevocationView::new());
+        assert!(
+            matches!(started, Err(FollowError::KeyPrefix(_))),
+            "{started:?}"
+        );
     }
 
     #[test]

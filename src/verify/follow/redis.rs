@@ -12,6 +12,7 @@ use super::{
     entry_of, follow, json_problem, redact_url, Backoff, Entry, FeedSource, FollowError,
     FollowerHandle, Loop, Page,
 };
+use crate::records::redis::{RedisLayout, REVOCATION_FIELD};
 use crate::records::Revocation;
 use crate::verify::view::RevocationView;
 
@@ -91,8 +92,11 @@ impl RedisFollower {
         let client = Client::open(self.url.as_str()).map_err(|e| {
             FollowError::RedisUrl(format!("{} ({:?})", redact_url(&self.url), e.kind()))
         })?;
+        let layout = RedisLayout::new(self.key_prefix.clone())?;
         let source = Source {
-            stream: format!("{}revocations", self.key_prefix),
+            // The untagged name the issuer's store writes today; becomes
+            // `layout.revocations()` when the store moves to the tagged layout.
+            stream: layout.legacy().revocations(),
             batch: self.batch.max(1),
             client,
             conn: None,
@@ -273,8 +277,8 @@ impl Source {
 
 /// The revoked id and expiry of one stream entry.
 fn parse(entry: &StreamId) -> Result<Entry, String> {
-    let Some(text) = entry.get::<String>("revocation") else {
-        return Err("no `revocation` field".to_owned());
+    let Some(text) = entry.get::<String>(REVOCATION_FIELD) else {
+        return Err(format!("no `{REVOCATION_FIELD}` field"));
     };
     let revocation: Revocation = serde_json::from_str(&text).map_err(|e| json_problem(&e))?;
     entry_of(&revocation)
