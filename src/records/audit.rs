@@ -1,7 +1,9 @@
 //! The audit log's events.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::Cursor;
 
@@ -21,6 +23,106 @@ pub enum AuditKind {
     Decision,
 }
 
+/// How an audited event ended. Stored and served as the text of
+/// [`as_str`](Self::as_str): `granted`, `refused`, `summary`, `revoked`,
+/// `denied`, `agent registered`, `agent disabled`.
+///
+/// A stored outcome this version does not know (written by a newer issuer
+/// or verifier) is kept as [`Other`](Self::Other) with its text, and written
+/// back unchanged: the log stays readable, and one unknown event never makes
+/// a page of the audit log unreadable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AuditOutcome {
+    /// A token was minted (`granted`), or a verifier allowed a request.
+    Granted,
+    /// The token endpoint refused a request (`refused`).
+    Refused,
+    /// Refusals counted rather than stored one by one (`summary`).
+    Summary,
+    /// A token, branch or agent's tokens were revoked (`revoked`).
+    Revoked,
+    /// A verifier denied a request (`denied`).
+    Denied,
+    /// An operator registered or replaced an agent (`agent registered`).
+    AgentRegistered,
+    /// An operator disabled an agent (`agent disabled`).
+    AgentDisabled,
+    /// Any other text, kept as it was stored. Never one of the texts above:
+    /// [`From<&str>`](#impl-From<%26str>-for-AuditOutcome) and
+    /// deserializing map those to their variant.
+    Other(String),
+}
+
+impl AuditOutcome {
+    /// The outcome as stored and served.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Granted => "granted",
+            Self::Refused => "refused",
+            Self::Summary => "summary",
+            Self::Revoked => "revoked",
+            Self::Denied => "denied",
+            Self::AgentRegistered => "agent registered",
+            Self::AgentDisabled => "agent disabled",
+            Self::Other(text) => text,
+        }
+    }
+}
+
+impl From<&str> for AuditOutcome {
+    fn from(text: &str) -> Self {
+        match text {
+            "granted" => Self::Granted,
+            "refused" => Self::Refused,
+            "summary" => Self::Summary,
+            "revoked" => Self::Revoked,
+            "denied" => Self::Denied,
+            "agent registered" => Self::AgentRegistered,
+            "agent disabled" => Self::AgentDisabled,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl From<String> for AuditOutcome {
+    fn from(text: String) -> Self {
+        match Self::from(text.as_str()) {
+            Self::Other(_) => Self::Other(text),
+            known => known,
+        }
+    }
+}
+
+impl fmt::Display for AuditOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for AuditOutcome {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for AuditOutcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for AuditOutcome {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AuditOutcome {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// One entry of the audit log. Never holds a token or a key: only ids.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
@@ -35,7 +137,7 @@ pub struct AuditEvent {
     /// The capability asked for or granted, as text.
     pub capability: Option<String>,
     /// The outcome, for example `granted` or `refused`.
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     /// Why, when refused or revoked.
     pub reason: Option<String>,
     /// The caller's address, if known.
@@ -69,5 +171,49 @@ impl AuditQuery {
             None => true,
         };
         agent_ok && token_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: [(AuditOutcome, &str); 7] = [
+        (AuditOutcome::Granted, "granted"),
+        (AuditOutcome::Refused, "refused"),
+        (AuditOutcome::Summary, "summary"),
+        (AuditOutcome::Revoked, "revoked"),
+        (AuditOutcome::Denied, "denied"),
+        (AuditOutcome::AgentRegistered, "agent registered"),
+        (AuditOutcome::AgentDisabled, "agent disabled"),
+    ];
+
+    #[test]
+    fn outcomes_are_stored_as_the_same_text_as_before() {
+        for (outcome, text) in KNOWN {
+            let json = serde_json::to_string(&outcome).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(
+                serde_json::from_str::<AuditOutcome>(&json).unwrap(),
+                outcome
+            );
+            assert_eq!(AuditOutcome::from(text), outcome);
+            assert_eq!(outcome.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn an_unknown_stored_outcome_stays_readable_and_is_written_back_unchanged() {
+        let read: AuditOutcome = serde_json::from_str("\"quarantined\"").unwrap();
+        assert_eq!(read, AuditOutcome::Other("quarantined".into()));
+        assert_eq!(read, "quarantined");
+        assert_eq!(serde_json::to_string(&read).unwrap(), "\"quarantined\"");
+        // A known text never becomes `Other`, whichever way it comes in.
+        assert_eq!(
+            AuditOutcome::from("granted".to_owned()),
+            AuditOutcome::Granted
+        );
+        // Not a string at all is a decode error.
+        assert!(serde_json::from_str::<AuditOutcome>("1").is_err());
     }
 }

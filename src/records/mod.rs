@@ -8,8 +8,11 @@
 
 mod audit;
 mod cursor;
+mod feed;
+pub mod redis;
 mod revocation;
 
-pub use audit::{AuditEvent, AuditKind, AuditQuery};
+pub use audit::{AuditEvent, AuditKind, AuditOutcome, AuditQuery};
 pub use cursor::Cursor;
+pub use feed::{AuditEntry, AuditPage, FeedEntry, FeedPage};
 pub use revocation::Revocation;

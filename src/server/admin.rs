@@ -17,6 +17,7 @@ use super::error::ApiError;
 use super::oauth::{audit, remote};
 use super::state::AppState;
 use crate::jose::OkpJwk;
+use crate::records::{AuditEntry, AuditOutcome, AuditPage, FeedEntry, FeedPage};
 use crate::store::{AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, Revocation};
 use crate::token::{
     self, parse_duration, parse_public_key, Action, AgentId, Audience, Grant, Lifetime,
@@ -256,7 +257,7 @@ fn validate(
 
 fn admin_event(
     state: &AppState,
-    outcome: &str,
+    outcome: AuditOutcome,
     agent: Option<String>,
     grant: &Grant,
 ) -> AuditEvent {
@@ -266,7 +267,7 @@ fn admin_event(
         agent,
         token_id: None,
         capability: None,
-        outcome: outcome.into(),
+        outcome,
         reason: None,
         remote_addr: None,
         chain: grant.chain.iter().map(ToString::to_string).collect(),
@@ -295,7 +296,12 @@ pub async fn register_agent(
         updated_at: now,
     };
     state.stores.agents.put(&record).await?;
-    let mut ev = admin_event(&state, "agent registered", Some(id.to_string()), &grant);
+    let mut ev = admin_event(
+        &state,
+        AuditOutcome::AgentRegistered,
+        Some(id.to_string()),
+        &grant,
+    );
     ev.remote_addr = remote(addr);
     audit(&state, ev).await?;
     let status = if existing.is_some() {
@@ -339,7 +345,12 @@ pub async fn disable_agent(
         return Err(ApiError::NotFound(format!("no agent {id}")));
     }
     let revoked = revoke_agent_tokens(&state, &id, "agent disabled").await?;
-    let mut ev = admin_event(&state, "agent disabled", Some(id.clone()), &grant);
+    let mut ev = admin_event(
+        &state,
+        AuditOutcome::AgentDisabled,
+        Some(id.clone()),
+        &grant,
+    );
     ev.remote_addr = remote(addr);
     audit(&state, ev).await?;
     Ok(Json(
@@ -498,7 +509,7 @@ pub async fn revoke(
     } else {
         return Err(ApiError::bad_request("nothing to revoke"));
     };
-    let mut ev = admin_event(&state, "revoked", agent, &grant);
+    let mut ev = admin_event(&state, AuditOutcome::Revoked, agent, &grant);
     ev.kind = AuditKind::Revocation;
     ev.token_id = token_id;
     ev.reason = Some(reason);
@@ -521,7 +532,7 @@ pub struct FeedQuery {
 pub async fn feed(
     State(state): State<AppState>,
     Query(q): Query<FeedQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<FeedPage>, ApiError> {
     let after = q.after.filter(|a| !a.is_empty()).map(Cursor::new);
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
@@ -534,15 +545,12 @@ pub async fn feed(
             .wait(after.as_ref(), limit, wait)
             .await?
     };
-    let next = entries
-        .last()
-        .map(|(c, _)| c.to_string())
-        .or(after.map(|c| c.to_string()));
-    let entries: Vec<_> = entries
+    let next = entries.last().map(|(c, _)| c.clone()).or(after);
+    let entries = entries
         .into_iter()
-        .map(|(c, r)| json!({ "cursor": c.to_string(), "revocation": r }))
+        .map(|(cursor, revocation)| FeedEntry { cursor, revocation })
         .collect();
-    Ok(Json(json!({ "entries": entries, "next": next })))
+    Ok(Json(FeedPage { entries, next }))
 }
 
 /// Query of the audit log.
@@ -558,7 +566,7 @@ pub struct AuditParams {
 pub async fn audit_log(
     State(state): State<AppState>,
     Query(q): Query<AuditParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     let query = AuditQuery {
         agent: q.agent,
         token_id: q.token_id,
@@ -566,10 +574,10 @@ pub async fn audit_log(
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let events = state.stores.audit.query(&query).await?;
-    let next = events.last().map(|(c, _)| c.to_string());
-    let events: Vec<_> = events
+    let next = events.last().map(|(c, _)| c.clone());
+    let events = events
         .into_iter()
-        .map(|(c, e)| json!({ "cursor": c.to_string(), "event": e }))
+        .map(|(cursor, event)| AuditEntry { cursor, event })
         .collect();
-    Ok(Json(json!({ "events": events, "next": next })))
+    Ok(Json(AuditPage { events, next }))
 }

@@ -20,6 +20,7 @@ use super::config::StoreOutage;
 use super::error::{bounded, quoted, ApiError, OAuthCode};
 use super::state::AppState;
 use crate::jose::{self, AssertionClaims, AssertionRules, DpopRules, Jws};
+use crate::records::AuditOutcome;
 use crate::replay::dpop_replay_key;
 use crate::store::{
     AgentRecord, AuditEvent, AuditKind, Issue, IssuedToken, OnceKey, Revocation, StoreError,
@@ -433,14 +434,14 @@ fn log_audit(event: &AuditEvent) {
     );
 }
 
-fn event(state: &AppState, kind: AuditKind, outcome: &str) -> AuditEvent {
+fn event(state: &AppState, kind: AuditKind, outcome: AuditOutcome) -> AuditEvent {
     AuditEvent {
         at: state.now(),
         kind,
         agent: None,
         token_id: None,
         capability: None,
-        outcome: outcome.into(),
+        outcome,
         reason: None,
         remote_addr: None,
         chain: Vec::new(),
@@ -462,7 +463,7 @@ pub async fn token(
             state.metrics.refuse(e.reason());
             match agent {
                 Some(agent) => {
-                    let mut ev = event(&state, AuditKind::Refusal, "refused");
+                    let mut ev = event(&state, AuditKind::Refusal, AuditOutcome::Refused);
                     ev.agent = Some(agent);
                     ev.reason = Some(bounded(&e.to_string(), MAX_REASON_CHARS));
                     ev.remote_addr = remote;
@@ -479,7 +480,7 @@ pub async fn token(
 const MAX_REASON_CHARS: usize = 300;
 
 /// The outcome of a summary of refusals not stored one by one.
-pub const SUMMARY_OUTCOME: &str = "summary";
+pub const SUMMARY_OUTCOME: AuditOutcome = AuditOutcome::Summary;
 
 /// Records a refusal; it is answered even when the audit store is down.
 async fn record_refusal(state: &AppState, ev: AuditEvent) {
@@ -497,7 +498,7 @@ async fn refused_stranger(state: &AppState, reason: &'static str, remote: Option
         record_refusal(state, summary_event(state, &skipped)).await;
     }
     if sampled.store {
-        let mut ev = event(state, AuditKind::Refusal, "refused");
+        let mut ev = event(state, AuditKind::Refusal, AuditOutcome::Refused);
         ev.reason = Some(reason.to_owned());
         ev.remote_addr = remote;
         record_refusal(state, ev).await;
@@ -738,7 +739,7 @@ async fn grant(
             .map(|a| format!(" at {a}"))
             .unwrap_or_default()
     );
-    let mut ev = event(state, AuditKind::Mint, "granted");
+    let mut ev = event(state, AuditKind::Mint, AuditOutcome::Granted);
     ev.agent = Some(client.id.to_string());
     ev.token_id = Some(minted.token_id.clone());
     ev.capability = Some(capability);
@@ -824,7 +825,7 @@ pub async fn revoke(
     };
     state.stores.revocations.revoke(&revocation).await?;
     state.metrics.revocations.inc();
-    let mut ev = event(&state, AuditKind::Revocation, "revoked");
+    let mut ev = event(&state, AuditKind::Revocation, AuditOutcome::Revoked);
     ev.agent = Some(seen.agent);
     ev.token_id = Some(seen.token_id);
     ev.reason = Some(revocation.reason);

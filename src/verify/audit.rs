@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::follow::{redact_url, Backoff, Retry};
-use crate::records::{AuditEvent, AuditKind};
+use crate::records::redis::{self as redis_layout, LayoutError, RedisLayout};
+use crate::records::{AuditEvent, AuditKind, AuditOutcome};
 
 /// An authorization decision to record: who asked for what, and the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +63,11 @@ impl From<DecisionAudit> for AuditEvent {
             agent: d.agent,
             token_id: d.token_id,
             capability: (!d.action.is_empty()).then(|| format!("{} {}", d.action, d.resource)),
-            outcome: if d.granted { "granted" } else { "denied" }.to_owned(),
+            outcome: if d.granted {
+                AuditOutcome::Granted
+            } else {
+                AuditOutcome::Denied
+            },
             reason: d.reason,
             remote_addr: d.remote_addr,
             chain: d.chain,
@@ -133,6 +138,9 @@ pub enum AuditSinkError {
     /// The Redis URL could not be parsed (the message never holds the password).
     #[error("invalid Redis URL: {0}")]
     RedisUrl(String),
+    /// The key prefix would change the keys' Redis Cluster hash tags.
+    #[error(transparent)]
+    KeyPrefix(#[from] LayoutError),
 }
 
 /// The sink's counters.
@@ -184,11 +192,14 @@ impl AuditSink {
         let client = Client::open(config.url.as_str()).map_err(|e| {
             AuditSinkError::RedisUrl(format!("{} ({:?})", redact_url(&config.url), e.kind()))
         })?;
+        let layout = RedisLayout::new(config.key_prefix.clone())?;
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
         let (stop, stopping) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let writer = Writer {
-            stream: format!("{}audit", config.key_prefix),
+            // The untagged name the issuer's store writes today; becomes
+            // `layout.audit()` when the store moves to the tagged layout.
+            stream: layout.legacy().audit(),
             batch: config.batch.max(1),
             client,
             conn: None,
@@ -343,17 +354,15 @@ impl Writer {
         for event in events {
             // These records always encode; a failure would be a bug, so the
             // event is counted as dropped rather than retried forever.
-            let Ok(json) = serde_json::to_string(event) else {
+            let Ok(json) = redis_layout::encode_audit(event) else {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             pipe.cmd("XADD")
                 .arg(&self.stream)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.config.max_len)
+                .arg(&redis_layout::max_len_args(self.config.max_len)[..])
                 .arg("*")
-                .arg("event")
+                .arg(redis_layout::AUDIT_FIELD)
                 .arg(json)
                 .ignore();
             written += 1;

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use super::{
-    entry_of, json_problem, redact_url, wall_clock, Backoff, Entry, FollowError, FollowerHandle,
-    Retry,
+    entry_of, follow, json_problem, redact_url, Backoff, Entry, FeedSource, FollowError,
+    FollowerHandle, Loop, Page,
 };
-use crate::records::Revocation;
+use crate::records::{FeedEntry, FeedPage};
 use crate::verify::view::RevocationView;
 
 /// Follows the issuer's feed, `GET {issuer}/v1/revocations?after=&wait=&limit=`,
@@ -123,33 +122,19 @@ impl HttpFollower {
             .timeout(Duration::from_secs(wait_secs) + self.timeout)
             .build()
             .map_err(|e| FollowError::Http(e.to_string()))?;
-        let run = Run {
+        let source = Source {
             url: format!("{base}/v1/revocations"),
             wait_secs,
             batch: self.batch.clamp(1, 10_000),
             client,
-            view: view.clone(),
-            after: None,
-            last_purge: Instant::now(),
             credential,
-            config: self,
         };
-        FollowerHandle::spawn(view, run.run())
+        let config = Loop {
+            backoff: self.backoff,
+            purge_every: self.purge_every,
+        };
+        FollowerHandle::spawn(view.clone(), follow(source, view, config))
     }
-}
-
-/// The feed's answer.
-#[derive(Deserialize)]
-struct Page {
-    entries: Vec<serde_json::Value>,
-    next: Option<String>,
-}
-
-/// One entry of the feed.
-#[derive(Deserialize)]
-struct FeedEntry {
-    cursor: String,
-    revocation: Revocation,
 }
 
 /// A feed page as the follower applies it.
@@ -167,7 +152,7 @@ pub(crate) struct ReadPage {
 /// Parses the issuer's feed answer. Pure, so that it can be fuzzed: a
 /// malformed entry is skipped (and logged), a malformed page is an error.
 pub(crate) fn read_page(body: &[u8]) -> Result<ReadPage, String> {
-    let page: Page = serde_json::from_slice(body)
+    let page: FeedPage<serde_json::Value> = serde_json::from_slice(body)
         .map_err(|e| format!("unexpected feed answer: {}", json_problem(&e)))?;
     let count = page.entries.len();
     let mut entries: Vec<Entry> = Vec::with_capacity(count);
@@ -176,7 +161,7 @@ pub(crate) fn read_page(body: &[u8]) -> Result<ReadPage, String> {
         let cursor = value["cursor"].as_str().map(str::to_owned);
         match serde_json::from_value::<FeedEntry>(value)
             .map_err(|e| json_problem(&e))
-            .and_then(|e| Ok((e.cursor, entry_of(&e.revocation)?)))
+            .and_then(|e| Ok((e.cursor.to_string(), entry_of(&e.revocation)?)))
         {
             Ok((cursor, entry)) => {
                 entries.push(entry);
@@ -197,20 +182,16 @@ pub(crate) fn read_page(body: &[u8]) -> Result<ReadPage, String> {
     Ok(ReadPage {
         entries,
         count,
-        next: page.next.or(last_cursor),
+        next: page.next.map(|c| c.to_string()).or(last_cursor),
     })
 }
 
-struct Run {
-    config: HttpFollower,
+/// The issuer's HTTP feed as a [`FeedSource`].
+struct Source {
     url: String,
     wait_secs: u64,
     batch: usize,
     client: reqwest::Client,
-    view: Arc<RevocationView>,
-    /// The cursor after the last entry applied (or skipped as malformed).
-    after: Option<String>,
-    last_purge: Instant,
     credential: Credential,
 }
 
@@ -359,51 +340,20 @@ impl Credential {
     }
 }
 
-impl Run {
-    async fn run(mut self) {
-        let mut retry = Retry::new(self.config.backoff);
-        let issuer = redact_url(&self.url);
-        loop {
-            self.credential.refresh().await;
-            let sent = Instant::now();
-            match self.poll().await {
-                Ok(full) => {
-                    if !full {
-                        self.view.confirm_current_at(sent);
-                    }
-                    let failures = retry.succeed();
-                    if failures > 0 {
-                        tracing::info!(feed = %issuer, failures, "revocation follower is back on the issuer's feed");
-                    }
-                    self.purge_if_due();
-                }
-                Err(problem) => {
-                    self.view.note_reconnect();
-                    let wait = retry.fail();
-                    if retry.worth_warning() {
-                        tracing::warn!(
-                            feed = %issuer,
-                            failures = retry.failures,
-                            retry_in_ms = wait.as_millis() as u64,
-                            error = %problem,
-                            "revocation follower cannot read the issuer's feed; the view goes stale until it can"
-                        );
-                    }
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
+impl FeedSource for Source {
+    fn describe(&self) -> String {
+        redact_url(&self.url)
     }
 
-    /// One long poll; applies what came back. `Ok(true)` when the page was
-    /// full (more may be waiting, so the view is not confirmed yet).
-    async fn poll(&mut self) -> Result<bool, String> {
+    /// Reads the credential file again if due, then one long poll.
+    async fn next_page(&mut self, after: Option<&str>) -> Result<Page, String> {
+        self.credential.refresh().await;
         let mut query = vec![
             ("wait", self.wait_secs.to_string()),
             ("limit", self.batch.to_string()),
         ];
-        if let Some(after) = &self.after {
-            query.push(("after", after.clone()));
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
         }
         let response = self
             .client
@@ -429,32 +379,10 @@ impl Run {
             return Err(format!("the issuer answered {} {code}", status.as_u16()));
         }
         let page = read_page(&body)?;
-        let full = page.count >= self.batch;
-        let entries = page.entries;
-        // Where to resume: the issuer's `next`, else the last cursor seen.
-        let next = page.next;
-        if !entries.is_empty() || next != self.after {
-            let Some(next) = next else {
-                return Err("the feed answered entries without a cursor".to_owned());
-            };
-            self.view
-                .apply(
-                    entries.iter().map(|(id, exp)| (id.as_slice(), *exp)),
-                    Some(next.clone()),
-                )
-                .map_err(|e| format!("the revocation view refused entries: {e}"))?;
-            self.after = Some(next);
-        }
-        Ok(full)
-    }
-
-    fn purge_if_due(&mut self) {
-        if self.last_purge.elapsed() >= self.config.purge_every {
-            self.last_purge = Instant::now();
-            let purged = self.view.purge_expired(wall_clock());
-            if purged > 0 {
-                tracing::debug!(purged, "dropped revocations of expired tokens");
-            }
-        }
+        Ok(Page {
+            full: page.count >= self.batch,
+            entries: page.entries,
+            next: page.next,
+        })
     }
 }

@@ -25,8 +25,9 @@
 pub(crate) mod http;
 mod redis;
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rand::Rng as _;
@@ -111,6 +112,9 @@ pub enum FollowError {
     /// The Redis URL could not be parsed (the message never holds the password).
     #[error("invalid Redis URL: {0}")]
     RedisUrl(String),
+    /// The key prefix would change the keys' Redis Cluster hash tags.
+    #[error(transparent)]
+    KeyPrefix(#[from] crate::records::redis::LayoutError),
     /// The issuer URL is not an `http(s)://` URL.
     #[error("invalid issuer URL: {0}")]
     IssuerUrl(String),
@@ -174,6 +178,116 @@ impl Drop for FollowerHandle {
             task.abort();
         }
     }
+}
+
+/// What a source read: the well-formed entries, where the feed resumes
+/// after them, and whether more may be waiting.
+#[derive(Debug, Default)]
+pub(crate) struct Page {
+    /// The well-formed entries, in order (malformed ones were skipped).
+    pub(crate) entries: Vec<Entry>,
+    /// The position after this page: the last entry read (well-formed or
+    /// not), or the position asked for when there was none.
+    pub(crate) next: Option<String>,
+    /// The page was full: more may be waiting, the view is not current yet.
+    pub(crate) full: bool,
+}
+
+/// Where a follower reads the revocation feed: the issuer's Redis stream
+/// or its HTTP feed. [`follow`] runs the loop over it.
+pub(crate) trait FeedSource: Send {
+    /// Reads the entries after `after` (from the start when `None`): at
+    /// once if there are some, else waiting up to the source's long-poll
+    /// time. An error means the source is unreachable or answered
+    /// something unusable; the next call starts over (reconnecting if the
+    /// source holds a connection) from the same `after`.
+    fn next_page(
+        &mut self,
+        after: Option<&str>,
+    ) -> impl Future<Output = Result<Page, String>> + Send;
+
+    /// What the source is, for logs (never a credential).
+    fn describe(&self) -> String;
+}
+
+/// How a follower's loop is set up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Loop {
+    /// Waits between attempts after a failure.
+    pub(crate) backoff: Backoff,
+    /// How often expired ids are dropped.
+    pub(crate) purge_every: Duration,
+}
+
+/// The follow loop, written once for every source: read a page, apply it,
+/// confirm the view when the page reached the end of the feed, purge
+/// expired ids when due, and on failure count a reconnection and back off.
+/// Runs until its task is aborted.
+pub(crate) async fn follow<S: FeedSource>(mut source: S, view: Arc<RevocationView>, config: Loop) {
+    let mut retry = Retry::new(config.backoff);
+    let mut after: Option<String> = None;
+    let mut last_purge = Instant::now();
+    let source_name = source.describe();
+    loop {
+        let sent = Instant::now();
+        let applied = match source.next_page(after.as_deref()).await {
+            Ok(page) => apply(&view, &mut after, page),
+            Err(problem) => Err(problem),
+        };
+        match applied {
+            Ok(full) => {
+                if !full {
+                    view.confirm_current_at(sent);
+                }
+                let failures = retry.succeed();
+                if failures > 0 {
+                    tracing::info!(
+                        source = %source_name,
+                        failures,
+                        position = after.as_deref().unwrap_or("start"),
+                        "revocation follower is back on its source"
+                    );
+                }
+                if last_purge.elapsed() >= config.purge_every {
+                    last_purge = Instant::now();
+                    let purged = view.purge_expired(wall_clock());
+                    if purged > 0 {
+                        tracing::debug!(purged, "dropped revocations of expired tokens");
+                    }
+                }
+            }
+            Err(problem) => {
+                view.note_reconnect();
+                let wait = retry.fail();
+                if retry.worth_warning() {
+                    tracing::warn!(
+                        source = %source_name,
+                        failures = retry.failures,
+                        retry_in_ms = wait.as_millis() as u64,
+                        error = %problem,
+                        "revocation follower cannot read its source; the view goes stale until it can"
+                    );
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Applies a page and moves `after` past it. Returns whether it was full.
+fn apply(view: &RevocationView, after: &mut Option<String>, page: Page) -> Result<bool, String> {
+    if !page.entries.is_empty() || page.next != *after {
+        let Some(next) = page.next else {
+            return Err("the feed answered entries without a cursor".to_owned());
+        };
+        view.apply(
+            page.entries.iter().map(|(id, exp)| (id.as_slice(), *exp)),
+            Some(next.clone()),
+        )
+        .map_err(|e| format!("the revocation view refused entries: {e}"))?;
+        *after = Some(next);
+    }
+    Ok(page.full)
 }
 
 /// A feed entry the view can hold: the id's bytes and the token's expiry.
@@ -251,6 +365,17 @@ mod tests {
         assert!(entry_of(&r).is_err());
         r.revocation_id = "zz".repeat(64);
         assert!(entry_of(&r).is_err());
+    }
+
+    #[test]
+    fn a_key_prefix_with_a_brace_is_refused_before_anything_starts() {
+        let mut follower = RedisFollower::new("redis://127.0.0.1:1/");
+        follower.key_prefix = "team{a}:".into();
+        let started = follower.spawn(RevocationView::new());
+        assert!(
+            matches!(started, Err(FollowError::KeyPrefix(_))),
+            "{started:?}"
+        );
     }
 
     #[test]

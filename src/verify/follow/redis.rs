@@ -2,16 +2,17 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use ::redis::{AsyncConnectionConfig, Client, RedisError};
 
 use super::{
-    entry_of, json_problem, redact_url, wall_clock, Backoff, Entry, FollowError, FollowerHandle,
-    Retry,
+    entry_of, follow, json_problem, redact_url, Backoff, Entry, FeedSource, FollowError,
+    FollowerHandle, Loop, Page,
 };
+use crate::records::redis::{RedisLayout, REVOCATION_FIELD};
 use crate::records::Revocation;
 use crate::verify::view::RevocationView;
 
@@ -91,28 +92,34 @@ impl RedisFollower {
         let client = Client::open(self.url.as_str()).map_err(|e| {
             FollowError::RedisUrl(format!("{} ({:?})", redact_url(&self.url), e.kind()))
         })?;
-        let run = Run {
-            stream: format!("{}revocations", self.key_prefix),
+        let layout = RedisLayout::new(self.key_prefix.clone())?;
+        let source = Source {
+            // The untagged name the issuer's store writes today; becomes
+            // `layout.revocations()` when the store moves to the tagged layout.
+            stream: layout.legacy().revocations(),
             batch: self.batch.max(1),
             client,
-            view: view.clone(),
-            last_id: None,
-            last_purge: Instant::now(),
-            config: self,
+            conn: None,
+            caught_up: false,
+            url: redact_url(&self.url),
+            block: self.block,
+            timeout: self.timeout,
         };
-        FollowerHandle::spawn(view, run.run())
+        let config = Loop {
+            backoff: self.backoff,
+            purge_every: self.purge_every,
+        };
+        FollowerHandle::spawn(view.clone(), follow(source, view, config))
     }
 }
 
-/// Why a session ended.
+/// Why a read failed.
 #[derive(Debug)]
 enum Stop {
     /// Redis failed or did not answer.
     Redis(RedisError),
     /// Redis did not answer within the bound.
     Timeout(Duration),
-    /// The view refused the entries (poisoned or out of memory).
-    View(String),
 }
 
 impl fmt::Display for Stop {
@@ -120,7 +127,6 @@ impl fmt::Display for Stop {
         match self {
             Self::Redis(e) => write!(f, "{e}"),
             Self::Timeout(d) => write!(f, "Redis did not answer within {} ms", d.as_millis()),
-            Self::View(e) => write!(f, "the revocation view refused entries: {e}"),
         }
     }
 }
@@ -131,86 +137,84 @@ impl From<RedisError> for Stop {
     }
 }
 
-struct Run {
-    config: RedisFollower,
+/// The issuer's Redis stream as a [`FeedSource`]: after each (re)connection
+/// it catches up with `XRANGE`, page by page, then follows with blocking
+/// `XREAD`s on a connection of its own.
+struct Source {
     client: Client,
+    /// `None` before the first connection and after a failure.
+    conn: Option<MultiplexedConnection>,
+    /// Whether the catch-up since the last connection reached the end.
+    caught_up: bool,
     stream: String,
     batch: usize,
-    view: Arc<RevocationView>,
-    /// The id of the last stream entry applied (or skipped as malformed).
-    last_id: Option<String>,
-    last_purge: Instant,
+    /// The Redis URL without its password.
+    url: String,
+    block: Duration,
+    timeout: Duration,
 }
 
-impl Run {
-    async fn run(mut self) {
-        let mut retry = Retry::new(self.config.backoff);
-        let url = redact_url(&self.config.url);
-        loop {
-            let stop = self.session(&mut retry).await;
-            self.view.note_reconnect();
-            let wait = retry.fail();
-            if retry.worth_warning() {
-                tracing::warn!(
-                    redis = %url,
-                    stream = %self.stream,
-                    failures = retry.failures,
-                    retry_in_ms = wait.as_millis() as u64,
-                    error = %stop,
-                    "revocation follower lost Redis; the view goes stale until it is back"
-                );
-            }
-            tokio::time::sleep(wait).await;
-        }
+impl FeedSource for Source {
+    fn describe(&self) -> String {
+        format!("{} stream {}", self.url, self.stream)
     }
 
-    /// Connects, catches up, then follows until something fails.
-    async fn session(&mut self, retry: &mut Retry) -> Stop {
-        let mut conn = match self.connect().await {
-            Ok(conn) => conn,
-            Err(stop) => return stop,
+    async fn next_page(&mut self, after: Option<&str>) -> Result<Page, String> {
+        let read = self.read_page(after).await;
+        if read.is_err() {
+            self.conn = None;
+        }
+        read.map_err(|stop| stop.to_string())
+    }
+}
+
+impl Source {
+    async fn read_page(&mut self, after: Option<&str>) -> Result<Page, Stop> {
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                self.caught_up = false;
+                self.connect().await?
+            }
         };
-        // Catch up with XRANGE, page by page.
-        loop {
-            let sent = Instant::now();
-            let page = match self.range(&mut conn).await {
-                Ok(page) => page,
-                Err(stop) => return stop,
-            };
-            match self.apply(page, sent) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(stop) => return stop,
+        let ids = if self.caught_up {
+            self.read(&mut conn, after).await?
+        } else {
+            self.range(&mut conn, after).await?
+        };
+        self.conn = Some(conn);
+        let full = ids.len() >= self.batch;
+        if !full {
+            self.caught_up = true;
+        }
+        let next = ids
+            .last()
+            .map(|e| e.id.clone())
+            .or(after.map(str::to_owned));
+        let mut entries: Vec<Entry> = Vec::with_capacity(ids.len());
+        for stream_entry in &ids {
+            match parse(stream_entry) {
+                Ok(entry) => entries.push(entry),
+                Err(problem) => tracing::warn!(
+                    stream = %self.stream,
+                    entry = %stream_entry.id,
+                    problem = %problem,
+                    "skipping a malformed revocation entry"
+                ),
             }
         }
-        let failures = retry.succeed();
-        if failures > 0 {
-            tracing::info!(
-                stream = %self.stream,
-                failures,
-                position = self.last_id.as_deref().unwrap_or("start"),
-                "revocation follower is back on Redis"
-            );
-        }
-        // Follow with blocking reads.
-        loop {
-            self.purge_if_due();
-            let sent = Instant::now();
-            let page = match self.read(&mut conn).await {
-                Ok(page) => page,
-                Err(stop) => return stop,
-            };
-            if let Err(stop) = self.apply(page, sent) {
-                return stop;
-            }
-        }
+        Ok(Page {
+            entries,
+            next,
+            full,
+        })
     }
 
     async fn connect(&self) -> Result<MultiplexedConnection, Stop> {
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.config.timeout))
-            .set_response_timeout(Some(self.config.block + self.config.timeout));
-        let bound = self.config.timeout * 2;
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.block + self.timeout));
+        let bound = self.timeout * 2;
         match tokio::time::timeout(
             bound,
             self.client
@@ -223,9 +227,13 @@ impl Run {
         }
     }
 
-    /// `XRANGE <stream> (<last id> + COUNT <batch>` (from `-` at first).
-    async fn range(&self, conn: &mut MultiplexedConnection) -> Result<Vec<StreamId>, Stop> {
-        let start = match &self.last_id {
+    /// `XRANGE <stream> (<after> + COUNT <batch>` (from `-` at first).
+    async fn range(
+        &self,
+        conn: &mut MultiplexedConnection,
+        after: Option<&str>,
+    ) -> Result<Vec<StreamId>, Stop> {
+        let start = match after {
             Some(id) => format!("({id}"),
             None => "-".to_owned(),
         };
@@ -235,16 +243,20 @@ impl Run {
             .arg("+")
             .arg("COUNT")
             .arg(self.batch);
-        let bound = self.config.timeout * 2;
+        let bound = self.timeout * 2;
         match tokio::time::timeout(bound, cmd.query_async::<StreamRangeReply>(conn)).await {
             Ok(reply) => Ok(reply?.ids),
             Err(_) => Err(Stop::Timeout(bound)),
         }
     }
 
-    /// `XREAD COUNT <batch> BLOCK <block> STREAMS <stream> <last id>`.
-    async fn read(&self, conn: &mut MultiplexedConnection) -> Result<Vec<StreamId>, Stop> {
-        let block_ms = u64::try_from(self.config.block.as_millis().max(1)).unwrap_or(u64::MAX);
+    /// `XREAD COUNT <batch> BLOCK <block> STREAMS <stream> <after>`.
+    async fn read(
+        &self,
+        conn: &mut MultiplexedConnection,
+        after: Option<&str>,
+    ) -> Result<Vec<StreamId>, Stop> {
+        let block_ms = u64::try_from(self.block.as_millis().max(1)).unwrap_or(u64::MAX);
         let mut cmd = ::redis::cmd("XREAD");
         cmd.arg("COUNT")
             .arg(self.batch)
@@ -252,8 +264,8 @@ impl Run {
             .arg(block_ms)
             .arg("STREAMS")
             .arg(&self.stream)
-            .arg(self.last_id.as_deref().unwrap_or("0-0"));
-        let bound = self.config.block + self.config.timeout * 2;
+            .arg(after.unwrap_or("0-0"));
+        let bound = self.block + self.timeout * 2;
         match tokio::time::timeout(bound, cmd.query_async::<Option<StreamReadReply>>(conn)).await {
             Ok(reply) => Ok(reply?
                 .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
@@ -261,57 +273,12 @@ impl Run {
             Err(_) => Err(Stop::Timeout(bound)),
         }
     }
-
-    /// Applies a page, read by a request sent at `sent`, and moves past
-    /// it, skipping malformed entries. A page that is not full holds all
-    /// there was, so the view is then current as of `sent`. Returns whether
-    /// the page was full (more may be waiting).
-    fn apply(&mut self, page: Vec<StreamId>, sent: Instant) -> Result<bool, Stop> {
-        let full = page.len() >= self.batch;
-        let Some(last) = page.last().map(|e| e.id.clone()) else {
-            self.view.confirm_current_at(sent);
-            return Ok(false);
-        };
-        let mut entries: Vec<Entry> = Vec::with_capacity(page.len());
-        for stream_entry in &page {
-            match parse(stream_entry) {
-                Ok(entry) => entries.push(entry),
-                Err(problem) => tracing::warn!(
-                    stream = %self.stream,
-                    entry = %stream_entry.id,
-                    problem = %problem,
-                    "skipping a malformed revocation entry"
-                ),
-            }
-        }
-        self.view
-            .apply(
-                entries.iter().map(|(id, exp)| (id.as_slice(), *exp)),
-                Some(last.clone()),
-            )
-            .map_err(|e| Stop::View(e.to_string()))?;
-        self.last_id = Some(last);
-        if !full {
-            self.view.confirm_current_at(sent);
-        }
-        Ok(full)
-    }
-
-    fn purge_if_due(&mut self) {
-        if self.last_purge.elapsed() >= self.config.purge_every {
-            self.last_purge = Instant::now();
-            let purged = self.view.purge_expired(wall_clock());
-            if purged > 0 {
-                tracing::debug!(purged, "dropped revocations of expired tokens");
-            }
-        }
-    }
 }
 
 /// The revoked id and expiry of one stream entry.
 fn parse(entry: &StreamId) -> Result<Entry, String> {
-    let Some(text) = entry.get::<String>("revocation") else {
-        return Err("no `revocation` field".to_owned());
+    let Some(text) = entry.get::<String>(REVOCATION_FIELD) else {
+        return Err(format!("no `{REVOCATION_FIELD}` field"));
     };
     let revocation: Revocation = serde_json::from_str(&text).map_err(|e| json_problem(&e))?;
     entry_of(&revocation)

@@ -66,7 +66,7 @@ pub fn event(agent: &str, token_id: &str, at: DateTime<Utc>) -> AuditEvent {
         agent: Some(agent.to_owned()),
         token_id: Some(token_id.to_owned()),
         capability: Some("read docs/report.pdf".to_owned()),
-        outcome: "granted".to_owned(),
+        outcome: "granted".into(),
         reason: None,
         remote_addr: Some("127.0.0.1:5555".to_owned()),
         chain: vec![agent.to_owned()],

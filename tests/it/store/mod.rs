@@ -7,6 +7,7 @@ mod composed;
 mod contract;
 mod embedded;
 mod redis;
+pub(crate) mod redis_cluster;
 pub(crate) mod redis_server;
 
 /// Declares each contract function as a test against each backend:
