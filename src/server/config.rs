@@ -104,9 +104,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Directory of the root key ring (default: `<data_dir>/keys`).
     pub keys_dir: Option<PathBuf>,
-    /// Use Redis for agents, revocations, replay caches and the audit log.
+    /// Use Redis for agents, revocations, replay caches and the audit log:
+    /// `redis://host:port[/db]` for one server, or
+    /// `redis+cluster://host:port,host:port` for a Redis Cluster (any
+    /// reachable nodes). Keys and durability: docs/storage.md.
     pub redis_url: Option<String>,
-    /// Prefix of every Redis key.
+    /// Prefix of every Redis key; must not contain `{` or `}` (hash tags).
     pub redis_key_prefix: String,
     /// Lifetime of a token when the request names none.
     pub default_ttl: Ttl,

@@ -21,7 +21,7 @@ fn secs(n: i64) -> TimeDelta {
     TimeDelta::seconds(n)
 }
 
-fn agent(id: &str, now: DateTime<Utc>) -> AgentRecord {
+pub fn agent(id: &str, now: DateTime<Utc>) -> AgentRecord {
     AgentRecord {
         id: id.to_owned(),
         public_key: format!("ed25519/{}", "ab".repeat(32)),
@@ -49,7 +49,7 @@ pub fn revocation(id: &str, now: DateTime<Utc>) -> Revocation {
     }
 }
 
-fn token(token_id: &str, agent: &str, issued_at: DateTime<Utc>, ttl: i64) -> IssuedToken {
+pub fn token(token_id: &str, agent: &str, issued_at: DateTime<Utc>, ttl: i64) -> IssuedToken {
     IssuedToken {
         token_id: token_id.to_owned(),
         agent: agent.to_owned(),

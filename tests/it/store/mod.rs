@@ -13,7 +13,8 @@ pub(crate) mod redis_server;
 /// Declares each contract function as a test against each backend:
 /// `store::embedded_contract::<name>`, `store::redis_contract::<name>` and
 /// `store::composed_contract::<name>` (embedded, with the default
-/// `record_issue`).
+/// `record_issue`) and `store::redis_cluster_contract::<name>` (a
+/// three-master Redis Cluster).
 macro_rules! contract_suite {
     ($($name:ident),+ $(,)?) => {
         mod embedded_contract {
@@ -31,6 +32,18 @@ macro_rules! contract_suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     let backend = super::composed::Backend::new();
+                    super::contract::$name(&backend.stores).await;
+                }
+            )+
+        }
+
+        mod redis_cluster_contract {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(backend) = super::redis::ClusterBackend::start().await else {
+                        return;
+                    };
                     super::contract::$name(&backend.stores).await;
                 }
             )+

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use tessera::store::{RedisConfig, StoreError, Stores};
 
-use super::contract::{revocation, wall_clock};
+use super::contract::{event, revocation, wall_clock};
+use super::redis_cluster::RedisCluster;
 use super::redis_server::RedisServer;
 
 /// A Redis store on a `redis-server` of its own.
@@ -23,6 +24,25 @@ impl Backend {
         let server = RedisServer::start_with(persistent)?;
         let stores = Stores::redis(&server.url(), "tessera:").await.unwrap();
         Some(Self { stores, server })
+    }
+}
+
+/// A Redis store on a Redis Cluster of its own (three masters).
+pub struct ClusterBackend {
+    pub stores: Stores,
+    pub cluster: RedisCluster,
+}
+
+impl ClusterBackend {
+    /// `None` when `redis-server` is not installed (the test is skipped).
+    pub async fn start() -> Option<Self> {
+        let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+            .await
+            .unwrap()?;
+        let stores = Stores::redis(&cluster.cluster_url(), "tessera:")
+            .await
+            .unwrap();
+        Some(Self { stores, cluster })
     }
 }
 
@@ -172,4 +192,163 @@ async fn after_each_of_ten_restarts_the_first_call_of_an_idle_store_is_answered(
         let first = backend.stores.revocations.is_revoked(&id).await;
         assert!(matches!(first, Ok(true)), "restart {i}: {first:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_cluster_a_revocation_is_acknowledged_only_once_a_replica_has_it() {
+    let Some(mut backend) = ClusterBackend::start().await else {
+        return;
+    };
+    let layout = tessera::records::redis::RedisLayout::new("tessera:").unwrap();
+    let replica = backend.cluster.add_replica_for(&layout.revocations());
+    let now = wall_clock();
+
+    // A frozen replica never confirms: the revocation is not acknowledged.
+    backend.cluster.pause(replica);
+    let refused = backend
+        .stores
+        .revocations
+        .revoke(&revocation("ee01", now))
+        .await;
+    backend.cluster.resume(replica);
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+
+    // Acknowledged: the replica already holds it when the call returns.
+    backend
+        .stores
+        .revocations
+        .revoke(&revocation("ee02", now))
+        .await
+        .unwrap();
+    let on_replica = backend.cluster.get_on(replica, &layout.revoked("ee02"));
+    assert!(on_replica.contains("ee02"), "replica holds {on_replica:?}");
+}
+
+/// Renames every key of `prefix` in the current layout back to its name in
+/// the earlier, untagged layout (`P{tag}:rest` to `P rest`), as an earlier
+/// release would have written it, and drops the layout version.
+fn back_to_the_untagged_layout(server: &RedisServer, prefix: &str) {
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-u", &server.url()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let layout = tessera::records::redis::RedisLayout::new(prefix).unwrap();
+    cli(&["del", &layout.layout_version()]);
+    let keys = cli(&["--scan", "--pattern", &format!("{prefix}{{*")]);
+    for key in keys.lines().filter(|k| !k.is_empty()) {
+        let rest = &key[prefix.len()..];
+        let (_, name) = rest.split_once("}:").expect("a tagged key");
+        let old = format!("{prefix}{name}");
+        assert_eq!(cli(&["rename", key, &old]).trim(), "OK", "{key}");
+    }
+    assert_eq!(
+        cli(&["exists", &format!("{prefix}revocations")]).trim(),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn data_in_the_untagged_layout_is_moved_at_open_and_reads_back_with_its_cursors() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let url = server.url();
+    let now = wall_clock();
+    let expires = now + chrono::TimeDelta::seconds(600);
+    let (cursors, audit, agents, token) = {
+        let stores = Stores::redis(&url, "tessera:").await.unwrap();
+        let agent = super::contract::agent("spiffe://t/a1", now);
+        stores.agents.put(&agent).await.unwrap();
+        let token = super::contract::token("t1", "spiffe://t/a1", now, 600);
+        stores.tokens.record(&token).await.unwrap();
+        let mut cursors = Vec::new();
+        for id in ["ff01", "ff02"] {
+            let cursor = stores
+                .revocations
+                .revoke(&revocation(id, now))
+                .await
+                .unwrap();
+            cursors.push(cursor);
+        }
+        stores
+            .replay
+            .insert_once("jti:old", expires, now)
+            .await
+            .unwrap();
+        stores
+            .audit
+            .append(&event("spiffe://t/a1", "t1", now))
+            .await
+            .unwrap();
+        let audit = stores
+            .audit
+            .query(&tessera::store::AuditQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        (cursors, audit, stores.agents.list().await.unwrap(), token)
+    };
+    back_to_the_untagged_layout(&server, "tessera:");
+
+    // Two issuers start at once: both open, the data moves once.
+    let (a, b) = tokio::join!(
+        Stores::redis(&url, "tessera:"),
+        Stores::redis(&url, "tessera:")
+    );
+    let (stores, twin) = (a.unwrap(), b.unwrap());
+    assert_eq!(stores.agents.list().await.unwrap(), agents);
+    assert_eq!(
+        stores.tokens.get("t1").await.unwrap().as_ref(),
+        Some(&token)
+    );
+    assert_eq!(
+        stores
+            .tokens
+            .outstanding("spiffe://t/a1", now)
+            .await
+            .unwrap(),
+        [token.clone()]
+    );
+    let feed = twin.revocations.feed(None, 10).await.unwrap();
+    let got: Vec<_> = feed.iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(got, cursors);
+    assert!(stores.revocations.is_revoked("ff02").await.unwrap());
+    // Revoking again returns the first cursor, read from the moved key.
+    let again = stores
+        .revocations
+        .revoke(&revocation("ff01", now))
+        .await
+        .unwrap();
+    assert_eq!(again, cursors[0]);
+    assert!(!stores
+        .replay
+        .insert_once("jti:old", expires, now)
+        .await
+        .unwrap());
+    let moved_audit = stores
+        .audit
+        .query(&tessera::store::AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved_audit, audit);
+    // Feed resumes after an old cursor.
+    let after = stores
+        .revocations
+        .feed(Some(&cursors[0]), 10)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].1.revocation_id, "ff02");
 }

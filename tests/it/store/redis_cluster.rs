@@ -86,6 +86,16 @@ impl RedisCluster {
         Some(cluster)
     }
 
+    /// The store's URL for this cluster: `redis+cluster://` and every node.
+    pub fn cluster_url(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
     /// The URLs of every node (masters and replicas).
     pub fn urls(&self) -> Vec<String> {
         self.nodes
@@ -182,6 +192,31 @@ impl RedisCluster {
         self.wait_ok();
     }
 
+    /// Freezes the node on `port` (SIGSTOP): it keeps its connections but
+    /// answers nothing until [`resume`](Self::resume).
+    pub fn pause(&mut self, port: u16) {
+        self.signal(port, "-STOP");
+    }
+
+    /// Lets a node frozen by [`pause`](Self::pause) run again (SIGCONT).
+    pub fn resume(&mut self, port: u16) {
+        self.signal(port, "-CONT");
+    }
+
+    fn signal(&mut self, port: u16, signal: &str) {
+        let pid = self
+            .node_mut(port)
+            .child
+            .as_ref()
+            .expect("node is running")
+            .id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Kills the node on `port` (SIGKILL, like a crash).
     pub fn stop(&mut self, port: u16) {
         let node = self.node_mut(port);
@@ -247,6 +282,10 @@ impl Drop for RedisCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
+                // A paused node must be let run to die.
+                let _ = Command::new("kill")
+                    .args(["-CONT", &child.id().to_string()])
+                    .status();
                 let _ = child.kill();
                 let _ = child.wait();
             }
