@@ -70,7 +70,7 @@ fn max_blocks_ending_in_closures(token: &str, salt: usize) -> String {
     let mut token = token.to_owned();
     for i in 2..Limits::default().max_blocks {
         let b = BlockBuilder::new()
-            .code(&format!("check if time($t), $t >= {i};"))
+            .code(format!("check if time($t), $t >= {i};"))
             .unwrap();
         token = append_first_party(&token, b);
     }

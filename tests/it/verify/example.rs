@@ -20,7 +20,7 @@ use crate::server::helpers::{now, TestApp};
 
 #[allow(dead_code)] // the example's `main` is not used here
 #[path = "../../../examples/verifier_axum.rs"]
-mod example;
+mod guide;
 
 /// The example server on a loopback port, served by `tessera::net::serve`
 /// with the default limits; stops when dropped.
@@ -41,13 +41,13 @@ impl ExampleServer {
     pub async fn start(issuer: &TestApp) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let config = example::Config {
+        let config = guide::Config {
             service: base.clone(),
             issuer: issuer.base.clone(),
             feed_token: feed_token(issuer),
         };
         // Built here, so that a failure to start fails the test plainly.
-        let router = example::app(&config).await.unwrap();
+        let router = guide::app(&config).await.unwrap();
         let task = tokio::spawn(async move {
             tessera::net::serve(listener, router, tessera::net::ServeLimits::default())
                 .await
