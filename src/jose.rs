@@ -707,7 +707,6 @@ mod tests {
 
     #[test]
     fn client_assertions_with_times_at_the_ends_of_i64_are_refused_without_panicking() {
-        let t = now().timestamp();
         let good = good_assertion();
         let r = AssertionRules {
             audiences: &["https://issuer.example"],
