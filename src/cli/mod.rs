@@ -222,7 +222,7 @@ struct VerifyArgs {
     )]
     feed_token: Option<String>,
     /// Follow revocations from the issuer's Redis (the stream
-    /// `tessera:revocations`). Checks with the Verifier.
+    /// `tessera:{rev}:revocations`, docs/storage.md). Checks with the Verifier.
     #[cfg(feature = "verifier")]
     #[arg(long, value_name = "URL")]
     redis_url: Option<String>,

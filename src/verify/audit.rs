@@ -3,7 +3,7 @@
 //! [`AuditSink::record`] never waits: it puts the event on a bounded queue
 //! and counts it as dropped when the queue is full. A task takes up to
 //! `batch` events at a time and appends them to the issuer's Redis audit
-//! stream (`<prefix>audit`, field `event`: JSON of an [`AuditEvent`], the
+//! stream (`<prefix>{audit}:audit`, docs/storage.md; field `event`: JSON of an [`AuditEvent`], the
 //! format the issuer's `GET /v1/audit` reads) in one `MULTI`/`EXEC`
 //! pipeline. While Redis is down the task retries the same batch with
 //! backoff and takes nothing new, so memory stays bounded by the queue
@@ -80,7 +80,7 @@ impl From<DecisionAudit> for AuditEvent {
 pub struct AuditSinkConfig {
     /// The issuer's Redis, `redis://[user:password@]host:port[/db]`.
     pub url: String,
-    /// The issuer's key prefix (default `tessera:`); the stream is `<prefix>audit`.
+    /// The issuer's key prefix (default `tessera:`); the stream is `<prefix>{audit}:audit`.
     pub key_prefix: String,
     /// Events waiting at most (default 10,000); more are dropped.
     pub capacity: usize,
@@ -197,9 +197,7 @@ impl AuditSink {
         let (stop, stopping) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let writer = Writer {
-            // The untagged name the issuer's store writes today; becomes
-            // `layout.audit()` when the store moves to the tagged layout.
-            stream: layout.legacy().audit(),
+            stream: layout.audit(),
             batch: config.batch.max(1),
             client,
             conn: None,

@@ -16,7 +16,7 @@ use crate::records::redis::{RedisLayout, REVOCATION_FIELD};
 use crate::records::Revocation;
 use crate::verify::view::RevocationView;
 
-/// Follows `<prefix>revocations`, the stream the issuer's Redis store
+/// Follows `<prefix>{rev}:revocations` (docs/storage.md), the stream the issuer's Redis store
 /// writes (field `revocation`: JSON of a [`Revocation`]).
 ///
 /// The whole stream is read once with `XRANGE` in pages of `batch`, then
@@ -40,7 +40,7 @@ pub struct RedisFollower {
     /// `redis://[user:password@]host:port[/db]` (or `rediss://`).
     pub url: String,
     /// The issuer's key prefix (default `tessera:`); the stream is
-    /// `<prefix>revocations`.
+    /// `<prefix>{rev}:revocations`.
     pub key_prefix: String,
     /// How long one `XREAD` waits for new entries (default 1 s). Staleness
     /// peaks at about twice this while Redis is reachable.
@@ -94,9 +94,7 @@ impl RedisFollower {
         })?;
         let layout = RedisLayout::new(self.key_prefix.clone())?;
         let source = Source {
-            // The untagged name the issuer's store writes today; becomes
-            // `layout.revocations()` when the store moves to the tagged layout.
-            stream: layout.legacy().revocations(),
+            stream: layout.revocations(),
             batch: self.batch.max(1),
             client,
             conn: None,
