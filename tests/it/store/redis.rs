@@ -316,7 +316,7 @@ async fn data_in_the_untagged_layout_is_moved_at_open_and_reads_back_with_its_cu
             .outstanding("spiffe://t/a1", now)
             .await
             .unwrap(),
-        [token.clone()]
+        std::slice::from_ref(&token)
     );
     let feed = twin.revocations.feed(None, 10).await.unwrap();
     let got: Vec<_> = feed.iter().map(|(c, _)| c.clone()).collect();

@@ -291,7 +291,7 @@ async fn malformed_stream_entries_are_skipped_and_following_continues() {
     };
     let client = redis::Client::open(app.redis.as_ref().unwrap().url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let stream = "tessera:revocations";
+    let stream = &tessera::records::redis::RedisLayout::default().revocations();
     let short = json!({
         "revocation_id": "abcd", "token_id": null, "agent": null, "reason": "r",
         "revoked_at": "2026-01-01T00:00:00Z", "expires_at": "2099-01-01T00:00:00Z",
