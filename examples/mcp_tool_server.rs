@@ -65,7 +65,7 @@ pub const TOOLS: [&str; 4] = ["list_orders", "get_order", "create_order", "delet
 /// Where the server learns about revocations.
 #[derive(Debug, Clone)]
 pub enum RevocationSource {
-    /// The issuer's Redis (the stream `tessera:revocations`).
+    /// The issuer's Redis (the stream `tessera:{rev}:revocations`, docs/storage.md).
     Redis {
         /// `redis://[user:password@]host:port[/db]`.
         url: String,
