@@ -174,6 +174,7 @@ impl ReplayGuard for MemoryReplayGuard {
         self.insert(None, key, until, now)
     }
 
+    // (The trait's signature, repeated by the implementation.)
     fn insert_once_for(
         &self,
         owner: &str,

@@ -156,6 +156,9 @@ pub struct RequestArgs {
 }
 
 /// `tessera token revoke`.
+///
+/// (Its `--issuer` and `--admin-token` repeat [`AdminConn`]'s declarations:
+/// clap arguments are declarations, and here the admin token is optional.)
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
     /// The token to revoke (argument, file or `-`); not needed with --token-id or --revocation-id.

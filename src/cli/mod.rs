@@ -452,33 +452,43 @@ fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
         now: now(),
         proven_key,
     };
-    match token::authorize(
+    let verdict = token::authorize(
         &t,
         &keys,
         &req,
         |id| revoked.iter().any(|r| r == id),
         limits,
-    ) {
-        Ok(grant) => {
-            if args.json {
-                emit(&format!("{}\n", to_json(&grant)?))?;
-            } else {
-                emit_allowed(
-                    &grant.chain,
-                    &req.operation,
-                    &req.resource,
-                    &grant.token_id,
-                    grant.expires_at,
-                )?;
-            }
-            note_revocation(revocation);
-            Ok(())
-        }
-        Err(denial) => Err(Failure {
-            message: format!("denied: {denial}"),
-            code: 1,
-        }),
+    );
+    report_verdict(
+        verdict,
+        |g| (&g.chain, &g.token_id, g.expires_at),
+        (&req.operation, &req.resource),
+        args.json,
+        revocation,
+    )
+}
+
+/// What `token verify` prints and returns for a verdict, offline
+/// ([`token::Grant`]) or through the Verifier ([`crate::verify::Grant`]).
+fn report_verdict<G: serde::Serialize, E: std::fmt::Display>(
+    verdict: Result<G, E>,
+    summary: impl FnOnce(&G) -> (&[AgentId], &str, DateTime<Utc>),
+    (operation, resource): (&Action, &Resource),
+    json: bool,
+    revocation: RevocationCheck,
+) -> Result<(), Failure> {
+    let grant = verdict.map_err(|refusal| Failure {
+        message: format!("denied: {refusal}"),
+        code: 1,
+    })?;
+    if json {
+        emit(&format!("{}\n", to_json(&grant)?))?;
+    } else {
+        let (chain, token_id, expires_at) = summary(&grant);
+        emit_allowed(chain, operation, resource, token_id, expires_at)?;
     }
+    note_revocation(revocation);
+    Ok(())
 }
 
 /// How far `token verify` looked at revocations.

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use super::{
-    emit, emit_allowed, note_revocation, now, offline_revocation_check, read_key_pair, read_keys,
-    read_token, to_json, Failure, RevocationCheck, VerifyArgs,
+    now, offline_revocation_check, read_key_pair, read_keys, read_token, report_verdict, Failure,
+    RevocationCheck, VerifyArgs,
 };
 use crate::jose::{self, DpopClaims};
 use crate::token::Limits;
@@ -142,27 +142,13 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
         };
         Ok(verifier.check(&presentation, &request).await)
     })?;
-    match outcome {
-        Ok(grant) => {
-            if args.json {
-                emit(&format!("{}\n", to_json(&grant)?))?;
-            } else {
-                emit_allowed(
-                    &grant.chain,
-                    &request.operation,
-                    &request.resource,
-                    &grant.token_id,
-                    grant.expires_at,
-                )?;
-            }
-            note_revocation(revocation_check);
-            Ok(())
-        }
-        Err(rejection) => Err(Failure {
-            message: format!("denied: {rejection}"),
-            code: 1,
-        }),
-    }
+    report_verdict(
+        outcome,
+        |g| (&g.chain, &g.token_id, g.expires_at),
+        (&request.operation, &request.resource),
+        args.json,
+        revocation_check,
+    )
 }
 
 fn dpop_proof(kp: &biscuit_auth::KeyPair, token: &str, url: &str) -> Result<String, Failure> {

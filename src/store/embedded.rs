@@ -910,6 +910,7 @@ impl RevocationStore for RedbStore {
 /// write of its own, and redb makes the key durable with that commit. If the
 /// process dies before, nothing was issued for the key, so accepting it again
 /// after a restart still issues at most one token per key.
+// (The trait methods' signatures repeat in each store: the same contract.)
 #[async_trait]
 impl ReplayCache for RedbStore {
     async fn insert_once(

@@ -65,6 +65,9 @@ pub fn attenuate(token: &str, n: &Narrowing, limits: &Limits) -> Result<String, 
 }
 
 /// [`attenuate`] with the given source of randomness (the next block key).
+///
+/// (Its signature repeats [`delegate_with_rng`]'s on purpose: each public
+/// operation has a plain form and a `_with_rng` form for reproducible tests.)
 pub fn attenuate_with_rng<R: RngCore + CryptoRng>(
     token: &str,
     n: &Narrowing,
