@@ -3,6 +3,7 @@
 mod attack_http;
 mod audit;
 mod check;
+mod cluster;
 mod cli;
 mod example;
 mod follow;
