@@ -104,9 +104,10 @@ impl RedisFollower {
             self.block
         };
         // Answers may take the block time plus the timeout.
-        let target = Target::open(&self.url, self.timeout, block + self.timeout).map_err(|kind| {
-            FollowError::RedisUrl(format!("{} ({kind:?})", redact_url(&self.url)))
-        })?;
+        let target =
+            Target::open(&self.url, self.timeout, block + self.timeout).map_err(|kind| {
+                FollowError::RedisUrl(format!("{} ({kind:?})", redact_url(&self.url)))
+            })?;
         let layout = RedisLayout::new(self.key_prefix.clone())?;
         let source = Source {
             stream: layout.revocations(),
@@ -225,9 +226,7 @@ impl Source {
 
     async fn connect(&self) -> Result<Conn, Stop> {
         let bound = self.timeout * 2;
-        let connecting = self
-            .target
-            .connect(self.timeout, self.block + self.timeout);
+        let connecting = self.target.connect(self.timeout, self.block + self.timeout);
         match tokio::time::timeout(bound, connecting).await {
             Ok(conn) => Ok(conn?),
             Err(_) => Err(Stop::Timeout(bound)),
@@ -235,11 +234,7 @@ impl Source {
     }
 
     /// `XRANGE <stream> (<after> + COUNT <batch>` (from `-` at first).
-    async fn range(
-        &self,
-        conn: &mut Conn,
-        after: Option<&str>,
-    ) -> Result<Vec<StreamId>, Stop> {
+    async fn range(&self, conn: &mut Conn, after: Option<&str>) -> Result<Vec<StreamId>, Stop> {
         let start = match after {
             Some(id) => format!("({id}"),
             None => "-".to_owned(),
@@ -258,11 +253,7 @@ impl Source {
     }
 
     /// `XREAD COUNT <batch> BLOCK <block> STREAMS <stream> <after>`.
-    async fn read(
-        &self,
-        conn: &mut Conn,
-        after: Option<&str>,
-    ) -> Result<Vec<StreamId>, Stop> {
+    async fn read(&self, conn: &mut Conn, after: Option<&str>) -> Result<Vec<StreamId>, Stop> {
         let block_ms = u64::try_from(self.block.as_millis().max(1)).unwrap_or(u64::MAX);
         let mut cmd = ::redis::cmd("XREAD");
         cmd.arg("COUNT")

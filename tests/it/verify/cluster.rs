@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera::records::redis::RedisLayout;
 use chrono::TimeDelta;
+use tessera::records::redis::RedisLayout;
 use tessera::store::{AuditKind, AuditQuery, Revocation, Stores};
 use tessera::verify::{
     AuditSink, AuditSinkConfig, Backoff, DecisionAudit, FollowerHandle, RedisFollower,
@@ -61,11 +61,7 @@ fn follower(cluster: &RedisCluster) -> FollowerHandle {
 async fn revoke(stores: &Stores, id: &str) {
     let deadline = Instant::now() + WITHIN;
     loop {
-        match stores
-            .revocations
-            .revoke(&revocation(id))
-            .await
-        {
+        match stores.revocations.revoke(&revocation(id)).await {
             Ok(_) => return,
             Err(e) => {
                 assert!(Instant::now() < deadline, "revoking {id}: {e}");
@@ -137,9 +133,14 @@ async fn a_follower_on_a_cluster_misses_nothing_across_a_failover() {
     for id in &ids[..N] {
         revoke(&stores, id).await;
     }
-    until("the follower to apply the revocations before the failover", || {
-        ids[..N].iter().all(|id| by_redis.view().contains(&bytes(id)))
-    })
+    until(
+        "the follower to apply the revocations before the failover",
+        || {
+            ids[..N]
+                .iter()
+                .all(|id| by_redis.view().contains(&bytes(id)))
+        },
+    )
     .await;
 
     cluster = tokio::task::spawn_blocking(move || {
@@ -156,11 +157,16 @@ async fn a_follower_on_a_cluster_misses_nothing_across_a_failover() {
     for id in &ids[N..] {
         revoke(&stores, id).await;
     }
-    until("the follower to apply every revocation after the failover", || {
-        ids.iter().all(|id| by_redis.view().contains(&bytes(id)))
-    })
+    until(
+        "the follower to apply every revocation after the failover",
+        || ids.iter().all(|id| by_redis.view().contains(&bytes(id))),
+    )
     .await;
-    assert!(failed_over.elapsed() < WITHIN, "{:?}", failed_over.elapsed());
+    assert!(
+        failed_over.elapsed() < WITHIN,
+        "{:?}",
+        failed_over.elapsed()
+    );
     let stats = by_redis.stats();
     assert_eq!(stats.entries, 2 * N as u64, "{stats:?}");
     by_redis.shutdown().await;

@@ -3,8 +3,8 @@
 mod attack_http;
 mod audit;
 mod check;
-mod cluster;
 mod cli;
+mod cluster;
 mod example;
 mod follow;
 mod layer;
