@@ -21,7 +21,7 @@ pub(crate) enum Target {
     /// One server.
     Single(Client),
     /// A Redis Cluster: the client discovers the nodes and slots.
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 impl Target {
@@ -36,7 +36,7 @@ impl Target {
                 .response_timeout(respond)
                 .retries(2)
                 .build()
-                .map(Self::Cluster)
+                .map(|client| Self::Cluster(Box::new(client)))
                 .map_err(|e| e.kind()),
             None => Client::open(url).map(Self::Single).map_err(|e| e.kind()),
         }
