@@ -17,13 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, Client};
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::follow::{redact_url, Backoff, Retry};
+use super::redis_conn::{Conn, Target};
 use crate::records::redis::{self as redis_layout, LayoutError, RedisLayout};
 use crate::records::{AuditEvent, AuditKind, AuditOutcome};
 
@@ -78,7 +77,9 @@ impl From<DecisionAudit> for AuditEvent {
 /// Settings of an [`AuditSink`].
 #[derive(Clone)]
 pub struct AuditSinkConfig {
-    /// The issuer's Redis, `redis://[user:password@]host:port[/db]`.
+    /// The issuer's Redis, `redis://[user:password@]host:port[/db]`, or
+    /// `redis+cluster://[user:password@]host:port[,host:port…]` for a Redis
+    /// Cluster (every audit entry is on one key, so one node).
     pub url: String,
     /// The issuer's key prefix (default `tessera:`); the stream is `<prefix>{audit}:audit`.
     pub key_prefix: String,
@@ -189,8 +190,8 @@ impl AuditSink {
     pub fn spawn(config: AuditSinkConfig) -> Result<Self, AuditSinkError> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| AuditSinkError::NoRuntime)?;
-        let client = Client::open(config.url.as_str()).map_err(|e| {
-            AuditSinkError::RedisUrl(format!("{} ({:?})", redact_url(&config.url), e.kind()))
+        let target = Target::open(&config.url, config.timeout, config.timeout).map_err(|kind| {
+            AuditSinkError::RedisUrl(format!("{} ({kind:?})", redact_url(&config.url)))
         })?;
         let layout = RedisLayout::new(config.key_prefix.clone())?;
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
@@ -199,7 +200,7 @@ impl AuditSink {
         let writer = Writer {
             stream: layout.audit(),
             batch: config.batch.max(1),
-            client,
+            target,
             conn: None,
             counters: counters.clone(),
             config,
@@ -256,8 +257,8 @@ impl AuditSink {
 
 struct Writer {
     config: AuditSinkConfig,
-    client: Client,
-    conn: Option<MultiplexedConnection>,
+    target: Target,
+    conn: Option<Conn>,
     stream: String,
     batch: usize,
     counters: Arc<Counters>,
@@ -370,12 +371,9 @@ impl Writer {
             let conn = match &mut self.conn {
                 Some(conn) => conn,
                 None => {
-                    let config = AsyncConnectionConfig::new()
-                        .set_connection_timeout(Some(self.config.timeout))
-                        .set_response_timeout(Some(self.config.timeout));
                     let conn = self
-                        .client
-                        .get_multiplexed_async_connection_with_config(&config)
+                        .target
+                        .connect(self.config.timeout, self.config.timeout)
                         .await
                         .map_err(|e| e.to_string())?;
                     self.conn.insert(conn)

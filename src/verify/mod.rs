@@ -24,6 +24,7 @@ mod keys;
 pub mod layer;
 pub mod metrics;
 mod reason;
+mod redis_conn;
 mod request;
 pub mod revocations;
 mod verifier;

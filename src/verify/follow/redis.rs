@@ -4,9 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
 use ::redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
-use ::redis::{AsyncConnectionConfig, Client, RedisError};
+use ::redis::RedisError;
 
 use super::{
     entry_of, follow, json_problem, redact_url, Backoff, Entry, FeedSource, FollowError,
@@ -14,7 +13,15 @@ use super::{
 };
 use crate::records::redis::{RedisLayout, REVOCATION_FIELD};
 use crate::records::Revocation;
+use crate::verify::redis_conn::{is_cluster_url, Conn, Target};
 use crate::verify::view::RevocationView;
+
+/// The longest `XREAD` block on a Redis Cluster. The follower's cluster
+/// connection is its own, so a blocking read holds up nothing else; the cap
+/// keeps each read short so that a failover (the stream's slot moving to a
+/// new master) is noticed within about a second, by the read failing or
+/// being redirected, rather than after a long block on the old master.
+const CLUSTER_BLOCK_CAP: Duration = Duration::from_secs(1);
 
 /// Follows `<prefix>{rev}:revocations` (docs/storage.md), the stream the issuer's Redis store
 /// writes (field `revocation`: JSON of a [`Revocation`]).
@@ -37,7 +44,9 @@ use crate::verify::view::RevocationView;
 /// ```
 #[derive(Clone)]
 pub struct RedisFollower {
-    /// `redis://[user:password@]host:port[/db]` (or `rediss://`).
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://`), or
+    /// `redis+cluster://[user:password@]host:port[,host:port…]` (or
+    /// `rediss+cluster://`) for a Redis Cluster.
     pub url: String,
     /// The issuer's key prefix (default `tessera:`); the stream is
     /// `<prefix>{rev}:revocations`.
@@ -89,18 +98,25 @@ impl RedisFollower {
     /// runtime. The first read happens in the task: until it succeeds the
     /// view stays unconfirmed (and the verifier refuses).
     pub fn spawn(self, view: Arc<RevocationView>) -> Result<FollowerHandle, FollowError> {
-        let client = Client::open(self.url.as_str()).map_err(|e| {
-            FollowError::RedisUrl(format!("{} ({:?})", redact_url(&self.url), e.kind()))
-        })?;
+        let block = if is_cluster_url(&self.url) {
+            self.block.min(CLUSTER_BLOCK_CAP)
+        } else {
+            self.block
+        };
+        // Answers may take the block time plus the timeout.
+        let target =
+            Target::open(&self.url, self.timeout, block + self.timeout).map_err(|kind| {
+                FollowError::RedisUrl(format!("{} ({kind:?})", redact_url(&self.url)))
+            })?;
         let layout = RedisLayout::new(self.key_prefix.clone())?;
         let source = Source {
             stream: layout.revocations(),
             batch: self.batch.max(1),
-            client,
+            target,
             conn: None,
             caught_up: false,
             url: redact_url(&self.url),
-            block: self.block,
+            block,
             timeout: self.timeout,
         };
         let config = Loop {
@@ -139,9 +155,9 @@ impl From<RedisError> for Stop {
 /// it catches up with `XRANGE`, page by page, then follows with blocking
 /// `XREAD`s on a connection of its own.
 struct Source {
-    client: Client,
+    target: Target,
     /// `None` before the first connection and after a failure.
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Conn>,
     /// Whether the catch-up since the last connection reached the end.
     caught_up: bool,
     stream: String,
@@ -208,29 +224,17 @@ impl Source {
         })
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, Stop> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.block + self.timeout));
+    async fn connect(&self) -> Result<Conn, Stop> {
         let bound = self.timeout * 2;
-        match tokio::time::timeout(
-            bound,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        {
+        let connecting = self.target.connect(self.timeout, self.block + self.timeout);
+        match tokio::time::timeout(bound, connecting).await {
             Ok(conn) => Ok(conn?),
             Err(_) => Err(Stop::Timeout(bound)),
         }
     }
 
     /// `XRANGE <stream> (<after> + COUNT <batch>` (from `-` at first).
-    async fn range(
-        &self,
-        conn: &mut MultiplexedConnection,
-        after: Option<&str>,
-    ) -> Result<Vec<StreamId>, Stop> {
+    async fn range(&self, conn: &mut Conn, after: Option<&str>) -> Result<Vec<StreamId>, Stop> {
         let start = match after {
             Some(id) => format!("({id}"),
             None => "-".to_owned(),
@@ -249,11 +253,7 @@ impl Source {
     }
 
     /// `XREAD COUNT <batch> BLOCK <block> STREAMS <stream> <after>`.
-    async fn read(
-        &self,
-        conn: &mut MultiplexedConnection,
-        after: Option<&str>,
-    ) -> Result<Vec<StreamId>, Stop> {
+    async fn read(&self, conn: &mut Conn, after: Option<&str>) -> Result<Vec<StreamId>, Stop> {
         let block_ms = u64::try_from(self.block.as_millis().max(1)).unwrap_or(u64::MAX);
         let mut cmd = ::redis::cmd("XREAD");
         cmd.arg("COUNT")

@@ -4,6 +4,7 @@ mod attack_http;
 mod audit;
 mod check;
 mod cli;
+mod cluster;
 mod example;
 mod follow;
 mod layer;
