@@ -65,6 +65,11 @@ impl Target {
 }
 
 /// A connection to one server or to a cluster.
+///
+/// (`store::redis::conn` and `verify::redis_conn` each write this enum and
+/// the `redis+cluster://` parsing: the verifier builds without the store,
+/// and the two hold different single-server connections. One generic copy
+/// in a module shared by both features is the next step, issue 10.)
 #[derive(Clone)]
 pub(crate) enum Conn {
     /// One server.

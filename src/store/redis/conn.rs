@@ -6,6 +6,11 @@ use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Cmd, Pipeline, RedisFuture, Value};
 
 /// A cheap-to-clone handle on the shared connection.
+///
+/// (`store::redis::conn` and `verify::redis_conn` each write this enum and
+/// the `redis+cluster://` parsing: the verifier builds without the store,
+/// and the two hold different single-server connections. One generic copy
+/// in a module shared by both features is the next step, issue 10.)
 #[derive(Clone)]
 pub(super) enum Conn {
     /// One server.
