@@ -89,6 +89,8 @@ pub mod jose;
 #[cfg(feature = "verifier-axum")]
 pub mod net;
 pub mod records;
+#[cfg(any(feature = "store", feature = "verifier"))]
+mod redis_conn;
 pub mod replay;
 #[cfg(feature = "store")]
 pub mod store;

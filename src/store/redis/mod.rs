@@ -25,7 +25,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster::ClusterClient;
 use ::redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use ::redis::{
     AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError,
@@ -38,6 +37,7 @@ use serde::Serialize;
 use self::conn::Conn;
 use super::{AgentRecord, Ceiling, Cursor, StoreError};
 use crate::records::redis::{self as layout, RedisLayout};
+use crate::redis_conn;
 
 /// Records the revocation unless its id is already revoked.
 ///
@@ -180,13 +180,9 @@ impl RedisStore {
         let layout = RedisLayout::new(config.key_prefix.clone())
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let bound = config.timeout * 2;
-        let (client, conn) = match conn::cluster_nodes(&config.url) {
+        let (client, conn) = match redis_conn::cluster_nodes(&config.url) {
             Some(nodes) => {
-                let client = ClusterClient::builder(nodes)
-                    .connection_timeout(config.timeout)
-                    .response_timeout(config.timeout)
-                    .retries(2)
-                    .build()
+                let client = redis_conn::cluster_client(nodes, config.timeout, config.timeout)
                     .map_err(|e| StoreError::Backend(format!("invalid Redis Cluster URL: {e}")))?;
                 let connecting = client.get_async_connection();
                 let conn = match tokio::time::timeout(bound, connecting).await {

@@ -20,6 +20,7 @@ use tessera::store::Stores;
 use tessera::token::{self, Inspection, KeySet, Lifetime, Limits};
 use tokio::task::JoinHandle;
 
+use crate::store::redis_cluster::RedisCluster;
 use crate::store::redis_server::RedisServer;
 
 /// The wall clock (tests are an edge: they may read it).
@@ -220,11 +221,22 @@ pub fn dpop_proof(key: &SigningKey, htm: &str, htu: &str) -> String {
     jose::sign(key, Some("dpop+jwt"), true, &claims).unwrap()
 }
 
+/// Which Redis an issuer test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum OnRedis {
+    /// One `redis-server`.
+    Server,
+    /// A three-master Redis Cluster.
+    Cluster,
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub state: AppState,
     pub redis: Option<RedisServer>,
+    /// The Redis Cluster of an issuer spawned [`OnRedis::Cluster`].
+    pub cluster: Option<RedisCluster>,
     _dir: TempDir,
     server: JoinHandle<()>,
 }
@@ -243,8 +255,62 @@ impl TestApp {
 
     /// The issuer on a Redis of its own; `None` when redis-server is missing.
     pub async fn spawn_redis() -> Option<Self> {
-        let redis = RedisServer::start_with(true)?;
-        Some(Self::spawn_with(Some(redis), |_| {}).await)
+        Self::spawn_on(OnRedis::Server, |_| {}).await
+    }
+
+    /// The issuer on a Redis of its own of the given kind, persistent (what
+    /// it acknowledged survives [`restart_redis`](Self::restart_redis));
+    /// `None` when redis-server is missing. A second issuer joins it with
+    /// [`spawn_with`](Self::spawn_with) and `redis_url` set to
+    /// [`redis_url`](Self::redis_url).
+    pub async fn spawn_on(on: OnRedis, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        match on {
+            OnRedis::Server => {
+                let redis = RedisServer::start_with(true)?;
+                Some(Self::spawn_with(Some(redis), tweak).await)
+            }
+            OnRedis::Cluster => {
+                let cluster = tokio::task::spawn_blocking(|| RedisCluster::start_with(true))
+                    .await
+                    .unwrap()?;
+                let url = cluster.cluster_url();
+                let mut app = Self::spawn_with(None, |c| {
+                    c.redis_url = Some(url);
+                    tweak(c);
+                })
+                .await;
+                app.cluster = Some(cluster);
+                Some(app)
+            }
+        }
+    }
+
+    /// The URL of the Redis (or Redis Cluster) this issuer runs on.
+    pub fn redis_url(&self) -> String {
+        match (&self.redis, &self.cluster) {
+            (Some(redis), _) => redis.url(),
+            (None, Some(cluster)) => cluster.cluster_url(),
+            (None, None) => panic!("this issuer is not on Redis"),
+        }
+    }
+
+    /// Kills its Redis: the server, or every node of the cluster.
+    pub fn stop_redis(&mut self) {
+        match (&mut self.redis, &mut self.cluster) {
+            (Some(redis), _) => redis.stop(),
+            (None, Some(cluster)) => cluster.stop_all(),
+            (None, None) => panic!("this issuer is not on Redis"),
+        }
+    }
+
+    /// Starts what [`stop_redis`](Self::stop_redis) killed, on the same
+    /// ports and data; returns once it answers (a cluster: once it is ok).
+    pub fn restart_redis(&mut self) {
+        match (&mut self.redis, &mut self.cluster) {
+            (Some(redis), _) => redis.restart(),
+            (None, Some(cluster)) => cluster.restart_stopped(),
+            (None, None) => panic!("this issuer is not on Redis"),
+        }
     }
 
     pub async fn spawn_with(redis: Option<RedisServer>, tweak: impl FnOnce(&mut Config)) -> Self {
@@ -279,6 +345,7 @@ impl TestApp {
                 .unwrap(),
             state,
             redis,
+            cluster: None,
             _dir: dir,
             server,
         }

@@ -1,17 +1,29 @@
-//! The issuer on Redis: the replay cache shared by concurrent requests, and
-//! Redis going away and coming back under a running service.
+//! The issuer on Redis: the replay cache shared by concurrent requests,
+//! Redis going away and coming back under a running service, and two
+//! issuers on one Redis. Each of those runs on one `redis-server` and on a
+//! three-master Redis Cluster: one body, taking [`OnRedis`].
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::helpers::{eventually, random_hex, TestApp};
+use super::helpers::{eventually, random_hex, OnRedis, TestApp};
 use super::oauth::one_of_16_concurrent_uses_of_an_assertion_wins;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn a_replayed_assertion_jti_succeeds_exactly_once_among_16_concurrent_requests_on_redis() {
-    let Some(app) = TestApp::spawn_redis().await else {
+    a_replayed_assertion_succeeds_once(OnRedis::Server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn a_replayed_assertion_jti_succeeds_exactly_once_among_16_concurrent_requests_on_a_redis_cluster(
+) {
+    a_replayed_assertion_succeeds_once(OnRedis::Cluster).await;
+}
+
+async fn a_replayed_assertion_succeeds_once(on: OnRedis) {
+    let Some(app) = TestApp::spawn_on(on, |_| {}).await else {
         return;
     };
     one_of_16_concurrent_uses_of_an_assertion_wins(&app).await;
@@ -19,7 +31,25 @@ async fn a_replayed_assertion_jti_succeeds_exactly_once_among_16_concurrent_requ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_redis_down_revocation_and_minting_answer_503_and_recover_without_a_restart() {
-    let Some(mut app) = TestApp::spawn_redis().await else {
+    down_and_back(OnRedis::Server).await;
+}
+
+/// The whole cluster is down (every node killed), not one master: with one
+/// master down only its slots fail, and which calls answer 503 would depend
+/// on where each key lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_redis_cluster_down_revocation_and_minting_answer_503_and_recover_without_a_restart(
+) {
+    down_and_back(OnRedis::Cluster).await;
+}
+
+/// Redis (or every cluster node) is killed and started again on its own
+/// data (append-only file, fsync always) under a running issuer: while it
+/// is down revoking and minting answer 503; once it is back, the same
+/// issuer answers again, and the feed holds exactly the revocations that
+/// were acknowledged (201), in order, and none that was refused.
+async fn down_and_back(on: OnRedis) {
+    let Some(mut app) = TestApp::spawn_on(on, |_| {}).await else {
         return;
     };
     let agent = app.agent("through-outage").await;
@@ -29,7 +59,7 @@ async fn with_redis_down_revocation_and_minting_answer_503_and_recover_without_a
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(app.get("/readyz", None).await.status, StatusCode::OK);
 
-    app.redis.as_mut().unwrap().stop();
+    app.stop_redis();
 
     let lost = random_hex(64);
     let r = app.revoke_admin(&json!({ "revocation_id": lost })).await;
@@ -47,7 +77,7 @@ async fn with_redis_down_revocation_and_minting_answer_503_and_recover_without_a
     );
     assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
 
-    app.redis.as_mut().unwrap().restart();
+    app.restart_redis();
 
     eventually(Duration::from_secs(20), "/readyz to answer 200", || async {
         (app.get("/readyz", None).await.status == StatusCode::OK).then_some(())
@@ -121,16 +151,26 @@ async fn with_store_outage_local_agents_seen_recently_keep_minting_while_redis_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_issuers_on_one_redis_behave_as_one() {
-    let Some(redis) = crate::store::redis_server::RedisServer::start_with(true) else {
-        return;
-    };
-    let url = redis.url();
+    two_issuers_behave_as_one(OnRedis::Server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_issuers_on_one_redis_cluster_behave_as_one() {
+    two_issuers_behave_as_one(OnRedis::Cluster).await;
+}
+
+/// Two issuers with one key ring on one Redis (or cluster): agents,
+/// one-time keys, the ledger and the feed are shared.
+async fn two_issuers_behave_as_one(on: OnRedis) {
     let keys = tempfile::tempdir().unwrap();
     let shared = |c: &mut tessera::server::Config| {
         c.issuer_url = Some("https://issuer.example".into());
         c.keys_dir = Some(keys.path().to_owned());
     };
-    let a = TestApp::spawn_with(Some(redis), shared).await;
+    let Some(a) = TestApp::spawn_on(on, shared).await else {
+        return;
+    };
+    let url = a.redis_url();
     let b = TestApp::spawn_with(None, |c| {
         shared(c);
         c.redis_url = Some(url.clone());

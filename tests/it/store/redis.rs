@@ -36,7 +36,12 @@ pub struct ClusterBackend {
 impl ClusterBackend {
     /// `None` when `redis-server` is not installed (the test is skipped).
     pub async fn start() -> Option<Self> {
-        let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        Self::start_with(false).await
+    }
+
+    /// With `persistent`, each node keeps its data across a restart.
+    pub async fn start_with(persistent: bool) -> Option<Self> {
+        let cluster = tokio::task::spawn_blocking(move || RedisCluster::start_with(persistent))
             .await
             .unwrap()?;
         let stores = Stores::redis(&cluster.cluster_url(), "tessera:")

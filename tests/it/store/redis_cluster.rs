@@ -237,6 +237,31 @@ impl RedisCluster {
         self.wait_ok();
     }
 
+    /// Kills every node (SIGKILL): the whole cluster is down.
+    pub fn stop_all(&mut self) {
+        for port in self.ports() {
+            self.stop(port);
+        }
+    }
+
+    /// Starts every node stopped by [`stop`](Self::stop) or
+    /// [`stop_all`](Self::stop_all) again, on the same ports and data
+    /// directories; waits until the cluster is ok.
+    pub fn restart_stopped(&mut self) {
+        let persistent = self.persistent;
+        for node in self.nodes.iter_mut().filter(|n| n.child.is_none()) {
+            assert!(spawn(node, persistent), "node {} did not restart", node.port);
+        }
+        self.wait_ok();
+    }
+
+    /// Waits until the node on `port` is a master (a replica promoted after
+    /// its master failed) and the cluster is ok.
+    pub fn wait_master(&self, port: u16) {
+        wait_for(|| role(port) == "master");
+        self.wait_ok();
+    }
+
     fn node_mut(&mut self, port: u16) -> &mut Node {
         self.nodes
             .iter_mut()
