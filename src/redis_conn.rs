@@ -106,7 +106,10 @@ mod tests {
             cluster_nodes("rediss+cluster://a:1").unwrap(),
             ["rediss://a:1/"]
         );
-        assert_eq!(cluster_nodes("redis+cluster://").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            cluster_nodes("redis+cluster://").unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

@@ -81,7 +81,9 @@ async fn acknowledged_revocations_survive_a_restart_of_their_master() {
     let Some(mut backend) = ClusterBackend::start_with(true).await else {
         return;
     };
-    let master = backend.cluster.master_of(&RedisLayout::default().revocations());
+    let master = backend
+        .cluster
+        .master_of(&RedisLayout::default().revocations());
     let acknowledged = revoke_some(&backend.stores, "a1", 10).await;
 
     tokio::task::block_in_place(|| backend.cluster.restart(master));
@@ -106,8 +108,7 @@ async fn acknowledged_revocations_survive_a_failover_to_the_replica_of_their_mas
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn acknowledged_revocations_survive_the_crash_of_their_master_once_its_replica_takes_over()
-{
+async fn acknowledged_revocations_survive_the_crash_of_their_master_once_its_replica_takes_over() {
     let Some(mut backend) = ClusterBackend::start().await else {
         return;
     };

@@ -250,7 +250,11 @@ impl RedisCluster {
     pub fn restart_stopped(&mut self) {
         let persistent = self.persistent;
         for node in self.nodes.iter_mut().filter(|n| n.child.is_none()) {
-            assert!(spawn(node, persistent), "node {} did not restart", node.port);
+            assert!(
+                spawn(node, persistent),
+                "node {} did not restart",
+                node.port
+            );
         }
         self.wait_ok();
     }
