@@ -48,7 +48,7 @@ use tokio::sync::{oneshot, watch};
 use super::files;
 use super::{
     AgentRecord, AgentStore, AuditEvent, AuditLog, AuditQuery, AuditRetention, Cursor, Issuance,
-    Issue, IssuedToken, OnceKey, ReplayCache, Revocation, RevocationStore, StoreError, StoreHealth,
+    Issue, IssuedToken, OnceKey, OnceKind, ReplayCache, Revocation, RevocationStore, StoreError, StoreHealth,
     TokenLedger,
 };
 
@@ -949,9 +949,9 @@ impl Issuance for RedbStore {
         now: DateTime<Utc>,
     ) -> Result<Issue, StoreError> {
         let now = micros(now);
-        let keys: Vec<(String, i64)> = keys
+        let keys: Vec<(OnceKind, String, i64)> = keys
             .iter()
-            .map(|k| (k.key.clone(), micros(k.expires_at)))
+            .map(|k| (k.kind, k.key.clone(), micros(k.expires_at)))
             .collect();
         let token = token.clone();
         let token_bytes = encode(&token)?;
@@ -960,10 +960,10 @@ impl Issuance for RedbStore {
         self.write(move |txn, notes| {
             {
                 let mut replay = ReplayTables::open(txn, notes)?;
-                for (index, (key, expires)) in keys.iter().enumerate() {
+                for (kind, key, expires) in &keys {
                     // A key already expired is never accepted (as in `insert_once`).
                     if *expires <= now || !replay.take(key, *expires, now)? {
-                        return Ok(Issue::Replayed(index));
+                        return Ok(Issue::Replayed(*kind));
                     }
                 }
                 replay.purge(now)?;
@@ -1133,7 +1133,7 @@ mod tests {
         let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
         let token = IssuedToken {
             token_id: "tok-bad".to_owned(),
-            agent: "agent://a".to_owned(),
+            agent: crate::token::AgentId::parse("agent://a").unwrap(),
             revocation_id: "ff".to_owned(),
             expires_at: now + chrono::TimeDelta::seconds(60),
             issued_at: now,

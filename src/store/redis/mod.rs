@@ -37,6 +37,7 @@ use serde::Serialize;
 
 use self::conn::Conn;
 use super::{AgentRecord, Ceiling, Cursor, StoreError};
+use crate::token::{AgentId, AgentKey, InvalidInput};
 use crate::records::redis::{self as layout, RedisLayout};
 
 /// Records the revocation unless its id is already revoked.
@@ -534,9 +535,12 @@ fn agent_from_hash(mut hash: HashMap<String, String>) -> Result<AgentRecord, Sto
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| StoreError::Decode(format!("agent time {text:?}: {e}")))
     };
+    let bad = |name: &'static str| {
+        move |e: InvalidInput| StoreError::Decode(format!("agent hash field {name:?}: {e}"))
+    };
     Ok(AgentRecord {
-        id: take("id")?,
-        public_key: take("public_key")?,
+        id: AgentId::parse(&take("id")?).map_err(bad("id"))?,
+        public_key: AgentKey::parse(&take("public_key")?).map_err(bad("public_key"))?,
         description: take("description")?,
         ceiling: decode::<Ceiling>(&take("ceiling")?)?,
         disabled: take("disabled")? == "1",
