@@ -1119,6 +1119,33 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stored_agent_that_no_longer_parses_is_a_decode_error_never_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let key = format!("ed25519/{}", "ab".repeat(32));
+        let good = format!(
+            r#"{{"id":"agent://a","public_key":"{key}","description":"","ceiling":{{"actions":["read"],"resources":["docs/*"],"audiences":[],"max_ttl_secs":60}},"disabled":false,"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}}"#
+        );
+        // A bare `*` is no pattern any build accepts.
+        let bad = good.replace(r#""docs/*""#, r#""*""#);
+        {
+            let txn = store.db.begin_write().unwrap();
+            let mut agents = txn.open_table(AGENTS).unwrap();
+            agents.insert("agent://a", good.as_bytes()).unwrap();
+            agents.insert("agent://b", bad.as_bytes()).unwrap();
+            drop(agents);
+            txn.commit().unwrap();
+        }
+        let a = AgentStore::get(&store, "agent://a").await.unwrap().unwrap();
+        assert_eq!(a.public_key.to_string(), key);
+        assert_eq!(a.ceiling.max_ttl, Duration::from_secs(60));
+        let b = AgentStore::get(&store, "agent://b").await;
+        assert!(matches!(b, Err(StoreError::Decode(_))), "{b:?}");
+        let all = AgentStore::list(&store).await;
+        assert!(matches!(all, Err(StoreError::Decode(_))), "{all:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_record_that_cannot_be_decoded_fails_only_its_own_write() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(RedbStore::open(dir.path()).unwrap());
