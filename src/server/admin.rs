@@ -504,8 +504,8 @@ pub async fn revoke(
             )
         }
         RevokeWay::RevocationId(id) => {
-            let bytes = hex::decode(&id)
-                .map_err(|_| ApiError::bad_request("revocation_id must be hex"))?;
+            let bytes =
+                hex::decode(&id).map_err(|_| ApiError::bad_request("revocation_id must be hex"))?;
             if bytes.len() != 64 {
                 return Err(ApiError::bad_request(
                     "revocation_id must be 64 bytes (128 hex digits)",

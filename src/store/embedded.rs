@@ -48,8 +48,8 @@ use tokio::sync::{oneshot, watch};
 use super::files;
 use super::{
     AgentRecord, AgentStore, AuditEvent, AuditLog, AuditQuery, AuditRetention, Cursor, Issuance,
-    Issue, IssuedToken, OnceKey, OnceKind, ReplayCache, Revocation, RevocationStore, StoreError, StoreHealth,
-    TokenLedger,
+    Issue, IssuedToken, OnceKey, OnceKind, ReplayCache, Revocation, RevocationStore, StoreError,
+    StoreHealth, TokenLedger,
 };
 
 /// The file name under the data directory.

@@ -419,16 +419,17 @@ impl AgentKey {
             .strip_prefix("ed25519/")
             .ok_or_else(|| InvalidInput::PublicKey("expected `ed25519/<hex>`".into()))?;
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(hex, &mut bytes).map_err(|_| {
-            InvalidInput::PublicKey("an Ed25519 key is 64 hex digits".into())
-        })?;
+        hex::decode_to_slice(hex, &mut bytes)
+            .map_err(|_| InvalidInput::PublicKey("an Ed25519 key is 64 hex digits".into()))?;
         Ok(Self(bytes))
     }
 
     /// The key of a decoded public key; only Ed25519 is accepted.
     pub fn from_public_key(key: &PublicKey) -> Result<Self, InvalidInput> {
         if key.algorithm() != biscuit_auth::format::schema::public_key::Algorithm::Ed25519 {
-            return Err(InvalidInput::PublicKey("only Ed25519 keys are accepted".into()));
+            return Err(InvalidInput::PublicKey(
+                "only Ed25519 keys are accepted".into(),
+            ));
         }
         key.to_bytes()
             .try_into()

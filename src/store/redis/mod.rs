@@ -37,8 +37,8 @@ use serde::Serialize;
 
 use self::conn::Conn;
 use super::{AgentRecord, Ceiling, Cursor, StoreError};
-use crate::token::{AgentId, AgentKey, InvalidInput};
 use crate::records::redis::{self as layout, RedisLayout};
+use crate::token::{AgentId, AgentKey, InvalidInput};
 
 /// Records the revocation unless its id is already revoked.
 ///

@@ -28,7 +28,10 @@ pub fn agent(id: &str, now: DateTime<Utc>) -> AgentRecord {
         public_key: AgentKey::parse(&format!("ed25519/{}", "ab".repeat(32))).unwrap(),
         description: format!("agent {id}, with \"quotes\"\nand a newline"),
         ceiling: Ceiling {
-            actions: vec![Action::parse("read").unwrap(), Action::parse("write").unwrap()],
+            actions: vec![
+                Action::parse("read").unwrap(),
+                Action::parse("write").unwrap(),
+            ],
             resources: vec![
                 ResourcePattern::parse("docs/*").unwrap(),
                 ResourcePattern::parse("reports/2024").unwrap(),
@@ -116,7 +119,11 @@ pub async fn agent_records_round_trip_through_put_get_list_and_disable(stores: &
     );
 
     let later = now + secs(5);
-    assert!(stores.agents.disable(alpha.id.as_str(), later).await.unwrap());
+    assert!(stores
+        .agents
+        .disable(alpha.id.as_str(), later)
+        .await
+        .unwrap());
     let disabled = stores.agents.get(alpha.id.as_str()).await.unwrap().unwrap();
     assert!(disabled.disabled);
     assert_eq!(disabled.updated_at, later);
@@ -684,7 +691,11 @@ pub async fn exactly_one_of_32_concurrent_issues_with_one_key_is_recorded(stores
                 let outcome = issuance
                     .record_issue(
                         &[
-                            once(OnceKind::ClientAssertion, &format!("own:{n}"), now + secs(60)),
+                            once(
+                                OnceKind::ClientAssertion,
+                                &format!("own:{n}"),
+                                now + secs(60),
+                            ),
                             once(OnceKind::DpopProof, "jti:race", now + secs(60)),
                         ],
                         &token(&token_id, alpha, now, 300),
