@@ -20,7 +20,7 @@ use crate::jose::OkpJwk;
 use crate::records::{AuditEntry, AuditOutcome, AuditPage, FeedEntry, FeedPage};
 use crate::store::{AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, Revocation};
 use crate::token::{
-    self, parse_duration, parse_public_key, Action, AgentId, Audience, Grant, Lifetime,
+    self, parse_duration, parse_public_key, Action, AgentId, AgentKey, Audience, Grant, Lifetime,
     Request as AuthzRequest, Resource, ResourcePattern,
 };
 
@@ -181,10 +181,16 @@ struct AgentInput {
     ceiling: CeilingInput,
 }
 
-fn validate(
-    input: AgentInput,
-    max_ttl: Duration,
-) -> Result<(AgentId, String, Ceiling, String), ApiError> {
+/// A registration that passed [`validate`]: the parts of the agent record
+/// the caller gives.
+struct ValidAgent {
+    id: AgentId,
+    public_key: AgentKey,
+    ceiling: Ceiling,
+    description: String,
+}
+
+fn validate(input: AgentInput, max_ttl: Duration) -> Result<ValidAgent, ApiError> {
     let bad = |m: String| ApiError::bad_request(m);
     let id = AgentId::parse(&input.id).map_err(|e| bad(e.to_string()))?;
     let key = match input.public_key {
@@ -194,6 +200,7 @@ fn validate(
             .and_then(|k| crate::jose::to_biscuit_key(&k))
             .map_err(|e| bad(format!("public_key: {e}")))?,
     };
+    let public_key = AgentKey::from_public_key(&key).map_err(|e| bad(e.to_string()))?;
     if id.as_str().starts_with("agent://tessera/") {
         return Err(bad("agent ids under agent://tessera/ are reserved".into()));
     }
@@ -211,19 +218,19 @@ fn validate(
     let actions = c
         .actions
         .iter()
-        .map(|a| Action::parse(a).map(String::from))
+        .map(|a| Action::parse(a))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))?;
     let resources = c
         .resources
         .iter()
-        .map(|r| ResourcePattern::parse(r).map(String::from))
+        .map(|r| ResourcePattern::parse(r))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))?;
     let audiences = c
         .audiences
         .iter()
-        .map(|a| Audience::parse(a).map(String::from))
+        .map(|a| Audience::parse(a))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))?;
     let ttl = match c.max_ttl {
@@ -236,23 +243,23 @@ fn validate(
             max_ttl.as_secs()
         )));
     }
-    let dedup = |v: Vec<String>| {
-        let mut seen = HashSet::new();
-        v.into_iter()
-            .filter(|x| seen.insert(x.clone()))
-            .collect::<Vec<_>>()
-    };
-    Ok((
+    Ok(ValidAgent {
         id,
-        key.to_string(),
-        Ceiling {
+        public_key,
+        ceiling: Ceiling {
             actions: dedup(actions),
             resources: dedup(resources),
             audiences: dedup(audiences),
-            max_ttl_secs: ttl.as_secs(),
+            max_ttl: Duration::from_secs(ttl.as_secs()),
         },
-        input.description,
-    ))
+        description: input.description,
+    })
+}
+
+/// `v` without repeats, in first-seen order.
+fn dedup<T: Clone + Eq + std::hash::Hash>(v: Vec<T>) -> Vec<T> {
+    let mut seen = HashSet::new();
+    v.into_iter().filter(|x| seen.insert(x.clone())).collect()
 }
 
 fn admin_event(
@@ -283,11 +290,16 @@ pub async fn register_agent(
 ) -> Result<Response, ApiError> {
     let input: AgentInput = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid agent: {e}")))?;
-    let (id, public_key, ceiling, description) = validate(input, state.config.max_ttl.0)?;
+    let ValidAgent {
+        id,
+        public_key,
+        ceiling,
+        description,
+    } = validate(input, state.config.max_ttl.0)?;
     let now = state.now();
     let existing = state.stores.agents.get(id.as_str()).await?;
     let record = AgentRecord {
-        id: id.to_string(),
+        id: id.clone(),
         public_key,
         description,
         ceiling,
@@ -403,16 +415,49 @@ async fn revoke_agent_tokens(
     Ok(out)
 }
 
-/// `POST /v1/revocations` body: exactly one of the four ways.
+/// `POST /v1/revocations` body as sent: one of the four ways, each an
+/// optional field (see [`RevokeWay`]), and an optional reason.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RevokeInput {
+struct RevokeBody {
     token: Option<String>,
     revocation_id: Option<String>,
     token_id: Option<String>,
     agent: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+}
+
+/// What an operator revokes: exactly one of the four ways.
+#[derive(Debug)]
+enum RevokeWay {
+    /// A token's last block: that token and all derived from it.
+    Token(String),
+    /// One revocation id, hex.
+    RevocationId(String),
+    /// A whole token from the ledger, by its id.
+    TokenId(String),
+    /// Every outstanding token of an agent.
+    Agent(String),
+}
+
+impl RevokeWay {
+    /// The one way `body` names; an error when it names none or several.
+    fn of(body: &mut RevokeBody) -> Result<Self, ApiError> {
+        let ways = [
+            body.token.take().map(Self::Token),
+            body.revocation_id.take().map(Self::RevocationId),
+            body.token_id.take().map(Self::TokenId),
+            body.agent.take().map(Self::Agent),
+        ];
+        let mut given = ways.into_iter().flatten();
+        match (given.next(), given.next()) {
+            (Some(way), None) => Ok(way),
+            _ => Err(ApiError::bad_request(
+                "give exactly one of token, revocation_id, token_id, agent",
+            )),
+        }
+    }
 }
 
 /// `POST /v1/revocations`: by token (its last block: that token and all
@@ -424,90 +469,85 @@ pub async fn revoke(
     addr: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let input: RevokeInput = serde_json::from_slice(&body)
+    let mut input: RevokeBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid revocation: {e}")))?;
     let now = state.now();
     let reason = input
         .reason
+        .take()
         .unwrap_or_else(|| "revoked by an operator".into());
     if reason.len() > 512 {
         return Err(ApiError::bad_request("reason is longer than 512 bytes"));
     }
-    let given = [
-        input.token.is_some(),
-        input.revocation_id.is_some(),
-        input.token_id.is_some(),
-        input.agent.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() != 1 {
-        return Err(ApiError::bad_request(
-            "give exactly one of token, revocation_id, token_id, agent",
-        ));
-    }
+    let way = RevokeWay::of(&mut input)?;
     let latest = || now + chrono::Duration::seconds(Lifetime::MAX.as_secs() as i64);
-    let (revoked, agent, token_id) = if let Some(t) = input.token {
-        let seen = token::inspect(&t, Some(&state.ring().key_set(now)), &state.limits)
-            .map_err(|e| ApiError::bad_request(format!("token: {e}")))?;
-        let last = seen
-            .blocks
-            .last()
-            .ok_or_else(|| ApiError::bad_request("token has no blocks"))?;
-        let r = Revocation {
-            revocation_id: last.revocation_id.clone(),
-            token_id: Some(seen.token_id.clone()),
-            agent: Some(seen.agent.clone()),
-            reason: reason.clone(),
-            revoked_at: now,
-            expires_at: seen.expires_at,
-        };
-        (
-            vec![revoke_one(&state, r).await?],
-            Some(seen.agent),
-            Some(seen.token_id),
-        )
-    } else if let Some(id) = input.revocation_id {
-        let bytes =
-            hex::decode(&id).map_err(|_| ApiError::bad_request("revocation_id must be hex"))?;
-        if bytes.len() != 64 {
-            return Err(ApiError::bad_request(
-                "revocation_id must be 64 bytes (128 hex digits)",
-            ));
+    let (revoked, agent, token_id) = match way {
+        RevokeWay::Token(t) => {
+            let seen = token::inspect(&t, Some(&state.ring().key_set(now)), &state.limits)
+                .map_err(|e| ApiError::bad_request(format!("token: {e}")))?;
+            let last = seen
+                .blocks
+                .last()
+                .ok_or_else(|| ApiError::bad_request("token has no blocks"))?;
+            let r = Revocation {
+                revocation_id: last.revocation_id.clone(),
+                token_id: Some(seen.token_id.clone()),
+                agent: Some(seen.agent.clone()),
+                reason: reason.clone(),
+                revoked_at: now,
+                expires_at: seen.expires_at,
+            };
+            (
+                vec![revoke_one(&state, r).await?],
+                Some(seen.agent),
+                Some(seen.token_id),
+            )
         }
-        let r = Revocation {
-            revocation_id: id.to_ascii_lowercase(),
-            token_id: None,
-            agent: None,
-            reason: reason.clone(),
-            revoked_at: now,
-            // Unknown token: keep it for the longest lifetime any token has.
-            expires_at: latest(),
-        };
-        (vec![revoke_one(&state, r).await?], None, None)
-    } else if let Some(tid) = input.token_id {
-        let t = state
-            .stores
-            .tokens
-            .get(&tid)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no token {tid}")))?;
-        let r = Revocation {
-            revocation_id: t.revocation_id,
-            token_id: Some(t.token_id),
-            agent: Some(t.agent.clone()),
-            reason: reason.clone(),
-            revoked_at: now,
-            expires_at: t.expires_at,
-        };
-        (vec![revoke_one(&state, r).await?], Some(t.agent), Some(tid))
-    } else if let Some(agent) = input.agent {
-        let id = AgentId::parse(&agent).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        (
-            revoke_agent_tokens(&state, id.as_str(), &reason).await?,
-            Some(agent),
-            None,
-        )
-    } else {
-        return Err(ApiError::bad_request("nothing to revoke"));
+        RevokeWay::RevocationId(id) => {
+            let bytes =
+                hex::decode(&id).map_err(|_| ApiError::bad_request("revocation_id must be hex"))?;
+            if bytes.len() != 64 {
+                return Err(ApiError::bad_request(
+                    "revocation_id must be 64 bytes (128 hex digits)",
+                ));
+            }
+            let r = Revocation {
+                revocation_id: id.to_ascii_lowercase(),
+                token_id: None,
+                agent: None,
+                reason: reason.clone(),
+                revoked_at: now,
+                // Unknown token: keep it for the longest lifetime any token has.
+                expires_at: latest(),
+            };
+            (vec![revoke_one(&state, r).await?], None, None)
+        }
+        RevokeWay::TokenId(tid) => {
+            let t = state
+                .stores
+                .tokens
+                .get(&tid)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no token {tid}")))?;
+            let agent = t.agent.to_string();
+            let r = Revocation {
+                revocation_id: t.revocation_id,
+                token_id: Some(t.token_id),
+                agent: Some(agent.clone()),
+                reason: reason.clone(),
+                revoked_at: now,
+                expires_at: t.expires_at,
+            };
+            (vec![revoke_one(&state, r).await?], Some(agent), Some(tid))
+        }
+        RevokeWay::Agent(agent) => {
+            let id = AgentId::parse(&agent).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            (
+                revoke_agent_tokens(&state, id.as_str(), &reason).await?,
+                Some(agent),
+                None,
+            )
+        }
     };
     let mut ev = admin_event(&state, AuditOutcome::Revoked, agent, &grant);
     ev.kind = AuditKind::Revocation;

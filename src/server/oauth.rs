@@ -23,7 +23,8 @@ use crate::jose::{self, AssertionClaims, AssertionRules, DpopRules, Jws};
 use crate::records::AuditOutcome;
 use crate::replay::dpop_replay_key;
 use crate::store::{
-    AgentRecord, AuditEvent, AuditKind, Issue, IssuedToken, OnceKey, Revocation, StoreError,
+    AgentRecord, AuditEvent, AuditKind, Issue, IssuedToken, OnceKey, OnceKind, Revocation,
+    StoreError,
 };
 use crate::token::{self, Action, AgentId, Audience, Capability, Lifetime, ResourcePattern};
 
@@ -226,6 +227,7 @@ async fn authenticate_unspent(
     Ok((
         Client { id, record },
         OnceKey {
+            kind: OnceKind::ClientAssertion,
             key,
             expires_at: until,
         },
@@ -350,18 +352,13 @@ fn within_ceiling(
 ) -> Result<Lifetime, ApiError> {
     let out = |d: String| ApiError::oauth(OAuthCode::InvalidScope, d);
     let c = &record.ceiling;
-    if !c.actions.iter().any(|a| a == asked.action.as_str()) {
+    if !c.actions.contains(&asked.action) {
         return Err(out(format!(
             "action `{}` is outside this agent's ceiling",
             asked.action
         )));
     }
-    let covered = c.resources.iter().any(|p| {
-        ResourcePattern::parse(p)
-            .map(|p| p.covers(&asked.resource))
-            .unwrap_or(false)
-    });
-    if !covered {
+    if !c.resources.iter().any(|p| p.covers(&asked.resource)) {
         return Err(out(format!(
             "resource `{}` is outside this agent's ceiling",
             asked.resource
@@ -374,7 +371,7 @@ fn within_ceiling(
                     "this agent's tokens must name a tool server (resource)".into(),
                 ))
             }
-            Some(a) if !c.audiences.iter().any(|x| x == a.as_str()) => {
+            Some(a) if !c.audiences.contains(a) => {
                 return Err(out(format!(
                     "audience `{a}` is outside this agent's ceiling"
                 )))
@@ -382,7 +379,7 @@ fn within_ceiling(
             Some(_) => {}
         }
     }
-    let max = Duration::from_secs(c.max_ttl_secs).min(state.config.max_ttl.0);
+    let max = c.max_ttl.min(state.config.max_ttl.0);
     let wanted = asked
         .lifetime
         .unwrap_or_else(|| state.config.default_ttl.0.min(max));
@@ -456,15 +453,14 @@ pub async fn token(
     body: Bytes,
 ) -> Response {
     let remote = remote(addr);
-    let mut agent = None;
-    match issue(&state, &headers, &body, remote.clone(), &mut agent).await {
+    match issue(&state, &headers, &body, remote.clone()).await {
         Ok(r) => r,
-        Err(e) => {
+        Err(Refused { error: e, client }) => {
             state.metrics.refuse(e.reason());
-            match agent {
-                Some(agent) => {
+            match client {
+                Some(client) => {
                     let mut ev = event(&state, AuditKind::Refusal, AuditOutcome::Refused);
-                    ev.agent = Some(agent);
+                    ev.agent = Some(client.to_string());
                     ev.reason = Some(bounded(&e.to_string(), MAX_REASON_CHARS));
                     ev.remote_addr = remote;
                     record_refusal(&state, ev).await;
@@ -532,14 +528,40 @@ fn summary_event(state: &AppState, skipped: &super::state::Skipped) -> AuditEven
     ev
 }
 
+/// A refused token request.
+struct Refused {
+    /// Why.
+    error: ApiError,
+    /// The client, when it was authenticated before the refusal.
+    client: Option<AgentId>,
+}
+
+/// Answers a token request, or says why not and (once the client is
+/// authenticated) to whom.
 async fn issue(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
     remote: Option<String>,
-    agent_out: &mut Option<String>,
-) -> Result<Response, ApiError> {
-    let form = Form::parse(headers, body)?;
+) -> Result<Response, Refused> {
+    let stranger = |error| Refused {
+        error,
+        client: None,
+    };
+    let form = Form::parse(headers, body).map_err(stranger)?;
+    let (client, jti) = authenticated(state, &form).await.map_err(stranger)?;
+    let id = client.id.clone();
+    issue_to(state, headers, &form, client, jti, remote)
+        .await
+        .map_err(|error| Refused {
+            error,
+            client: Some(id),
+        })
+}
+
+/// Checks the grant type and authenticates the client, leaving its
+/// assertion unspent.
+async fn authenticated(state: &AppState, form: &Form) -> Result<(Client, OnceKey), ApiError> {
     match form.required("grant_type")? {
         "client_credentials" => {}
         other => {
@@ -552,9 +574,20 @@ async fn issue(
             ))
         }
     }
-    let (client, jti) = authenticate_unspent(state, &form, &state.token_endpoint()).await?;
-    *agent_out = Some(client.id.to_string());
-    let granted = match grant(state, headers, &form, &client, remote).await {
+    authenticate_unspent(state, form, &state.token_endpoint()).await
+}
+
+/// Mints for an authenticated client: checks what it asks for, takes its
+/// one-time keys and records the token.
+async fn issue_to(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &Form,
+    client: Client,
+    jti: OnceKey,
+    remote: Option<String>,
+) -> Result<Response, ApiError> {
+    let granted = match grant(state, headers, form, &client, remote).await {
         Ok(granted) => granted,
         Err(e) => {
             // A refused request spends its assertion all the same; a
@@ -587,13 +620,13 @@ async fn issue(
         .await
     {
         Ok(Issue::Recorded(_)) => None,
-        Ok(Issue::Replayed(index)) => Some(index),
+        Ok(Issue::Replayed(kind)) => Some(kind),
         Err(e) if tolerate(state, &e) => {
             // As the separate calls would: this process's replay cache,
             // then a token without a ledger entry (and its audit event in
             // the log only).
             let mut replayed = None;
-            for (i, k) in keys.iter().enumerate() {
+            for k in &keys {
                 let taken =
                     state
                         .fallback
@@ -601,7 +634,7 @@ async fn issue(
                 match taken {
                     Some(true) => {}
                     Some(false) => {
-                        replayed = Some(i);
+                        replayed = Some(k.kind);
                         break;
                     }
                     // Full: fail closed, as the store's outage would.
@@ -624,8 +657,8 @@ async fn issue(
     };
     match replayed {
         None => {}
-        Some(0) => return Err(replayed_assertion()),
-        Some(_) => {
+        Some(OnceKind::ClientAssertion) => return Err(replayed_assertion()),
+        Some(OnceKind::DpopProof) => {
             return Err(ApiError::oauth(
                 OAuthCode::InvalidDpopProof,
                 "DPoP proof jti was already used",
@@ -704,6 +737,7 @@ async fn grant(
             (
                 Some(holder),
                 Some(OnceKey {
+                    kind: OnceKind::DpopProof,
                     key,
                     expires_at: until,
                 }),
@@ -724,7 +758,7 @@ async fn grant(
         .map_err(|e| ApiError::Internal(format!("mint: {e}")))?;
     let issued = IssuedToken {
         token_id: minted.token_id.clone(),
-        agent: client.id.to_string(),
+        agent: client.id.clone(),
         revocation_id: minted.revocation_id.clone(),
         expires_at: minted.expires_at,
         issued_at: minted.issued_at,

@@ -12,10 +12,9 @@ use sha2::{Digest, Sha256};
 use super::config::Config;
 use super::keyring::KeyRing;
 use super::metrics::Metrics;
-use crate::jose;
 use crate::replay::{MemoryReplayGuard, ReplayGuard};
 use crate::store::{AgentRecord, Stores};
-use crate::token::{parse_public_key, Limits};
+use crate::token::{AgentKey, Limits};
 
 pub use crate::clock::{Clock, SystemClock};
 
@@ -187,42 +186,40 @@ impl RefusalSampler {
 /// How many decoded keys [`KeyCache`] holds before it starts over.
 const KEY_CACHE_MAX: usize = 4096;
 
-/// Agents' public keys (`ed25519/<hex>`, as stored in agent records),
-/// decoded once per process instead of on every client authentication.
+/// Agents' public keys, decoded once per process instead of on every
+/// client authentication.
 ///
-/// Decoding a key decompresses a curve point, twice on the way from text
-/// to a verifying key: about a fifth of the cost of the signature check it
-/// serves. The cache maps the key's text to the decoded key, a pure
-/// function of the text, so it never needs invalidating: a re-registered
-/// agent with a new key is looked up under the new text. It is bounded by
-/// starting over when full.
+/// An agent record holds its key as 32 checked bytes ([`AgentKey`]);
+/// turning them into a verifying key decompresses a curve point, a good
+/// share of the cost of the signature check it serves. The cache maps the
+/// key bytes to the decoded key, a pure function of the bytes, so it never
+/// needs invalidating: a re-registered agent with a new key is looked up
+/// under the new bytes. It is bounded by starting over when full.
 #[derive(Default)]
 pub struct KeyCache {
-    keys: RwLock<HashMap<String, VerifyingKey>>,
+    keys: RwLock<HashMap<AgentKey, VerifyingKey>>,
 }
 
 impl KeyCache {
-    /// The verifying key written as `text`, or `None` if `text` is not an
-    /// Ed25519 public key.
-    pub fn verifying_key(&self, text: &str) -> Option<VerifyingKey> {
+    /// The verifying key of `key`, or `None` if its bytes are not a point
+    /// of the curve.
+    pub fn verifying_key(&self, key: &AgentKey) -> Option<VerifyingKey> {
         let known = self
             .keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(text)
+            .get(key)
             .copied();
         if known.is_some() {
             return known;
         }
-        let key = parse_public_key(text)
-            .ok()
-            .and_then(|k| jose::from_biscuit_key(&k).ok())?;
+        let decoded = VerifyingKey::from_bytes(key.bytes()).ok()?;
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
         if keys.len() >= KEY_CACHE_MAX {
             keys.clear();
         }
-        keys.insert(text.to_owned(), key);
-        Some(key)
+        keys.insert(*key, decoded);
+        Some(decoded)
     }
 }
 
@@ -252,7 +249,7 @@ impl Fallback {
     /// Remembers an agent record read from the store.
     pub fn remember(&self, record: &AgentRecord, now: DateTime<Utc>) {
         let mut g = self.agents.write().unwrap_or_else(|p| p.into_inner());
-        g.insert(record.id.clone(), (record.clone(), now));
+        g.insert(record.id.to_string(), (record.clone(), now));
     }
 
     /// The record of `id` if this process read it recently.
@@ -414,15 +411,18 @@ mod tests {
     fn the_key_cache_decodes_a_key_once_and_refuses_what_is_not_a_key() {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
         let text = format!("ed25519/{}", hex::encode(key.as_bytes()));
+        let typed = AgentKey::parse(&text).unwrap();
         let cache = KeyCache::default();
-        assert_eq!(cache.verifying_key(&text), Some(key));
-        assert_eq!(cache.verifying_key(&text), Some(key));
+        assert_eq!(cache.verifying_key(&typed), Some(key));
+        assert_eq!(cache.verifying_key(&typed), Some(key));
         assert_eq!(cache.keys.read().unwrap().len(), 1);
-        assert_eq!(cache.verifying_key("ed25519/zz"), None);
-        assert_eq!(
-            cache.verifying_key(&text.replace("ed25519/", "p256/")),
-            None
-        );
+        // Well-formed bytes that are no point of the curve.
+        let off_curve = (0..=u8::MAX)
+            .map(|b| [b; 32])
+            .find(|bytes| VerifyingKey::from_bytes(bytes).is_err())
+            .unwrap();
+        let off_curve = AgentKey::parse(&format!("ed25519/{}", hex::encode(off_curve))).unwrap();
+        assert_eq!(cache.verifying_key(&off_curve), None);
         assert_eq!(cache.keys.read().unwrap().len(), 1);
     }
 

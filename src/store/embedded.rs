@@ -48,8 +48,8 @@ use tokio::sync::{oneshot, watch};
 use super::files;
 use super::{
     AgentRecord, AgentStore, AuditEvent, AuditLog, AuditQuery, AuditRetention, Cursor, Issuance,
-    Issue, IssuedToken, OnceKey, ReplayCache, Revocation, RevocationStore, StoreError, StoreHealth,
-    TokenLedger,
+    Issue, IssuedToken, OnceKey, OnceKind, ReplayCache, Revocation, RevocationStore, StoreError,
+    StoreHealth, TokenLedger,
 };
 
 /// The file name under the data directory.
@@ -949,9 +949,9 @@ impl Issuance for RedbStore {
         now: DateTime<Utc>,
     ) -> Result<Issue, StoreError> {
         let now = micros(now);
-        let keys: Vec<(String, i64)> = keys
+        let keys: Vec<(OnceKind, String, i64)> = keys
             .iter()
-            .map(|k| (k.key.clone(), micros(k.expires_at)))
+            .map(|k| (k.kind, k.key.clone(), micros(k.expires_at)))
             .collect();
         let token = token.clone();
         let token_bytes = encode(&token)?;
@@ -960,10 +960,10 @@ impl Issuance for RedbStore {
         self.write(move |txn, notes| {
             {
                 let mut replay = ReplayTables::open(txn, notes)?;
-                for (index, (key, expires)) in keys.iter().enumerate() {
+                for (kind, key, expires) in &keys {
                     // A key already expired is never accepted (as in `insert_once`).
                     if *expires <= now || !replay.take(key, *expires, now)? {
-                        return Ok(Issue::Replayed(index));
+                        return Ok(Issue::Replayed(*kind));
                     }
                 }
                 replay.purge(now)?;
@@ -1119,6 +1119,33 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stored_agent_that_no_longer_parses_is_a_decode_error_never_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let key = format!("ed25519/{}", "ab".repeat(32));
+        let good = format!(
+            r#"{{"id":"agent://a","public_key":"{key}","description":"","ceiling":{{"actions":["read"],"resources":["docs/*"],"audiences":[],"max_ttl_secs":60}},"disabled":false,"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}}"#
+        );
+        // A bare `*` is no pattern any build accepts.
+        let bad = good.replace(r#""docs/*""#, r#""*""#);
+        {
+            let txn = store.db.begin_write().unwrap();
+            let mut agents = txn.open_table(AGENTS).unwrap();
+            agents.insert("agent://a", good.as_bytes()).unwrap();
+            agents.insert("agent://b", bad.as_bytes()).unwrap();
+            drop(agents);
+            txn.commit().unwrap();
+        }
+        let a = AgentStore::get(&store, "agent://a").await.unwrap().unwrap();
+        assert_eq!(a.public_key.to_string(), key);
+        assert_eq!(a.ceiling.max_ttl, Duration::from_secs(60));
+        let b = AgentStore::get(&store, "agent://b").await;
+        assert!(matches!(b, Err(StoreError::Decode(_))), "{b:?}");
+        let all = AgentStore::list(&store).await;
+        assert!(matches!(all, Err(StoreError::Decode(_))), "{all:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_record_that_cannot_be_decoded_fails_only_its_own_write() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(RedbStore::open(dir.path()).unwrap());
@@ -1133,7 +1160,7 @@ mod tests {
         let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
         let token = IssuedToken {
             token_id: "tok-bad".to_owned(),
-            agent: "agent://a".to_owned(),
+            agent: crate::token::AgentId::parse("agent://a").unwrap(),
             revocation_id: "ff".to_owned(),
             expires_at: now + chrono::TimeDelta::seconds(60),
             issued_at: now,

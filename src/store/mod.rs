@@ -160,9 +160,20 @@ impl Default for AuditRetention {
     }
 }
 
+/// What a one-time key of a mint stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OnceKind {
+    /// The `jti` of the client's `private_key_jwt` assertion.
+    ClientAssertion,
+    /// The `jti` of the request's DPoP proof.
+    DpopProof,
+}
+
 /// A key to accept once (see [`ReplayCache::insert_once`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OnceKey {
+    /// What the key stands for, reported back in [`Issue::Replayed`].
+    pub kind: OnceKind,
     /// The key, for example `assertion:<hex>`.
     pub key: String,
     /// Until when it is remembered.
@@ -175,10 +186,10 @@ pub enum Issue {
     /// Every key was fresh and is now taken; the token is in the ledger and
     /// the event in the audit log, at this cursor.
     Recorded(Cursor),
-    /// The key at this index was already used (or already expired). The
-    /// keys before it are taken now, as separate `insert_once` calls would
-    /// have left them; nothing else was written.
-    Replayed(usize),
+    /// The first key of this kind that was already used (or already
+    /// expired). The keys before it are taken now, as separate
+    /// `insert_once` calls would have left them; nothing else was written.
+    Replayed(OnceKind),
 }
 
 /// The writes of one mint, as one store operation.
@@ -208,9 +219,9 @@ pub trait Issuance: ReplayCache + TokenLedger + AuditLog {
         event: &AuditEvent,
         now: DateTime<Utc>,
     ) -> Result<Issue, StoreError> {
-        for (index, key) in keys.iter().enumerate() {
+        for key in keys {
             if !ReplayCache::insert_once(self, &key.key, key.expires_at, now).await? {
-                return Ok(Issue::Replayed(index));
+                return Ok(Issue::Replayed(key.kind));
             }
         }
         let (recorded, appended) = tokio::join!(

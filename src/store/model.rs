@@ -1,12 +1,20 @@
-//! Plain records kept by the stores.
+//! Records kept by the stores.
 //!
-//! Identifiers (agent URIs, keys, token ids) are strings here: the server
-//! validates them with the domain types before it calls a store. The records
-//! the verifier shares with the issuer (revocations, audit events, cursors)
-//! live in [`crate::records`].
+//! Agent records and ledger entries hold the domain types (agent id, key,
+//! actions, resource patterns, audiences), parsed once: by the server on
+//! the way in, and by serde when a store reads a record back, so a stored
+//! record that no longer parses is a [`StoreError::Decode`](super::StoreError)
+//! and never reaches a handler. Their JSON is the text each type is written
+//! as, the same as when these fields were plain strings. Token ids and
+//! revocation ids stay strings. The records the verifier shares with the
+//! issuer (revocations, audit events, cursors) live in [`crate::records`].
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::token::{Action, AgentId, AgentKey, Audience, ResourcePattern};
 
 pub use crate::records::{AuditEvent, AuditKind, AuditQuery, Cursor, Revocation};
 
@@ -14,22 +22,37 @@ pub use crate::records::{AuditEvent, AuditKind, AuditQuery, Cursor, Revocation};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ceiling {
     /// Actions the agent may ask for.
-    pub actions: Vec<String>,
+    pub actions: Vec<Action>,
     /// Resource patterns; a trailing `*` matches any suffix.
-    pub resources: Vec<String>,
-    /// Audiences (tool servers) tokens may name.
-    pub audiences: Vec<String>,
-    /// Longest token lifetime, in seconds.
-    pub max_ttl_secs: u64,
+    pub resources: Vec<ResourcePattern>,
+    /// Audiences (tool servers) tokens may name; none: any or none.
+    pub audiences: Vec<Audience>,
+    /// Longest token lifetime, a whole number of seconds (`max_ttl_secs`
+    /// in JSON).
+    #[serde(rename = "max_ttl_secs", with = "whole_secs")]
+    pub max_ttl: Duration,
+}
+
+/// A duration written as a whole number of seconds.
+mod whole_secs {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
 }
 
 /// A registered agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
     /// The agent URI.
-    pub id: String,
+    pub id: AgentId,
     /// The agent's public key, `ed25519/<hex>`.
-    pub public_key: String,
+    pub public_key: AgentKey,
     /// Free text for operators.
     pub description: String,
     /// What the agent may be granted.
@@ -48,8 +71,8 @@ pub struct AgentRecord {
 pub struct IssuedToken {
     /// The token id the issuer assigned.
     pub token_id: String,
-    /// The agent URI the token was issued to.
-    pub agent: String,
+    /// The agent the token was issued to.
+    pub agent: AgentId,
     /// Hex of the authority block's signature.
     pub revocation_id: String,
     /// When the token expires.

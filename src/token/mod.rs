@@ -30,8 +30,8 @@ pub use keys::{ed25519_private_key_pem, Jwk, Jwks, KeyError, KeySet, RootKeyPair
 pub use mint::{mint, mint_with_rng, Capability, Minted};
 pub use schema::{Narrowing, SCHEMA_VERSION};
 pub use types::{
-    format_public_key, parse_duration, parse_public_key, Action, AgentId, Audience, InvalidInput,
-    Lifetime, Resource, ResourcePattern, RESERVED_AGENT_PREFIX,
+    format_public_key, parse_duration, parse_public_key, Action, AgentId, AgentKey, Audience,
+    InvalidInput, Lifetime, Resource, ResourcePattern, RESERVED_AGENT_PREFIX,
 };
 
 /// Why a token operation (mint, attenuate, delegate, inspect) failed.

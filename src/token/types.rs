@@ -400,6 +400,75 @@ pub fn format_public_key(key: &PublicKey) -> String {
     key.to_string()
 }
 
+/// An agent's Ed25519 public key as agent records keep it, written
+/// `ed25519/<64 hex digits>` (JSON and Redis hold that text).
+///
+/// Reading it checks the form and yields the 32 key bytes; it does not
+/// decompress the curve point, which is the costly half of turning the key
+/// into a verifying key. Registration checks the point
+/// ([`AgentKey::from_public_key`] takes a key that [`parse_public_key`] or a
+/// JWK already decoded), and the issuer decodes each key once per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AgentKey([u8; 32]);
+
+impl AgentKey {
+    /// Parses `ed25519/<64 hex digits>`, checking its form only.
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        let hex = s
+            .strip_prefix("ed25519/")
+            .ok_or_else(|| InvalidInput::PublicKey("expected `ed25519/<hex>`".into()))?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex, &mut bytes)
+            .map_err(|_| InvalidInput::PublicKey("an Ed25519 key is 64 hex digits".into()))?;
+        Ok(Self(bytes))
+    }
+
+    /// The key of a decoded public key; only Ed25519 is accepted.
+    pub fn from_public_key(key: &PublicKey) -> Result<Self, InvalidInput> {
+        if key.algorithm() != biscuit_auth::format::schema::public_key::Algorithm::Ed25519 {
+            return Err(InvalidInput::PublicKey(
+                "only Ed25519 keys are accepted".into(),
+            ));
+        }
+        key.to_bytes()
+            .try_into()
+            .map(Self)
+            .map_err(|_| InvalidInput::PublicKey("an Ed25519 key is 32 bytes".into()))
+    }
+
+    /// The 32 key bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for AgentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ed25519/{}", hex::encode(self.0))
+    }
+}
+
+impl FromStr for AgentKey {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for AgentKey {
+    type Error = InvalidInput;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<AgentKey> for String {
+    fn from(k: AgentKey) -> String {
+        k.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,6 +582,23 @@ mod tests {
         assert!(Lifetime::parse("1d").is_ok());
         assert!(Lifetime::parse("5 minutes").is_err());
         assert!(Lifetime::parse("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn agent_keys_read_and_write_the_text_a_biscuit_key_prints() {
+        let k = biscuit_auth::KeyPair::new().public();
+        let text = format_public_key(&k);
+        let typed = AgentKey::from_public_key(&k).unwrap();
+        assert_eq!(typed.to_string(), text);
+        assert_eq!(AgentKey::parse(&text).unwrap(), typed);
+        assert_eq!(typed.bytes().as_slice(), k.to_bytes().as_slice());
+        let json = serde_json::to_string(&typed).unwrap();
+        assert_eq!(json, format!("\"{text}\""));
+        assert_eq!(serde_json::from_str::<AgentKey>(&json).unwrap(), typed);
+        for bad in ["ed25519/zz", "", "p256/00", &text[..text.len() - 2]] {
+            assert!(AgentKey::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(serde_json::from_str::<AgentKey>("\"ed25519/zz\"").is_err());
     }
 
     #[test]

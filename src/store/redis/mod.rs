@@ -38,6 +38,7 @@ use self::conn::Conn;
 use super::{AgentRecord, Ceiling, Cursor, StoreError};
 use crate::records::redis::{self as layout, RedisLayout};
 use crate::redis_conn;
+use crate::token::{AgentId, AgentKey, InvalidInput};
 
 /// Records the revocation unless its id is already revoked.
 ///
@@ -530,13 +531,83 @@ fn agent_from_hash(mut hash: HashMap<String, String>) -> Result<AgentRecord, Sto
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| StoreError::Decode(format!("agent time {text:?}: {e}")))
     };
+    let bad = |name: &'static str| {
+        move |e: InvalidInput| StoreError::Decode(format!("agent hash field {name:?}: {e}"))
+    };
     Ok(AgentRecord {
-        id: take("id")?,
-        public_key: take("public_key")?,
+        id: AgentId::parse(&take("id")?).map_err(bad("id"))?,
+        public_key: AgentKey::parse(&take("public_key")?).map_err(bad("public_key"))?,
         description: take("description")?,
         ceiling: decode::<Ceiling>(&take("ceiling")?)?,
-        disabled: take("disabled")? == "1",
+        disabled: match take("disabled")?.as_str() {
+            "1" => true,
+            "0" => false,
+            other => {
+                return Err(StoreError::Decode(format!(
+                    "agent hash field \"disabled\": {other:?} is neither 0 nor 1"
+                )))
+            }
+        },
         created_at: time(take("created_at")?)?,
         updated_at: time(take("updated_at")?)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(fields: &[(&str, &str)]) -> HashMap<String, String> {
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn stored(changed: (&str, &str)) -> HashMap<String, String> {
+        let key = format!("ed25519/{}", "ab".repeat(32));
+        let mut h = hash(&[
+            ("id", "agent://acme/bot"),
+            ("public_key", &key),
+            ("description", "d"),
+            (
+                "ceiling",
+                r#"{"actions":["read"],"resources":["docs/*"],"audiences":[],"max_ttl_secs":60}"#,
+            ),
+            ("disabled", "0"),
+            ("created_at", "2026-01-01T00:00:00Z"),
+            ("updated_at", "2026-01-01T00:00:00Z"),
+        ]);
+        h.insert(changed.0.to_owned(), changed.1.to_owned());
+        h
+    }
+
+    #[test]
+    fn an_agent_hash_is_read_into_the_typed_record() {
+        let agent = agent_from_hash(stored(("disabled", "1"))).unwrap();
+        assert_eq!(agent.id.as_str(), "agent://acme/bot");
+        assert!(agent.disabled);
+        assert_eq!(agent.ceiling.max_ttl, std::time::Duration::from_secs(60));
+        assert!(agent.ceiling.resources[0].matches("docs/x"));
+    }
+
+    #[test]
+    fn an_agent_hash_that_no_longer_parses_is_a_decode_error() {
+        for changed in [
+            ("id", "not a uri"),
+            ("public_key", "ed25519/zz"),
+            ("disabled", "yes"),
+            (
+                "ceiling",
+                r#"{"actions":["read"],"resources":["*"],"audiences":[],"max_ttl_secs":60}"#,
+            ),
+            (
+                "ceiling",
+                r#"{"actions":["re ad"],"resources":["docs/*"],"audiences":[],"max_ttl_secs":60}"#,
+            ),
+        ] {
+            let err = agent_from_hash(stored(changed)).unwrap_err();
+            assert!(matches!(err, StoreError::Decode(_)), "{changed:?}: {err:?}");
+        }
+    }
 }

@@ -22,10 +22,10 @@ use crate::store::{
 #[async_trait]
 impl AgentStore for RedisStore {
     async fn put(&self, agent: &AgentRecord) -> Result<(), StoreError> {
-        let key = self.layout.agent(&agent.id);
+        let key = self.layout.agent(agent.id.as_str());
         let fields = [
-            ("id", agent.id.clone()),
-            ("public_key", agent.public_key.clone()),
+            ("id", agent.id.to_string()),
+            ("public_key", agent.public_key.to_string()),
             ("description", agent.description.clone()),
             ("ceiling", encode(&agent.ceiling)?),
             (
@@ -46,7 +46,7 @@ impl AgentStore for RedisStore {
             .ignore()
             .cmd("SADD")
             .arg(self.layout.agents())
-            .arg(&agent.id)
+            .arg(agent.id.as_str())
             .ignore();
         self.query_pipe::<()>(&pipe).await
     }
@@ -93,7 +93,7 @@ impl AgentStore for RedisStore {
 #[async_trait]
 impl TokenLedger for RedisStore {
     async fn record(&self, token: &IssuedToken) -> Result<(), StoreError> {
-        let index = self.layout.agent_tokens(&token.agent);
+        let index = self.layout.agent_tokens(token.agent.as_str());
         let expires_secs = ceil_secs(token.expires_at);
         let mut pipe = ::redis::pipe();
         pipe.atomic()
@@ -161,7 +161,7 @@ impl TokenLedger for RedisStore {
         let mut tokens = Vec::new();
         for text in records.into_iter().flatten() {
             let token: IssuedToken = decode(&text)?;
-            if token.agent == agent && token.expires_at > now {
+            if token.agent.as_str() == agent && token.expires_at > now {
                 tokens.push(token);
             }
         }
@@ -277,12 +277,12 @@ impl Issuance for RedisStore {
         // A key already expired is never accepted: take the keys before it
         // one by one, as separate calls would (never seen in practice).
         if let Some(dead) = once_keys.iter().position(|k| k.expires_at <= now) {
-            for (index, key) in once_keys[..dead].iter().enumerate() {
+            for key in &once_keys[..dead] {
                 if !self.insert_once(&key.key, key.expires_at, now).await? {
-                    return Ok(Issue::Replayed(index));
+                    return Ok(Issue::Replayed(key.kind));
                 }
             }
-            return Ok(Issue::Replayed(dead));
+            return Ok(Issue::Replayed(once_keys[dead].kind));
         }
         let expires_secs = ceil_secs(token.expires_at);
         let mut keys = Vec::with_capacity(once_keys.len() + 3);
@@ -292,7 +292,7 @@ impl Issuance for RedisStore {
             args.push(ceil_millis(key.expires_at).to_string());
         }
         keys.push(self.layout.token(&token.token_id));
-        keys.push(self.layout.agent_tokens(&token.agent));
+        keys.push(self.layout.agent_tokens(token.agent.as_str()));
         // On a cluster the audit stream is on another slot: appended below.
         if !self.is_cluster() {
             keys.push(self.layout.audit());
@@ -311,10 +311,12 @@ impl Issuance for RedisStore {
             .await?;
         let id = match reply {
             Value::Int(index) => {
+                // The script answers with the position of the used key;
+                // name it here, so no caller decodes positions.
                 return usize::try_from(index)
                     .ok()
-                    .filter(|i| *i < once_keys.len())
-                    .map(Issue::Replayed)
+                    .and_then(|i| once_keys.get(i))
+                    .map(|key| Issue::Replayed(key.kind))
                     .ok_or_else(|| StoreError::Decode(format!("unexpected key index {index}")));
             }
             Value::BulkString(id) => String::from_utf8(id)

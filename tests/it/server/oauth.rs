@@ -306,7 +306,7 @@ async fn a_minted_token_is_in_the_ledger_and_its_event_in_the_audit_log_once_ans
     let token_id = minted["token_id"].as_str().unwrap();
     let stores = &app.state.stores;
     let entry = stores.tokens.get(token_id).await.unwrap().unwrap();
-    assert_eq!(entry.agent, agent.id);
+    assert_eq!(entry.agent.as_str(), agent.id);
     assert_eq!(
         entry.revocation_id,
         app.inspect(minted["access_token"].as_str().unwrap()).blocks[0].revocation_id

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use tessera::store::{
     AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, Issue, IssuedToken, OnceKey,
-    Revocation, StoreError, Stores,
+    OnceKind, Revocation, StoreError, Stores,
 };
+use tessera::token::{Action, AgentId, AgentKey, Audience, ResourcePattern};
 
 /// The real time. Redis expires keys by its own clock, so the contract uses
 /// real time for `now` everywhere.
@@ -23,14 +24,20 @@ fn secs(n: i64) -> TimeDelta {
 
 pub fn agent(id: &str, now: DateTime<Utc>) -> AgentRecord {
     AgentRecord {
-        id: id.to_owned(),
-        public_key: format!("ed25519/{}", "ab".repeat(32)),
+        id: AgentId::parse(id).unwrap(),
+        public_key: AgentKey::parse(&format!("ed25519/{}", "ab".repeat(32))).unwrap(),
         description: format!("agent {id}, with \"quotes\"\nand a newline"),
         ceiling: Ceiling {
-            actions: vec!["read".to_owned(), "write".to_owned()],
-            resources: vec!["docs/*".to_owned(), "reports/2024".to_owned()],
-            audiences: vec!["https://tools.example/".to_owned()],
-            max_ttl_secs: 300,
+            actions: vec![
+                Action::parse("read").unwrap(),
+                Action::parse("write").unwrap(),
+            ],
+            resources: vec![
+                ResourcePattern::parse("docs/*").unwrap(),
+                ResourcePattern::parse("reports/2024").unwrap(),
+            ],
+            audiences: vec![Audience::parse("https://tools.example/").unwrap()],
+            max_ttl: Duration::from_secs(300),
         },
         disabled: false,
         created_at: now,
@@ -52,7 +59,7 @@ pub fn revocation(id: &str, now: DateTime<Utc>) -> Revocation {
 pub fn token(token_id: &str, agent: &str, issued_at: DateTime<Utc>, ttl: i64) -> IssuedToken {
     IssuedToken {
         token_id: token_id.to_owned(),
-        agent: agent.to_owned(),
+        agent: AgentId::parse(agent).unwrap(),
         revocation_id: format!("{token_id}-sig"),
         expires_at: issued_at + secs(ttl),
         issued_at,
@@ -88,7 +95,7 @@ pub async fn agent_records_round_trip_through_put_get_list_and_disable(stores: &
     stores.agents.put(&alpha).await.unwrap();
 
     assert_eq!(
-        stores.agents.get(&alpha.id).await.unwrap(),
+        stores.agents.get(alpha.id.as_str()).await.unwrap(),
         Some(alpha.clone())
     );
     assert_eq!(
@@ -99,7 +106,7 @@ pub async fn agent_records_round_trip_through_put_get_list_and_disable(stores: &
     let replaced = AgentRecord {
         description: "replaced".to_owned(),
         ceiling: Ceiling {
-            actions: vec!["read".to_owned()],
+            actions: vec![Action::parse("read").unwrap()],
             ..alpha.ceiling.clone()
         },
         updated_at: now + secs(1),
@@ -107,18 +114,22 @@ pub async fn agent_records_round_trip_through_put_get_list_and_disable(stores: &
     };
     stores.agents.put(&replaced).await.unwrap();
     assert_eq!(
-        stores.agents.get(&alpha.id).await.unwrap(),
+        stores.agents.get(alpha.id.as_str()).await.unwrap(),
         Some(replaced.clone())
     );
 
     let later = now + secs(5);
-    assert!(stores.agents.disable(&alpha.id, later).await.unwrap());
-    let disabled = stores.agents.get(&alpha.id).await.unwrap().unwrap();
+    assert!(stores
+        .agents
+        .disable(alpha.id.as_str(), later)
+        .await
+        .unwrap());
+    let disabled = stores.agents.get(alpha.id.as_str()).await.unwrap().unwrap();
     assert!(disabled.disabled);
     assert_eq!(disabled.updated_at, later);
     assert_eq!(disabled.description, "replaced");
     assert_eq!(
-        stores.agents.get(&beta.id).await.unwrap(),
+        stores.agents.get(beta.id.as_str()).await.unwrap(),
         Some(beta.clone())
     );
 
@@ -523,8 +534,9 @@ pub async fn the_store_answers_ping(stores: &Stores) {
     stores.ping().await.unwrap();
 }
 
-fn once(key: &str, expires_at: DateTime<Utc>) -> OnceKey {
+fn once(kind: OnceKind, key: &str, expires_at: DateTime<Utc>) -> OnceKey {
     OnceKey {
+        kind,
         key: key.to_owned(),
         expires_at,
     }
@@ -549,8 +561,8 @@ pub async fn record_issue_takes_the_keys_and_records_the_token_and_its_event(sto
     let minted = token("tok-issued", alpha, now, 300);
     let ev = event(alpha, "tok-issued", now);
     let keys = [
-        once("assertion:i1", now + secs(60)),
-        once("dpop:i1", now + secs(60)),
+        once(OnceKind::ClientAssertion, "assertion:i1", now + secs(60)),
+        once(OnceKind::DpopProof, "dpop:i1", now + secs(60)),
     ];
     let outcome = stores
         .issuance
@@ -600,16 +612,17 @@ pub async fn record_issue_stops_at_the_first_used_key_and_writes_nothing_else(st
         .unwrap());
     let refused = token("tok-refused", alpha, now, 300);
     let keys = [
-        once("fresh:a", now + secs(60)),
-        once("used:b", now + secs(60)),
-        once("fresh:c", now + secs(60)),
+        once(OnceKind::ClientAssertion, "fresh:a", now + secs(60)),
+        once(OnceKind::DpopProof, "used:b", now + secs(60)),
+        once(OnceKind::ClientAssertion, "fresh:c", now + secs(60)),
     ];
     let outcome = stores
         .issuance
         .record_issue(&keys, &refused, &event(alpha, "tok-refused", now), now)
         .await
         .unwrap();
-    assert_eq!(outcome, Issue::Replayed(1));
+    // The one DPoP key is the used one: the store names it.
+    assert_eq!(outcome, Issue::Replayed(OnceKind::DpopProof));
 
     assert_eq!(stores.tokens.get("tok-refused").await.unwrap(), None);
     assert!(stores
@@ -632,24 +645,24 @@ pub async fn record_issue_stops_at_the_first_used_key_and_writes_nothing_else(st
         .await
         .unwrap());
 
-    // A replay of the first key is index 0; an expired key is never taken.
+    // A replay of a lone assertion key names it; an expired key is never taken.
     let again = stores
         .issuance
         .record_issue(
-            &[once("fresh:a", now + secs(60))],
+            &[once(OnceKind::ClientAssertion, "fresh:a", now + secs(60))],
             &refused,
             &event(alpha, "tok-refused", now),
             now,
         )
         .await
         .unwrap();
-    assert_eq!(again, Issue::Replayed(0));
+    assert_eq!(again, Issue::Replayed(OnceKind::ClientAssertion));
     let dead = stores
         .issuance
         .record_issue(
             &[
-                once("fresh:d", now + secs(60)),
-                once("dead:e", now - secs(1)),
+                once(OnceKind::ClientAssertion, "fresh:d", now + secs(60)),
+                once(OnceKind::DpopProof, "dead:e", now - secs(1)),
             ],
             &refused,
             &event(alpha, "tok-refused", now),
@@ -657,7 +670,7 @@ pub async fn record_issue_stops_at_the_first_used_key_and_writes_nothing_else(st
         )
         .await
         .unwrap();
-    assert_eq!(dead, Issue::Replayed(1));
+    assert_eq!(dead, Issue::Replayed(OnceKind::DpopProof));
     assert_eq!(stores.tokens.get("tok-refused").await.unwrap(), None);
     assert!(events_about(stores, "tok-refused").await.is_empty());
     assert!(stores
@@ -678,8 +691,12 @@ pub async fn exactly_one_of_32_concurrent_issues_with_one_key_is_recorded(stores
                 let outcome = issuance
                     .record_issue(
                         &[
-                            once(&format!("own:{n}"), now + secs(60)),
-                            once("jti:race", now + secs(60)),
+                            once(
+                                OnceKind::ClientAssertion,
+                                &format!("own:{n}"),
+                                now + secs(60),
+                            ),
+                            once(OnceKind::DpopProof, "jti:race", now + secs(60)),
                         ],
                         &token(&token_id, alpha, now, 300),
                         &event(alpha, &token_id, now),
@@ -696,7 +713,7 @@ pub async fn exactly_one_of_32_concurrent_issues_with_one_key_is_recorded(stores
         let (token_id, outcome) = task.await.unwrap();
         match outcome {
             Issue::Recorded(_) => winners.push(token_id),
-            Issue::Replayed(index) => assert_eq!(index, 1, "{token_id}"),
+            Issue::Replayed(kind) => assert_eq!(kind, OnceKind::DpopProof, "{token_id}"),
         }
     }
     assert_eq!(winners.len(), 1, "{winners:?}");

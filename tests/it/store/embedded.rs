@@ -2,6 +2,7 @@
 
 use tempfile::TempDir;
 use tessera::store::{AuditQuery, AuditRetention, StoreError, Stores};
+use tessera::token::{Action, AgentId, AgentKey, ResourcePattern};
 
 use super::contract::{event, revocation, wall_clock};
 
@@ -26,21 +27,21 @@ async fn everything_written_is_there_after_reopening_the_data_dir() {
     let agent = {
         let stores = Stores::embedded(dir.path()).unwrap();
         let mut agent = tessera::store::AgentRecord {
-            id: "https://agents.example/alpha".to_owned(),
-            public_key: format!("ed25519/{}", "cd".repeat(32)),
+            id: AgentId::parse("https://agents.example/alpha").unwrap(),
+            public_key: AgentKey::parse(&format!("ed25519/{}", "cd".repeat(32))).unwrap(),
             description: "kept".to_owned(),
             ceiling: tessera::store::Ceiling {
-                actions: vec!["read".to_owned()],
-                resources: vec!["docs/*".to_owned()],
+                actions: vec![Action::parse("read").unwrap()],
+                resources: vec![ResourcePattern::parse("docs/*").unwrap()],
                 audiences: vec![],
-                max_ttl_secs: 60,
+                max_ttl: std::time::Duration::from_secs(60),
             },
             disabled: false,
             created_at: now,
             updated_at: now,
         };
         stores.agents.put(&agent).await.unwrap();
-        assert!(stores.agents.disable(&agent.id, now).await.unwrap());
+        assert!(stores.agents.disable(agent.id.as_str(), now).await.unwrap());
         agent.disabled = true;
         stores
             .revocations
@@ -49,7 +50,7 @@ async fn everything_written_is_there_after_reopening_the_data_dir() {
             .unwrap();
         stores
             .audit
-            .append(&event(&agent.id, "t1", now))
+            .append(&event(agent.id.as_str(), "t1", now))
             .await
             .unwrap();
         let token = tessera::store::IssuedToken {
@@ -70,7 +71,7 @@ async fn everything_written_is_there_after_reopening_the_data_dir() {
 
     let stores = Stores::embedded(dir.path()).unwrap();
     assert_eq!(
-        stores.agents.get(&agent.id).await.unwrap(),
+        stores.agents.get(agent.id.as_str()).await.unwrap(),
         Some(agent.clone())
     );
     assert!(stores.revocations.is_revoked("ff01").await.unwrap());
@@ -86,11 +87,11 @@ async fn everything_written_is_there_after_reopening_the_data_dir() {
         .await
         .unwrap();
     assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0].1, event(&agent.id, "t1", now));
+    assert_eq!(audit[0].1, event(agent.id.as_str(), "t1", now));
     assert_eq!(
         stores
             .tokens
-            .outstanding(&agent.id, now)
+            .outstanding(agent.id.as_str(), now)
             .await
             .unwrap()
             .len(),
