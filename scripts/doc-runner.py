@@ -261,7 +261,7 @@ def run_doc(doc, tessera, base):
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}", CARGO_TERM_COLOR="never",
                NO_COLOR="1")
     env.setdefault("CARGO_TARGET_DIR", str(ROOT / "target"))
-    issuer = None
+    issuer = shell = None
     try:
         if any(ISSUER_HINT.search(t) for b in run for _, t in commands(b)):
             if not port_free("127.0.0.1", 8080):
@@ -276,14 +276,13 @@ def run_doc(doc, tessera, base):
         script.write_text(script_for(blocks, mapping))
         log_path = work / ".doc-runner.log"
         with open(log_path, "w") as log:
-            proc = subprocess.Popen(["bash", str(script)], cwd=work, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+            shell = subprocess.Popen(["bash", str(script)], cwd=work, env=env, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
             try:
-                code = proc.wait(timeout=DOC_TIMEOUT)
+                code = shell.wait(timeout=DOC_TIMEOUT)
             except subprocess.TimeoutExpired:
                 code = None
-            kill_group(proc.pid)
         output = tail(log_path)
         if code != 0:
             where = f"did not finish within {DOC_TIMEOUT} s" if code is None else f"exit {code}"
@@ -297,8 +296,11 @@ def run_doc(doc, tessera, base):
                 extra += f"\n--- background block output ({bg.name}):\n{tail(bg, 30)}"
             if issuer:
                 extra += f"\n--- issuer output:\n{tail(work / '.doc-runner-issuer.log', 20)}"
+            output = re.sub(r"(?m)^__doc_runner_failed .*\n?", "", output)
             raise DocError(f"{rel}: FAILED ({where})\n--- output:\n{output}{extra}")
     finally:
+        if shell:
+            kill_group(shell.pid)  # the document's background blocks, and anything left over
         stop(issuer)
     return f"{rel}: ok ({len(run)} blocks run, {len(skipped)} skipped)"
 
@@ -374,5 +376,10 @@ def main(argv):
     return 0
 
 
+def interrupted(signum, _frame):
+    raise SystemExit(128 + signum)  # unwinds through run_doc's cleanup
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, interrupted)
     sys.exit(main(sys.argv[1:]))
