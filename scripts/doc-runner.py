@@ -10,7 +10,8 @@ Without DOC arguments it runs README.md, examples/**/README*.md and
 docs/*.md. Every fenced block labelled sh, bash, shell or console runs; each
 document's blocks run in order in one bash session (`set -eo pipefail`), so a
 variable set in one block is seen by the next. A document runs in a fresh
-directory holding a copy of the repository's tracked files, with
+directory holding a copy of the repository's tracked files (the ones git
+knows, staged included), with
 `tessera` (the binary given) first on PATH. When a runnable block mentions
 `127.0.0.1:8080` or `tessera-data`, the runner first starts `tessera serve`
 there (listening on 127.0.0.1:8080 with ./tessera-data, as the documents say)
@@ -227,8 +228,10 @@ def kill_group(pgid):
 
 def fresh_copy(dest):
     """A copy of the repository's tracked files (mtimes kept, so cargo finds its build current)."""
-    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others",
-                            "--exclude-standard"], check=True, capture_output=True).stdout
+    # Tracked files only: whatever an earlier run left in the checkout (an issuer's
+    # tessera-data, key files) stays out.
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached"],
+                           check=True, capture_output=True).stdout
     for name in files.decode().split("\0"):
         src = ROOT / name
         if name and src.is_file():
