@@ -4,6 +4,7 @@
 Usage (through scripts/doc-runner.sh, which prepares the Python venv first):
 
     python3 scripts/doc-runner.py TESSERA_BINARY [DOC.md ...]
+    python3 scripts/doc-runner.py --together TESSERA_BINARY [DOC.md ...]
     python3 scripts/doc-runner.py --self-check TESSERA_BINARY
 
 Without DOC arguments it runs README.md, examples/**/README*.md and
@@ -33,6 +34,11 @@ dialect, an unlabelled fence that starts like a command, a marker that no fence
 follows, or a skip without a reason. Expected failures are written in the
 documents themselves (`|| echo refused`), not known to the runner.
 
+--together runs the README, the Python and MCP examples and the verifier guide
+(or the documents given) one after the other in one directory, one session and
+against one issuer, as a reader following the README would: their file names,
+agents and ports must not collide.
+
 --self-check runs the fixtures in tests/fixtures/docs/: ok.md must pass, and
 every other fixture must fail, naming the line it names in its first line
 (`<!-- expect failure at line N -->`).
@@ -57,6 +63,8 @@ FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
 READY = re.compile(r"^background,\s*ready at\s+([\w.-]+):(\d+)$")
 ISSUER_HINT = re.compile(r"127\.0\.0\.1:8080|tessera-data")
 DOC_TIMEOUT = 600
+# The order the README suggests: its own commands, then the Python and MCP examples.
+TOGETHER = ["README.md", "examples/python/README.md", "examples/README-mcp.md", "docs/verifier.md"]
 READY_TIMEOUT = 180
 
 
@@ -65,7 +73,8 @@ class DocError(Exception):
 
 
 class Block:
-    def __init__(self, line, lang, lines, marker):
+    def __init__(self, doc, line, lang, lines, marker):
+        self.doc = doc  # the document's name in messages
         self.line = line  # 1-based line of the opening fence
         self.lang = lang
         self.lines = lines  # (doc line number, text)
@@ -101,7 +110,7 @@ def parse(file, path):
         if i >= len(text):
             raise DocError(f"{path}:{start}: fenced block never closed")
         i += 1
-        blocks.append(Block(start, lang, body, pending[1] if pending else None))
+        blocks.append(Block(path, start, lang, body, pending[1] if pending else None))
         pending = None
     if pending:
         raise DocError(f"{path}:{pending[0]}: doc-runner marker not followed by a fenced block")
@@ -151,7 +160,7 @@ def commands(b):
 
 
 def script_for(blocks, mapping):
-    """One bash script for a document; mapping[script line] = doc line."""
+    """One bash script for the blocks; mapping[script line] = (document, line)."""
     lines = [
         "set -eo pipefail",
         "__bg_wait() {  # HOST PORT PID LOG",
@@ -177,13 +186,13 @@ def script_for(blocks, mapping):
             lines.append("(")
         for n, t in commands(b):
             lines.append(t)
-            mapping[len(lines)] = n
+            mapping[len(lines)] = (b.doc, n)
         if background:
             host, port = b.marker[1], b.marker[2]
             lines.append(f") > {log} 2>&1 &")
-            mapping[len(lines)] = b.line
+            mapping[len(lines)] = (b.doc, b.line)
             lines.append(f"__bg_wait {host} {port} $! {log}")
-            mapping[len(lines)] = b.line
+            mapping[len(lines)] = (b.doc, b.line)
         lines.append(": end of block")
     return "\n".join(lines) + "\n"
 
@@ -248,14 +257,16 @@ def tail(path, n=60):
         return "(no output)"
 
 
-def run_doc(doc, tessera, base):
-    rel = doc.relative_to(ROOT) if doc.is_relative_to(ROOT) else doc
-    blocks = parse(doc, rel)
+def run_doc(docs, tessera, base):
+    """Runs one document, or several in one directory and session (--together)."""
+    rels = [d.relative_to(ROOT) if d.is_relative_to(ROOT) else d for d in docs]
+    rel = " + ".join(map(str, rels))
+    blocks = [b for d, r in zip(docs, rels) for b in parse(d, r)]
     run = [b for b in blocks if b.lang in RUN_LANGS and not (b.marker and b.marker[0] == "skip")]
     skipped = [b for b in blocks if b.marker and b.marker[0] == "skip"]
     if not run:
         return f"{rel}: {len(skipped)} skipped, nothing to run"
-    slug = re.sub(r"[^\w.-]", "_", str(rel))
+    slug = re.sub(r"[^\w.-]", "_", str(rels[0])) + ("+together" if len(docs) > 1 else "")
     work = base / slug
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -291,9 +302,9 @@ def run_doc(doc, tessera, base):
             where = f"did not finish within {DOC_TIMEOUT} s" if code is None else f"exit {code}"
             m = re.findall(r"__doc_runner_failed (\d+) (\d+)", output)
             if m:
-                line = mapping.get(int(m[-1][1]))
-                block = max((b.line for b in run if b.line <= (line or 0)), default=None)
-                where = f"block at line {block}, failing line {line}, exit {m[-1][0]}"
+                doc, line = mapping.get(int(m[-1][1]), (None, None))
+                block = max((b.line for b in run if b.doc == doc and b.line <= (line or 0)), default=None)
+                where = f"{doc}: block at line {block}, failing line {line}, exit {m[-1][0]}"
             extra = ""
             for bg in sorted(work.glob(".doc-runner-bg-*.log")):
                 extra += f"\n--- background block output ({bg.name}):\n{tail(bg, 30)}"
@@ -315,9 +326,9 @@ def documents():
     return docs
 
 
-def run_all(docs, tessera, base):
+def run_all(groups, tessera, base):
     failed = 0
-    for doc in docs:
+    for doc in groups:
         started = time.monotonic()
         try:
             print(f"doc-runner: {run_doc(doc, tessera, base)} [{time.monotonic() - started:.0f} s]", flush=True)
@@ -334,7 +345,7 @@ def self_check(tessera, base):
         first = doc.read_text().splitlines()[0]
         m = re.search(r"expect failure at line (\d+)", first)
         try:
-            result = run_doc(doc, tessera, base)
+            result = run_doc([doc], tessera, base)
             ok, message = m is None, result
         except DocError as e:
             message = str(e)
@@ -350,7 +361,8 @@ def self_check(tessera, base):
 
 def main(argv):
     check = argv[:1] == ["--self-check"]
-    args = argv[1:] if check else argv
+    together = argv[:1] == ["--together"]
+    args = argv[1:] if check or together else argv
     if not args or args[0].startswith("-"):
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
@@ -370,12 +382,16 @@ def main(argv):
     link.symlink_to(tessera)
     if check:
         return 1 if self_check(tessera, base) else 0
-    docs = [Path(d).resolve() for d in args[1:]] or documents()
-    failed = run_all(docs, tessera, base)
+    docs = [Path(d).resolve() for d in args[1:]]
+    if together:
+        groups = [docs or [ROOT / p for p in TOGETHER]]
+    else:
+        groups = [[d] for d in docs or documents()]
+    failed = run_all(groups, tessera, base)
     if failed:
-        print(f"doc-runner: {failed} of {len(docs)} documents failed", file=sys.stderr)
+        print(f"doc-runner: {failed} of {len(groups)} runs failed", file=sys.stderr)
         return 1
-    print(f"doc-runner: all {len(docs)} documents ran as written")
+    print(f"doc-runner: all {len(groups)} runs went as written")
     return 0
 
 

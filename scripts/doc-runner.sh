@@ -4,6 +4,7 @@
 # binary on PATH and an issuer started when a document needs one
 # (scripts/doc-runner.py says how blocks are marked). Fails on any drift.
 # Usage: scripts/doc-runner.sh TESSERA_BINARY [DOC.md ...]
+#        scripts/doc-runner.sh --together TESSERA_BINARY [DOC.md ...]
 #        scripts/doc-runner.sh --self-check TESSERA_BINARY
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
