@@ -11,9 +11,10 @@ Without DOC arguments it runs README.md, examples/**/README*.md and
 docs/*.md. Every fenced block labelled sh, bash, shell or console runs; each
 document's blocks run in order in one bash session (`set -eo pipefail`), so a
 variable set in one block is seen by the next. A document runs in a fresh
-directory holding a copy of the repository's tracked files (the ones git
-knows, staged included), with
-`tessera` (the binary given) first on PATH. When a runnable block mentions
+directory holding a copy of the repository's tracked files (staged ones
+included), with `tessera` (the binary given) first on PATH, and with
+CARGO_TARGET_DIR set (to the repository's target/ unless already set), so
+that `cargo run --example` reuses the build. When a runnable block mentions
 `127.0.0.1:8080` or `tessera-data`, the runner first starts `tessera serve`
 there (listening on 127.0.0.1:8080 with ./tessera-data, as the documents say)
 and stops it at the end.
