@@ -30,8 +30,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tessera::token::{
     authorize, delegate_with_rng, encode, mint_with_rng, Action, AgentId, Audience, Capability,
-    Reason, KeySet, Lifetime, Limits, Narrowing, Request, Resource, ResourcePattern,
-    RootKeyPair,
+    KeySet, Lifetime, Limits, Narrowing, Reason, Request, Resource, ResourcePattern, RootKeyPair,
 };
 
 #[global_allocator]

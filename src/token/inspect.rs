@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::authorize::{denial_from_biscuit, Denial};
-use super::reason::Reason;
 use super::chain::walk;
 use super::keys::KeySet;
+use super::reason::Reason;
 use super::types::ResourcePattern;
 use super::wire::scan;
 use super::{decode, Limits, TokenError};

@@ -288,9 +288,9 @@ impl Verifier {
         let entry = match self.entry(token) {
             Ok(e) => e,
             Err(d) if d.reason == Reason::UnknownKeyId && self.refetch().await => {
-                self.entry(token).map_err(|d| (d.into(), None))?
+                self.entry(token).map_err(|d| (d, None))?
             }
-            Err(d) => return Err((d.into(), None)),
+            Err(d) => return Err((d, None)),
         };
         match self.check_presentation(&entry, presentation, token, deferred) {
             Ok((holder_proven, proof)) => Ok(Prepared {

@@ -28,12 +28,11 @@ use chrono::{DateTime, Duration, Utc};
 use tempfile::TempDir;
 use tessera::jose::{self, DpopClaims};
 use tessera::token::{
-    self, Action, AgentId, Audience, BlockKind, Capability, Reason, Authorized, KeySet, Lifetime,
-    Limits, Minted, Narrowing, Request, Resource, ResourcePattern, RootKeyPair,
+    self, Action, AgentId, Audience, Authorized, BlockKind, Capability, KeySet, Lifetime, Limits,
+    Minted, Narrowing, Reason, Request, Resource, ResourcePattern, RootKeyPair,
 };
 use tessera::verify::{
-    CheckRequest, Grant as VerifiedGrant, KeySource, Presentation, Rejection, Revocations,
-    Verifier,
+    CheckRequest, Grant as VerifiedGrant, KeySource, Presentation, Rejection, Revocations, Verifier,
 };
 
 const AGENT: &str = "agent://acme/planner";

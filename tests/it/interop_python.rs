@@ -20,7 +20,7 @@ use tessera::server::admin::admin_capability;
 use tessera::server::{app, AppState, Clock, Config, KeyRing, SystemClock};
 use tessera::store::Stores;
 use tessera::token::{
-    self, Action, Audience, Reason, Authorized, KeySet, Lifetime, Limits, Request, Resource,
+    self, Action, Audience, Authorized, KeySet, Lifetime, Limits, Reason, Request, Resource,
 };
 
 const AGENT: &str = "agent://acme/planner";

@@ -5,7 +5,7 @@ use serde_json::json;
 use tessera::jose;
 use tessera::store::{AuditKind, AuditQuery};
 use tessera::token::{
-    self, Action, Audience, Reason, KeySet, Limits, Request, Resource, RightView,
+    self, Action, Audience, KeySet, Limits, Reason, Request, Resource, RightView,
 };
 
 use super::helpers::{dpop_proof, now, Reply, TestAgent, TestApp, ACTION, AUDIENCE};
@@ -619,11 +619,7 @@ async fn resource_names_with_quotes_and_newlines_get_exactly_that_resource() {
         assert!(token::authorize(t, &keys, &req(name), |_| false, &limits).is_ok());
         for other in ["admin", "a", "a\"b", "docs/team-a/x"] {
             let d = token::authorize(t, &keys, &req(other), |_| false, &limits).unwrap_err();
-            assert_eq!(
-                d.reason,
-                Reason::OutOfScope,
-                "{name:?} allowed {other:?}"
-            );
+            assert_eq!(d.reason, Reason::OutOfScope, "{name:?} allowed {other:?}");
         }
     }
 }

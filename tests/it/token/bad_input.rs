@@ -167,10 +167,7 @@ fn input_over_the_size_limit_is_refused_by_length_before_decoding() {
     ));
     // Valid base64 of limit + 1 zero bytes (which would scan as Malformed).
     let zeros = encode(&vec![0u8; limit + 1]);
-    assert_eq!(
-        issuer.denied(&zeros, &good_req(&holder)),
-        Reason::TooLarge
-    );
+    assert_eq!(issuer.denied(&zeros, &good_req(&holder)), Reason::TooLarge);
     let d = authorize_bytes(
         &vec![0u8; limit + 1],
         &issuer.keys,

@@ -143,10 +143,7 @@ fn delegation_block_naming_no_or_two_next_holders_is_invalid() {
         ),
     );
     for k in [&a, &b, &f.agent] {
-        assert_eq!(
-            f.issuer.denied(&two, &ok_req(k)),
-            Reason::InvalidDelegation
-        );
+        assert_eq!(f.issuer.denied(&two, &ok_req(k)), Reason::InvalidDelegation);
     }
     let bad_key = append_third_party(
         &f.parent.token,
@@ -216,10 +213,7 @@ fn revoking_a_delegation_block_denies_that_branch_and_not_its_sibling() {
         authorize(t, &f.issuer.keys, &ok_req(k), is_revoked, &f.issuer.limits)
     };
     assert_eq!(check(&a, &ka).unwrap_err().reason, Reason::Revoked);
-    assert_eq!(
-        check(&a_deeper, &ka).unwrap_err().reason,
-        Reason::Revoked
-    );
+    assert_eq!(check(&a_deeper, &ka).unwrap_err().reason, Reason::Revoked);
     assert!(check(&b, &kb).is_ok(), "the sibling branch stays valid");
     assert!(
         check(&f.parent.token, &f.agent).is_ok(),

@@ -79,10 +79,7 @@ fn attenuated_and_delegated_expiry_is_enforced_at_its_own_boundary() {
         let at = |t| req("docs:read", "docs/a/1", None, t, Some(holder));
         assert!(issuer.check(token, &at(t0() + secs(59))).is_ok());
         assert!(issuer.check(token, &at(t0() + secs(60))).is_ok());
-        assert_eq!(
-            issuer.denied(token, &at(t0() + secs(61))),
-            Reason::Expired
-        );
+        assert_eq!(issuer.denied(token, &at(t0() + secs(61))), Reason::Expired);
     }
 }
 

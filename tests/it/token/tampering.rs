@@ -159,10 +159,7 @@ fn swapped_blocks_have_a_bad_signature() {
     // while decoding, before any signature is checked.
     let mut swapped = msg.clone();
     std::mem::swap(&mut swapped.authority, &mut swapped.blocks[0]);
-    assert_eq!(
-        c.issuer.denied(&reencode(&swapped), &r),
-        Reason::Malformed
-    );
+    assert_eq!(c.issuer.denied(&reencode(&swapped), &r), Reason::Malformed);
 }
 
 #[test]
@@ -193,10 +190,7 @@ fn stripping_the_holder_signature_from_a_delegation_block_has_a_bad_signature() 
     let mut msg = outer(&c.token);
     assert!(msg.blocks[0].external_signature.is_some());
     msg.blocks[0].external_signature = None;
-    assert_eq!(
-        c.issuer.denied(&reencode(&msg), &r),
-        Reason::BadSignature
-    );
+    assert_eq!(c.issuer.denied(&reencode(&msg), &r), Reason::BadSignature);
 }
 
 #[test]
@@ -207,15 +201,9 @@ fn root_key_id_changed_to_another_live_key_has_a_bad_signature() {
     assert_eq!(msg.root_key_id, Some(1));
     msg.root_key_id = Some(3);
     assert!(c.issuer.keys.get(3).is_some());
-    assert_eq!(
-        c.issuer.denied(&reencode(&msg), &r),
-        Reason::BadSignature
-    );
+    assert_eq!(c.issuer.denied(&reencode(&msg), &r), Reason::BadSignature);
     msg.root_key_id = Some(4);
-    assert_eq!(
-        c.issuer.denied(&reencode(&msg), &r),
-        Reason::UnknownKeyId
-    );
+    assert_eq!(c.issuer.denied(&reencode(&msg), &r), Reason::UnknownKeyId);
 }
 
 #[test]
