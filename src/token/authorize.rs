@@ -123,6 +123,7 @@ impl Authorized {
 }
 
 /// A refusal: the reason, and a one-line detail for logs and operators.
+/// The verifier returns the same type, as `verify::Rejection`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{reason}: {detail}")]
 pub struct Denial {
