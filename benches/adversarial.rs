@@ -30,8 +30,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tessera::token::{
     authorize, delegate_with_rng, encode, mint_with_rng, Action, AgentId, Audience, Capability,
-    DenyReason, KeySet, Lifetime, Limits, Narrowing, Request, Resource, ResourcePattern,
-    RootKeyPair,
+    KeySet, Lifetime, Limits, Narrowing, Reason, Request, Resource, ResourcePattern, RootKeyPair,
 };
 
 #[global_allocator]
@@ -407,7 +406,7 @@ fn setup(f: &Fixture, cases: &[Case]) {
         let peak = HEAP.peak_usage().saturating_sub(base);
         match (&outcome, c.allowed) {
             (Ok(_), true) => {}
-            (Err(d), false) => assert_eq!(d.reason, DenyReason::LimitsExceeded, "{}: {d}", c.name),
+            (Err(d), false) => assert_eq!(d.reason, Reason::LimitsExceeded, "{}: {d}", c.name),
             _ => panic!("{}: unexpected outcome {outcome:?}", c.name),
         }
         drop(outcome);

@@ -64,7 +64,7 @@
 //! // Outside the narrowed prefix: denied, with a typed reason.
 //! let outside = Request { resource: Resource::parse("docs/team-a/hr.pdf")?, ..request };
 //! let denial = authorize(&sub_token, &keys, &outside, |_| false, &limits).unwrap_err();
-//! assert_eq!(denial.reason, DenyReason::OutOfScope);
+//! assert_eq!(denial.reason, Reason::OutOfScope);
 //! # Ok(())
 //! # }
 //! ```

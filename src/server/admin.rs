@@ -20,7 +20,8 @@ use crate::jose::OkpJwk;
 use crate::records::{AuditEntry, AuditOutcome, AuditPage, FeedEntry, FeedPage};
 use crate::store::{AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, Revocation};
 use crate::token::{
-    self, parse_duration, parse_public_key, Action, AgentId, AgentKey, Audience, Grant, Lifetime,
+    self, parse_duration, parse_public_key, Action, AgentId, AgentKey, Audience, Authorized,
+    Lifetime,
     Request as AuthzRequest, Resource, ResourcePattern,
 };
 
@@ -136,8 +137,8 @@ pub async fn require_admin(
         };
         verified
             .decide(&authz, &limits)
-            .map_err(|d| match d.reason {
-                token::DenyReason::OutOfScope => ApiError::Forbidden(d.to_string()),
+            .map_err(|d| match d.reason.status() {
+                403 => ApiError::Forbidden(d.to_string()),
                 _ => ApiError::Unauthenticated(d.to_string()),
             })
     };
@@ -266,7 +267,7 @@ fn admin_event(
     state: &AppState,
     outcome: AuditOutcome,
     agent: Option<String>,
-    grant: &Grant,
+    grant: &Authorized,
 ) -> AuditEvent {
     AuditEvent {
         at: state.now(),
@@ -284,7 +285,7 @@ fn admin_event(
 /// `POST /v1/agents`: registers (or replaces) an agent.
 pub async fn register_agent(
     State(state): State<AppState>,
-    Extension(grant): Extension<Grant>,
+    Extension(grant): Extension<Authorized>,
     addr: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -348,7 +349,7 @@ pub async fn get_agent(
 /// `DELETE /v1/agents/{id}`: disables the agent and revokes its tokens.
 pub async fn disable_agent(
     State(state): State<AppState>,
-    Extension(grant): Extension<Grant>,
+    Extension(grant): Extension<Authorized>,
     addr: Option<Extension<ConnectInfo<SocketAddr>>>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -465,7 +466,7 @@ impl RevokeWay {
 /// agent (every outstanding token). Answers only once the store acknowledged.
 pub async fn revoke(
     State(state): State<AppState>,
-    Extension(grant): Extension<Grant>,
+    Extension(grant): Extension<Authorized>,
     addr: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {

@@ -10,6 +10,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::store::StoreError;
+use crate::token::challenge;
 
 /// Longest `error_description` an answer carries, in characters. Descriptions
 /// may quote what the caller sent; whatever it sent, the answer stays small.
@@ -119,6 +120,14 @@ impl ApiError {
     }
 
     /// A short label for metrics and audit.
+    ///
+    /// A list of its own, not [`crate::token::Reason`]'s codes: these label
+    /// answers of the issuer's own API (a bad OAuth request, by its OAuth
+    /// code from [`OAuthCode::as_str`], the one table of those; an admin
+    /// call without a valid admin token; a missing record; a store outage),
+    /// most of which involve no token at all. Where a token was refused
+    /// (the admin token), the handler keeps the token's reason in the
+    /// description and maps it here by its [`crate::token::Reason::status`].
     pub fn reason(&self) -> &'static str {
         match self {
             Self::OAuth { code, .. } => code.as_str(),
@@ -148,6 +157,15 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
+/// Adds `WWW-Authenticate: Bearer realm="tessera", error="<code>"`, built
+/// as the verifier builds its challenges ([`challenge`]).
+fn bearer_challenge(r: &mut Response, code: &str) {
+    let value = challenge("Bearer", &[("realm", "tessera"), ("error", code)]);
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let short = |d: String| bounded(&d, MAX_DESCRIPTION_CHARS);
@@ -165,12 +183,7 @@ impl IntoResponse for ApiError {
                 )
                     .into_response();
                 if status == StatusCode::UNAUTHORIZED {
-                    r.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static(
-                            "Bearer realm=\"tessera\", error=\"invalid_client\"",
-                        ),
-                    );
+                    bearer_challenge(&mut r, code.as_str());
                 }
                 no_store(r)
             }
@@ -181,10 +194,7 @@ impl IntoResponse for ApiError {
                     Json(json!({ "error": "invalid_token", "error_description": d })),
                 )
                     .into_response();
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"tessera\", error=\"invalid_token\""),
-                );
+                bearer_challenge(&mut r, "invalid_token");
                 r
             }
             Self::Forbidden(d) => (

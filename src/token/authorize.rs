@@ -1,6 +1,5 @@
 //! Authorization: does this token allow this request, now?
 
-use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use serde::Serialize;
 use super::chain::{walk, Chain, ChainError};
 use super::gate;
 use super::keys::KeySet;
+use super::reason::Reason;
 use super::schema::date;
 use super::types::{Action, AgentId, Audience, Resource};
 use super::wire::{check_predicates, scan, WireError};
@@ -81,12 +81,12 @@ pub struct Request {
 }
 
 /// The token core's answer for an allowed request: who acted, through
-/// whom, and the token's revocation ids (what a caller needs to remember
-/// or revoke the token). A verifier for tool servers hands its handlers
-/// `verify::Grant` instead, built from this one: the same chain and
-/// expiry, plus whether the holder proved its key, without revocation ids.
+/// whom, and the token's revocation ids (what the issuer needs to audit or
+/// revoke the token). A tool server's handlers get `verify::Grant` instead,
+/// built by the verifier from this one: the same chain and expiry, plus
+/// whether the holder proved its key, without revocation ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Grant {
+pub struct Authorized {
     /// The agents in order: the token's agent, then each sub-agent it was
     /// delegated to. The last one is acting.
     ///
@@ -110,7 +110,7 @@ pub struct Grant {
     pub revocation_ids: Vec<String>,
 }
 
-impl Grant {
+impl Authorized {
     /// The agent the token was issued to.
     pub fn agent(&self) -> Option<&AgentId> {
         self.chain.first()
@@ -122,75 +122,19 @@ impl Grant {
     }
 }
 
-/// Why a request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DenyReason {
-    /// Not base64, not a Biscuit, or not a Tessera token.
-    Malformed,
-    /// A signature does not verify (tampering, wrong root key).
-    BadSignature,
-    /// The token names a root key id the key set does not hold.
-    UnknownKeyId,
-    /// Past its expiry, or no time was supplied.
-    Expired,
-    /// A block's revocation id is revoked.
-    Revoked,
-    /// The token is for another tool server, or no service was supplied.
-    WrongAudience,
-    /// The action or resource is outside what the token allows.
-    OutOfScope,
-    /// The token is bound and the final holder's key was not proven.
-    HolderNotProven,
-    /// A delegation block is not signed by the current holder, does not
-    /// name exactly one next holder, or names a reserved agent id.
-    InvalidDelegation,
-    /// More bytes or blocks than the limits allow.
-    TooLarge,
-    /// A block after the authority block has a shape whose cost is not
-    /// bounded by its size (rules, facts in a first-party block, closures,
-    /// joins, scopes, expressions over budget; refused before any Datalog
-    /// runs), or Datalog evaluation hit a run limit.
-    LimitsExceeded,
-}
-
-impl DenyReason {
-    /// A stable snake_case code.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Malformed => "malformed",
-            Self::BadSignature => "bad_signature",
-            Self::UnknownKeyId => "unknown_key_id",
-            Self::Expired => "expired",
-            Self::Revoked => "revoked",
-            Self::WrongAudience => "wrong_audience",
-            Self::OutOfScope => "out_of_scope",
-            Self::HolderNotProven => "holder_not_proven",
-            Self::InvalidDelegation => "invalid_delegation",
-            Self::TooLarge => "too_large",
-            Self::LimitsExceeded => "limits_exceeded",
-        }
-    }
-}
-
-impl fmt::Display for DenyReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A refusal: the reason, and a one-line detail for logs and operators.
+/// The verifier returns the same type, as `verify::Rejection`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{reason}: {detail}")]
 pub struct Denial {
     /// The typed reason.
-    pub reason: DenyReason,
+    pub reason: Reason,
     /// What exactly failed (never the token itself).
     pub detail: String,
 }
 
 impl Denial {
-    pub(crate) fn new(reason: DenyReason, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
         Self {
             reason,
             detail: detail.into(),
@@ -201,8 +145,8 @@ impl Denial {
 impl From<WireError> for Denial {
     fn from(e: WireError) -> Self {
         match e {
-            WireError::Malformed(_) => Denial::new(DenyReason::Malformed, e.to_string()),
-            WireError::TooManyBlocks { .. } => Denial::new(DenyReason::TooLarge, e.to_string()),
+            WireError::Malformed(_) => Denial::new(Reason::Malformed, e.to_string()),
+            WireError::TooManyBlocks { .. } => Denial::new(Reason::TooLarge, e.to_string()),
         }
     }
 }
@@ -210,8 +154,8 @@ impl From<WireError> for Denial {
 impl From<ChainError> for Denial {
     fn from(e: ChainError) -> Self {
         let reason = match e {
-            ChainError::Schema(_) => DenyReason::Malformed,
-            _ => DenyReason::InvalidDelegation,
+            ChainError::Schema(_) => Reason::Malformed,
+            _ => Reason::InvalidDelegation,
         };
         Denial::new(reason, e.to_string())
     }
@@ -220,9 +164,9 @@ impl From<ChainError> for Denial {
 impl From<TokenError> for Denial {
     fn from(e: TokenError) -> Self {
         match e {
-            TokenError::TooLarge(d) => Denial::new(DenyReason::TooLarge, d),
+            TokenError::TooLarge(d) => Denial::new(Reason::TooLarge, d),
             TokenError::Rejected(d) => d,
-            other => Denial::new(DenyReason::Malformed, other.to_string()),
+            other => Denial::new(Reason::Malformed, other.to_string()),
         }
     }
 }
@@ -243,13 +187,13 @@ fn denial_with(e: &error::Token, explain: impl Fn(u32, u32) -> Option<Vec<String
             | F::InvalidSignatureSize(_)
             | F::SignatureDeserializationError(_)
             | F::BlockSignatureDeserializationError(_),
-        ) => DenyReason::BadSignature,
-        error::Token::Format(F::UnknownPublicKey) => DenyReason::UnknownKeyId,
-        error::Token::RunLimit(_) => DenyReason::LimitsExceeded,
+        ) => Reason::BadSignature,
+        error::Token::Format(F::UnknownPublicKey) => Reason::UnknownKeyId,
+        error::Token::RunLimit(_) => Reason::LimitsExceeded,
         error::Token::FailedLogic(
             Logic::Unauthorized { checks, .. } | Logic::NoMatchingPolicy { checks },
         ) => return classify(checks, explain),
-        _ => DenyReason::Malformed,
+        _ => Reason::Malformed,
     };
     Denial::new(reason, e.to_string())
 }
@@ -261,7 +205,7 @@ fn denial_with(e: &error::Token, explain: impl Fn(u32, u32) -> Option<Vec<String
 /// `time` means expired, `service` wrong audience, `holder_proven` holder not
 /// proven, anything else out of scope.
 fn classify(checks: &[FailedCheck], explain: impl Fn(u32, u32) -> Option<Vec<String>>) -> Denial {
-    let mut best: Option<(u8, DenyReason, &str)> = None;
+    let mut best: Option<(u8, Reason, &str)> = None;
     for check in checks {
         let (rule, names) = match check {
             FailedCheck::Block(b) => (b.rule.as_str(), explain(b.block_id, b.check_id)),
@@ -269,13 +213,13 @@ fn classify(checks: &[FailedCheck], explain: impl Fn(u32, u32) -> Option<Vec<Str
         };
         let has = |p: &str| names.as_ref().is_some_and(|n| n.iter().any(|x| x == p));
         let (rank, reason) = if has("time") {
-            (4, DenyReason::Expired)
+            (4, Reason::Expired)
         } else if has("service") {
-            (3, DenyReason::WrongAudience)
+            (3, Reason::WrongAudience)
         } else if has("holder_proven") {
-            (2, DenyReason::HolderNotProven)
+            (2, Reason::HolderNotProven)
         } else {
-            (1, DenyReason::OutOfScope)
+            (1, Reason::OutOfScope)
         };
         if best.is_none_or(|(r, _, _)| rank > r) {
             best = Some((rank, reason, rule));
@@ -283,7 +227,7 @@ fn classify(checks: &[FailedCheck], explain: impl Fn(u32, u32) -> Option<Vec<Str
     }
     match best {
         Some((_, reason, rule)) => Denial::new(reason, format!("failed: {rule}")),
-        None => Denial::new(DenyReason::OutOfScope, "no right matches the request"),
+        None => Denial::new(Reason::OutOfScope, "no right matches the request"),
     }
 }
 
@@ -317,7 +261,7 @@ pub fn authorize(
     req: &Request,
     is_revoked: impl Fn(&[u8]) -> bool,
     limits: &Limits,
-) -> Result<Grant, Denial> {
+) -> Result<Authorized, Denial> {
     let bytes = decode(token, limits)?;
     authorize_bytes(&bytes, keys, req, is_revoked, limits)
 }
@@ -329,7 +273,7 @@ pub fn authorize_bytes(
     req: &Request,
     is_revoked: impl Fn(&[u8]) -> bool,
     limits: &Limits,
-) -> Result<Grant, Denial> {
+) -> Result<Authorized, Denial> {
     let verified = Verified::from_bytes(bytes, keys, limits)?;
     verified.check_revocation(is_revoked)?;
     verified.decide(req, limits)
@@ -358,11 +302,11 @@ impl Verified {
     /// signature, the holder chain, and the shape of every block after the
     /// authority block (the gate of `gate.rs`: a block whose Datalog could
     /// cost more than its size is refused with
-    /// [`DenyReason::LimitsExceeded`] here, before any Datalog runs).
+    /// [`Reason::LimitsExceeded`] here, before any Datalog runs).
     pub fn from_bytes(bytes: &[u8], keys: &KeySet, limits: &Limits) -> Result<Self, Denial> {
         if bytes.len() > limits.max_token_bytes {
             return Err(Denial::new(
-                DenyReason::TooLarge,
+                Reason::TooLarge,
                 format!("token is larger than {} bytes", limits.max_token_bytes),
             ));
         }
@@ -372,14 +316,14 @@ impl Verified {
                 Some(key) => (id, *key),
                 None => {
                     return Err(Denial::new(
-                        DenyReason::UnknownKeyId,
+                        Reason::UnknownKeyId,
                         format!("root key id {id} is not in the key set"),
                     ))
                 }
             },
             None => {
                 return Err(Denial::new(
-                    DenyReason::UnknownKeyId,
+                    Reason::UnknownKeyId,
                     "token names no root key id",
                 ))
             }
@@ -389,7 +333,7 @@ impl Verified {
         let chain = walk(&layout.payloads, &external)?;
         let third_party: Vec<bool> = external.iter().map(Option::is_some).collect();
         let passed = gate::check_blocks(&layout.payloads, &third_party)
-            .map_err(|r| Denial::new(DenyReason::LimitsExceeded, r.to_string()))?;
+            .map_err(|r| Denial::new(Reason::LimitsExceeded, r.to_string()))?;
         let expires_at = passed
             .expires_at
             .map_or(chain.claims.expires_at, |e| e.min(chain.claims.expires_at));
@@ -432,7 +376,7 @@ impl Verified {
     pub fn check_revocation(&self, is_revoked: impl Fn(&[u8]) -> bool) -> Result<(), Denial> {
         match self.revocation_ids.iter().position(|id| is_revoked(id)) {
             Some(i) => Err(Denial::new(
-                DenyReason::Revoked,
+                Reason::Revoked,
                 format!(
                     "block {i} is revoked ({})",
                     hex::encode(&self.revocation_ids[i])
@@ -453,7 +397,7 @@ impl Verified {
             .and_then(|k| <[u8; 32]>::try_from(k.to_bytes().as_slice()).ok());
         match (proven_key, bytes, self.chain.holder()) {
             (Some(_), None, Some(holder)) => Err(Denial::new(
-                DenyReason::HolderNotProven,
+                Reason::HolderNotProven,
                 format!("proof from a key that is not Ed25519, but the holder is {holder}"),
             )),
             _ => self.holder_proven_by(bytes.as_ref()),
@@ -467,7 +411,7 @@ impl Verified {
             None => Ok(false),
             Some(holder) if proven_key.is_some_and(|k| holder.matches_bytes(k)) => Ok(true),
             Some(holder) => Err(Denial::new(
-                DenyReason::HolderNotProven,
+                Reason::HolderNotProven,
                 match proven_key {
                     None => format!("no proof of possession for {holder}"),
                     Some(k) => format!(
@@ -483,7 +427,7 @@ impl Verified {
     /// earliest expiry and the authority block's right, then the token's own
     /// checks in Datalog under `limits`. Revocation is not looked at here: call
     /// [`Self::check_revocation`] first.
-    pub fn decide(&self, req: &Request, limits: &Limits) -> Result<Grant, Denial> {
+    pub fn decide(&self, req: &Request, limits: &Limits) -> Result<Authorized, Denial> {
         self.decide_with(req, &[], limits)
     }
 
@@ -494,7 +438,7 @@ impl Verified {
         req: &Request,
         extra: &[builder::Fact],
         limits: &Limits,
-    ) -> Result<Grant, Denial> {
+    ) -> Result<Authorized, Denial> {
         let holder_proven = self.holder_proven(req.proven_key.as_ref())?;
         self.decide_proven(req, holder_proven, extra, limits)
     }
@@ -507,13 +451,13 @@ impl Verified {
         holder_proven: bool,
         extra: &[builder::Fact],
         limits: &Limits,
-    ) -> Result<Grant, Denial> {
+    ) -> Result<Authorized, Denial> {
         let chain = &self.chain;
         // Cheap checks first: an expired token is refused from its decoded
         // blocks, without building an authorizer.
         if round_up(req.now) > self.expires_at {
             return Err(Denial::new(
-                DenyReason::Expired,
+                Reason::Expired,
                 format!("the token expired at {}", self.expires_at.to_rfc3339()),
             ));
         }
@@ -525,7 +469,7 @@ impl Verified {
         });
         if !granted {
             return Err(Denial::new(
-                DenyReason::OutOfScope,
+                Reason::OutOfScope,
                 format!(
                     "the token grants no `{}` on this resource",
                     req.operation.as_str()
@@ -533,7 +477,7 @@ impl Verified {
             ));
         }
 
-        let internal = |e: error::Token| Denial::new(DenyReason::Malformed, e.to_string());
+        let internal = |e: error::Token| Denial::new(Reason::Malformed, e.to_string());
         let mut ab = AuthorizerBuilder::new()
             .fact(builder::fact("time", &[date(round_up(req.now))]))
             .and_then(|b| {
@@ -579,7 +523,7 @@ impl Verified {
             })
         })?;
 
-        Ok(Grant {
+        Ok(Authorized {
             chain: chain.agents(),
             token_id: chain.claims.token_id.clone(),
             expires_at: self.expires_at,

@@ -27,7 +27,7 @@
 //! - facts only where [`SHAPES`] names them: one `delegated_to` in a
 //!   delegation (third-party) block, nothing in a first-party block.
 //!
-//! Refused, with [`DenyReason::LimitsExceeded`](super::DenyReason): rules
+//! Refused, with [`Reason::LimitsExceeded`](super::Reason): rules
 //! (Tessera never writes one after the authority block, and a rule is how a
 //! block generates facts), facts in a first-party block (by Biscuit's
 //! scoping they are visible only to the block's own checks, so they can

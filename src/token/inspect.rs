@@ -6,9 +6,10 @@ use biscuit_auth::{Biscuit, UnverifiedBiscuit};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::authorize::{denial_from_biscuit, Denial, DenyReason};
+use super::authorize::{denial_from_biscuit, Denial};
 use super::chain::walk;
 use super::keys::KeySet;
+use super::reason::Reason;
 use super::types::ResourcePattern;
 use super::wire::scan;
 use super::{decode, Limits, TokenError};
@@ -95,7 +96,7 @@ pub fn inspect(
     if let Some(keys) = keys {
         if layout.root_key_id.and_then(|id| keys.get(id)).is_none() {
             return Err(TokenError::Rejected(Denial::new(
-                DenyReason::UnknownKeyId,
+                Reason::UnknownKeyId,
                 "the token's root key id is not in the key set",
             )));
         }

@@ -12,6 +12,7 @@ mod gate;
 mod inspect;
 mod keys;
 mod mint;
+mod reason;
 mod schema;
 mod types;
 pub mod wire;
@@ -21,13 +22,12 @@ use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
 
 pub use attenuate::{attenuate, attenuate_with_rng, delegate, delegate_with_rng};
-pub use authorize::{
-    authorize, authorize_bytes, Denial, DenyReason, Grant, Limits, Request, Verified,
-};
+pub use authorize::{authorize, authorize_bytes, Authorized, Denial, Limits, Request, Verified};
 pub use chain::{Chain, ChainError, Claims, HolderKey, Hop};
 pub use inspect::{inspect, BlockKind, BlockView, Inspection, RightView};
 pub use keys::{ed25519_private_key_pem, Jwk, Jwks, KeyError, KeySet, RootKeyPair};
 pub use mint::{mint, mint_with_rng, Capability, Minted};
+pub use reason::{challenge, Reason};
 pub use schema::{Narrowing, SCHEMA_VERSION};
 pub use types::{
     format_public_key, parse_duration, parse_public_key, Action, AgentId, AgentKey, Audience,

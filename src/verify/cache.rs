@@ -16,13 +16,13 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 
 use super::verifier::Verifier;
-use crate::token::{self, Denial, DenyReason, Verified};
+use crate::token::{self, Denial, Reason, Verified};
 
 /// A verified token and the decisions remembered for it.
 #[derive(Debug)]
 pub(super) struct Entry {
     pub(super) verified: Verified,
-    pub(super) memo: Mutex<Vec<(MemoKey, Result<token::Grant, Denial>)>>,
+    pub(super) memo: Mutex<Vec<(MemoKey, Result<token::Authorized, Denial>)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl Verifier {
             .keys
             .read()
             .map(|k| Arc::clone(&k))
-            .map_err(|_| Denial::new(DenyReason::UnknownKeyId, "the key set is unavailable"))?;
+            .map_err(|_| Denial::new(Reason::UnknownKeyId, "the key set is unavailable"))?;
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if inner.cache_capacity > 0 {
             let hit = inner.cache.read().ok().and_then(|c| c.get(&hash).cloned());

@@ -34,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
 use super::{Authenticated, CheckRequest, Grant, Presentation, Reason, Rejection, Verifier};
+use crate::token;
 
 /// What a request needs, as decided by the layer's mapping closure.
 #[derive(Debug, Clone)]
@@ -299,28 +300,16 @@ fn credentials(headers: &HeaderMap, max_token_bytes: usize) -> Result<(Scheme, &
     Ok((scheme, token.trim()))
 }
 
-/// Text safe inside a quoted header parameter.
-fn quoted_safe(s: &str) -> String {
-    s.chars()
-        .take(200)
-        .map(|c| match c {
-            ' '..='~' if c != '"' && c != '\\' => c,
-            _ => '?',
-        })
-        .collect()
-}
-
-/// The HTTP answer for a refusal.
+/// The HTTP answer for a refusal: status, body and challenge all come
+/// from the [`Reason`] ([`Reason::status`], [`Reason::body_error`],
+/// [`Reason::error_code`]), the challenge built by [`token::challenge`].
 fn rejection_response(rejection: &Rejection, scheme: Scheme, metadata: &str) -> Response {
     let reason = rejection.reason;
     let status = StatusCode::from_u16(reason.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-    let code = reason.error_code();
+    let description = format!("{}: {}", reason, rejection.detail);
     let body = serde_json::json!({
-        "error": code.unwrap_or(match reason {
-            Reason::MissingToken => "invalid_request",
-            _ => "temporarily_unavailable",
-        }),
-        "error_description": format!("{}: {}", reason, rejection.detail),
+        "error": reason.body_error(),
+        "error_description": description,
     });
     let mut response = (status, axum::Json(body)).into_response();
     let headers = response.headers_mut();
@@ -328,25 +317,20 @@ fn rejection_response(rejection: &Rejection, scheme: Scheme, metadata: &str) -> 
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     }
-    let scheme_name = match (scheme, reason) {
-        (Scheme::Dpop, _) | (_, Reason::InvalidDpop | Reason::ReplayedDpop) => "DPoP",
-        _ => "Bearer",
-    };
-    let mut challenge = format!("{scheme_name} ");
-    if let Some(code) = code {
-        challenge.push_str(&format!(
-            "error=\"{code}\", error_description=\"{}\", ",
-            quoted_safe(&format!("{}: {}", reason, rejection.detail))
-        ));
+    let dpop = scheme == Scheme::Dpop || reason.needs_dpop_scheme();
+    let mut params = Vec::with_capacity(4);
+    if let Some(code) = reason.error_code() {
+        params.push(("error", code));
+        params.push(("error_description", description.as_str()));
     }
-    if scheme_name == "DPoP" {
-        challenge.push_str("algs=\"EdDSA\", ");
+    if dpop {
+        params.push(("algs", "EdDSA"));
     }
     if !metadata.is_empty() {
-        challenge.push_str(&format!("resource_metadata=\"{}\"", quoted_safe(metadata)));
+        params.push(("resource_metadata", metadata));
     }
-    let challenge = challenge.trim_end_matches([',', ' ']);
-    if let Ok(v) = HeaderValue::from_str(challenge) {
+    let challenge = token::challenge(if dpop { "DPoP" } else { "Bearer" }, &params);
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
         headers.insert(header::WWW_AUTHENTICATE, v);
     }
     response
@@ -415,10 +399,5 @@ mod tests {
         assert_eq!(origin("https://a.example/mcp"), "https://a.example");
         assert_eq!(origin("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
         assert_eq!(origin("https://a.example?x"), "https://a.example");
-    }
-
-    #[test]
-    fn quoted_text_cannot_break_out() {
-        assert_eq!(quoted_safe("a\"b\\c\nd"), "a?b?c?d");
     }
 }

@@ -8,7 +8,8 @@
 //! - `builder.rs`: its settings ([`VerifierBuilder`], [`Revocations`]);
 //! - `request.rs`: what goes in and out ([`Presentation`], [`CheckRequest`],
 //!   [`Grant`], [`Authenticated`]);
-//! - `reason.rs`: why a call was refused and what that is in HTTP;
+//! - `reason.rs`: why a call was refused (the token core's [`Reason`],
+//!   which also gives its HTTP status and `WWW-Authenticate` error code);
 //! - `keys.rs`: root keys and JWKS fetching;
 //! - the DPoP replay cache is the crate's one `replay` module;
 //! - `cache.rs`: verified tokens and remembered decisions;

@@ -71,7 +71,7 @@ impl CheckRequest {
 
 /// An allowed call, as a tool server's handler sees it: who acted, through
 /// whom, and whether the holder proved its key. Built from the token core's
-/// [`crate::token::Grant`] (which also carries the revocation ids, a
+/// [`crate::token::Authorized`] (which also carries the revocation ids, a
 /// concern of the issuer and of the core's callers, not of a handler).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Grant {

@@ -39,7 +39,7 @@ use super::request::{Authenticated, CheckRequest, Grant, Presentation};
 use super::view::RevocationView;
 use crate::jose::{self, DpopRules};
 use crate::replay::{dpop_replay_key, ReplayGuard};
-use crate::token::{self, Audience, Denial, DenyReason, KeySet, Limits, Verified};
+use crate::token::{self, Audience, Denial, KeySet, Limits, Verified};
 
 /// A checked DPoP proof whose `jti` is not spent yet.
 #[derive(Debug)]
@@ -287,10 +287,10 @@ impl Verifier {
         }
         let entry = match self.entry(token) {
             Ok(e) => e,
-            Err(d) if d.reason == DenyReason::UnknownKeyId && self.refetch().await => {
-                self.entry(token).map_err(|d| (d.into(), None))?
+            Err(d) if d.reason == Reason::UnknownKeyId && self.refetch().await => {
+                self.entry(token).map_err(|d| (d, None))?
             }
-            Err(d) => return Err((d.into(), None)),
+            Err(d) => return Err((d, None)),
         };
         match self.check_presentation(&entry, presentation, token, deferred) {
             Ok((holder_proven, proof)) => Ok(Prepared {
@@ -481,7 +481,7 @@ impl Verifier {
         req: token::Request,
         holder_proven: bool,
         facts: Vec<Fact>,
-    ) -> Result<token::Grant, Denial> {
+    ) -> Result<token::Authorized, Denial> {
         let limits = &self.inner.limits;
         let in_place = entry.verified.revocation_ids().len() <= 1
             || tokio::runtime::Handle::try_current().is_err();
@@ -500,7 +500,7 @@ impl Verifier {
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "the token's evaluation did not complete");
             Err(Denial::new(
-                DenyReason::LimitsExceeded,
+                Reason::LimitsExceeded,
                 "the token's evaluation did not complete",
             ))
         })

@@ -28,12 +28,11 @@ use chrono::{DateTime, Duration, Utc};
 use tempfile::TempDir;
 use tessera::jose::{self, DpopClaims};
 use tessera::token::{
-    self, Action, AgentId, Audience, BlockKind, Capability, DenyReason, Grant, KeySet, Lifetime,
-    Limits, Minted, Narrowing, Request, Resource, ResourcePattern, RootKeyPair,
+    self, Action, AgentId, Audience, Authorized, BlockKind, Capability, KeySet, Lifetime, Limits,
+    Minted, Narrowing, Reason, Request, Resource, ResourcePattern, RootKeyPair,
 };
 use tessera::verify::{
-    CheckRequest, Grant as VerifiedGrant, KeySource, Presentation, Reason, Rejection, Revocations,
-    Verifier,
+    CheckRequest, Grant as VerifiedGrant, KeySource, Presentation, Rejection, Revocations, Verifier,
 };
 
 const AGENT: &str = "agent://acme/planner";
@@ -157,12 +156,12 @@ impl Interop {
     }
 
     /// The core's decision, after checking that the Verifier agrees.
-    fn authorize(&self, token: &str, req: &Request) -> Result<Grant, token::Denial> {
+    fn authorize(&self, token: &str, req: &Request) -> Result<Authorized, token::Denial> {
         let core = token::authorize(token, &self.keys, req, |_| false, &self.limits);
         let verdict = self.verify(token, req);
         match (&core, &verdict) {
             (Ok(g), Ok(v)) => assert_eq!(g.chain, v.chain, "the chains differ"),
-            (Err(d), Err(r)) => assert_eq!(Reason::from(d.reason), r.reason, "{d} vs {r}"),
+            (Err(d), Err(r)) => assert_eq!(d.reason, r.reason, "{d} vs {r}"),
             _ => panic!("the core and the Verifier disagree: {core:?} vs {verdict:?}"),
         }
         core
@@ -213,12 +212,12 @@ impl Interop {
         })
     }
 
-    fn allows(&self, token: &str, req: &Request) -> Grant {
+    fn allows(&self, token: &str, req: &Request) -> Authorized {
         self.authorize(token, req)
             .unwrap_or_else(|d| panic!("expected {req:?} to be allowed, denied: {d}"))
     }
 
-    fn denies(&self, token: &str, req: &Request) -> DenyReason {
+    fn denies(&self, token: &str, req: &Request) -> Reason {
         match self.authorize(token, req) {
             Ok(g) => panic!("expected {req:?} to be denied, allowed: {g:?}"),
             Err(d) => d.reason,
@@ -319,14 +318,14 @@ fn a_token_narrowed_in_python_verifies_in_rust_within_the_narrowing() {
 
     assert_eq!(
         it.denies(&narrowed, &req("docs:read", "docs/team-a/hr", at(1), None)),
-        DenyReason::OutOfScope
+        Reason::OutOfScope
     );
     assert_eq!(
         it.denies(
             &narrowed,
             &req("docs:read", "docs/team-a/reports/q3", at(6), None)
         ),
-        DenyReason::Expired
+        Reason::Expired
     );
     // The authority block's own limits still hold.
     assert_eq!(
@@ -334,11 +333,11 @@ fn a_token_narrowed_in_python_verifies_in_rust_within_the_narrowing() {
             &narrowed,
             &req("docs:write", "docs/team-a/reports/q3", at(1), None)
         ),
-        DenyReason::OutOfScope
+        Reason::OutOfScope
     );
     let mut elsewhere = req("docs:read", "docs/team-a/reports/q3", at(1), None);
     elsewhere.service = Some(Audience::parse("https://other.acme.example").unwrap());
-    assert_eq!(it.denies(&narrowed, &elsewhere), DenyReason::WrongAudience);
+    assert_eq!(it.denies(&narrowed, &elsewhere), Reason::WrongAudience);
 
     // Python kept the root key id, and Tessera reads the block as an
     // attenuation holding exactly the two checks.
@@ -413,7 +412,7 @@ fn a_python_narrowing_of_a_delegated_token_verifies_for_the_sub_agent() {
             &narrowed,
             &req("docs:read", "docs/team-a/hr", at(1), Some(&summarizer))
         ),
-        DenyReason::OutOfScope
+        Reason::OutOfScope
     );
     // The Python block moved nothing: the holder is still the summarizer.
     assert_eq!(
@@ -421,7 +420,7 @@ fn a_python_narrowing_of_a_delegated_token_verifies_for_the_sub_agent() {
             &narrowed,
             &req("docs:read", "docs/team-a/reports/q3", at(1), Some(&planner))
         ),
-        DenyReason::HolderNotProven
+        Reason::HolderNotProven
     );
 }
 
@@ -489,7 +488,7 @@ fn a_widening_block_appended_in_python_grants_nothing() {
     ] {
         assert_eq!(
             it.denies(&widened, &request),
-            DenyReason::LimitsExceeded,
+            Reason::LimitsExceeded,
             "{} on {}",
             request.operation.as_str(),
             request.resource.as_str()
@@ -527,7 +526,7 @@ fn a_widening_block_appended_in_python_does_not_prove_the_holder() {
         req("docs:write", target, at(1), Some(&planner)),
         req("docs:read", "docs/team-b/plans", at(1), Some(&planner)),
     ] {
-        assert_eq!(it.denies(&widened, &request), DenyReason::LimitsExceeded);
+        assert_eq!(it.denies(&widened, &request), Reason::LimitsExceeded);
     }
 }
 

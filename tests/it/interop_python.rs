@@ -20,7 +20,7 @@ use tessera::server::admin::admin_capability;
 use tessera::server::{app, AppState, Clock, Config, KeyRing, SystemClock};
 use tessera::store::Stores;
 use tessera::token::{
-    self, Action, Audience, DenyReason, Grant, KeySet, Lifetime, Limits, Request, Resource,
+    self, Action, Audience, Authorized, KeySet, Lifetime, Limits, Reason, Request, Resource,
 };
 
 const AGENT: &str = "agent://acme/planner";
@@ -161,7 +161,7 @@ impl Issuer {
         action: &str,
         resource: &str,
         proven_key: Option<biscuit_auth::PublicKey>,
-    ) -> Result<Grant, token::Denial> {
+    ) -> Result<Authorized, token::Denial> {
         let req = Request {
             operation: Action::parse(action).unwrap(),
             resource: Resource::parse(resource).unwrap(),
@@ -214,7 +214,7 @@ async fn authlib_gets_a_bearer_token_that_verifies() {
         .authorize(&token, "docs:read", "docs/team-a/q4.pdf", None)
         .await
         .unwrap_err();
-    assert_eq!(denial.reason, DenyReason::OutOfScope, "{denial}");
+    assert_eq!(denial.reason, Reason::OutOfScope, "{denial}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,7 +242,7 @@ async fn authlib_with_dpop_gets_a_token_bound_to_the_agent_key() {
         .authorize(&token, "docs:read", "docs/team-a/reports/q3.pdf", None)
         .await
         .unwrap_err();
-    assert_eq!(denial.reason, DenyReason::HolderNotProven, "{denial}");
+    assert_eq!(denial.reason, Reason::HolderNotProven, "{denial}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@ use serde_json::json;
 use tessera::jose;
 use tessera::store::{AuditKind, AuditQuery};
 use tessera::token::{
-    self, Action, Audience, DenyReason, KeySet, Limits, Request, Resource, RightView,
+    self, Action, Audience, KeySet, Limits, Reason, Request, Resource, RightView,
 };
 
 use super::helpers::{dpop_proof, now, Reply, TestAgent, TestApp, ACTION, AUDIENCE};
@@ -66,7 +66,7 @@ async fn jwks_publishes_root_key_0_as_an_okp_ed25519_key_that_verifies_minted_to
     let other_set =
         KeySet::from_jwks_json(&other.get("/.well-known/jwks.json", None).await.text).unwrap();
     let d = token::authorize(t, &other_set, &req, |_| false, &Limits::default()).unwrap_err();
-    assert_eq!(d.reason, DenyReason::BadSignature);
+    assert_eq!(d.reason, Reason::BadSignature);
 }
 
 #[tokio::test]
@@ -619,11 +619,7 @@ async fn resource_names_with_quotes_and_newlines_get_exactly_that_resource() {
         assert!(token::authorize(t, &keys, &req(name), |_| false, &limits).is_ok());
         for other in ["admin", "a", "a\"b", "docs/team-a/x"] {
             let d = token::authorize(t, &keys, &req(other), |_| false, &limits).unwrap_err();
-            assert_eq!(
-                d.reason,
-                DenyReason::OutOfScope,
-                "{name:?} allowed {other:?}"
-            );
+            assert_eq!(d.reason, Reason::OutOfScope, "{name:?} allowed {other:?}");
         }
     }
 }

@@ -62,7 +62,7 @@ fn refused_promptly(issuer: &Issuer, token: &str, r: &Request) -> String {
     match result {
         Ok(g) => panic!("allowed after {took:?}: {g:?}"),
         Err(d) => {
-            assert_eq!(d.reason, DenyReason::LimitsExceeded, "{d} after {took:?}");
+            assert_eq!(d.reason, Reason::LimitsExceeded, "{d} after {took:?}");
             assert!(took < PROMPT, "refused only after {took:?}: {d}");
             d.detail
         }
@@ -153,7 +153,7 @@ fn verified_from_bytes_refuses_an_adversarial_block_before_any_request() {
     let start = Instant::now();
     let r = Verified::from_bytes(&bytes_of(&t), &issuer.keys, &issuer.limits);
     let d = r.expect_err("an adversarial block must not verify");
-    assert_eq!(d.reason, DenyReason::LimitsExceeded, "{d}");
+    assert_eq!(d.reason, Reason::LimitsExceeded, "{d}");
     assert!(start.elapsed() < PROMPT);
 }
 
@@ -281,7 +281,7 @@ fn the_plain_narrowing_checks_a_biscuit_library_writes_still_pass_and_still_narr
             assert!(issuer.check(&m.token, &denied).is_ok(), "{denied:?}");
         }
         let reason = issuer.denied(&t, &denied);
-        assert_ne!(reason, DenyReason::LimitsExceeded);
+        assert_ne!(reason, Reason::LimitsExceeded);
     }
 }
 
@@ -303,7 +303,7 @@ fn an_expired_token_is_refused_from_its_claims_before_any_datalog_runs() {
         None,
     );
     let d = authorize(&m.token, &issuer.keys, &late, |_| false, &tight).unwrap_err();
-    assert_eq!(d.reason, DenyReason::Expired, "{d}");
+    assert_eq!(d.reason, Reason::Expired, "{d}");
     // Also the expiry an attenuation added.
     let n = Narrowing {
         expires_at: Some(t0() + secs(60)),
@@ -318,7 +318,7 @@ fn an_expired_token_is_refused_from_its_claims_before_any_datalog_runs() {
         None,
     );
     let d = authorize(&t, &issuer.keys, &late, |_| false, &tight).unwrap_err();
-    assert_eq!(d.reason, DenyReason::Expired, "{d}");
+    assert_eq!(d.reason, Reason::Expired, "{d}");
     // Control: in time, the tight limit is what refuses.
     let early = req(
         "docs:read",
@@ -328,7 +328,7 @@ fn an_expired_token_is_refused_from_its_claims_before_any_datalog_runs() {
         None,
     );
     let d = authorize(&t, &issuer.keys, &early, |_| false, &tight).unwrap_err();
-    assert_eq!(d.reason, DenyReason::LimitsExceeded, "{d}");
+    assert_eq!(d.reason, Reason::LimitsExceeded, "{d}");
 }
 
 #[test]
@@ -390,7 +390,7 @@ fn the_grant_reports_the_earliest_expiry_of_the_whole_chain() {
         issuer.check(&t2, &at(29, &sub)).unwrap().expires_at,
         t0() + secs(29)
     );
-    assert_eq!(issuer.denied(&t2, &at(30, &sub)), DenyReason::Expired);
+    assert_eq!(issuer.denied(&t2, &at(30, &sub)), Reason::Expired);
 
     // A later expiry in a later block changes nothing.
     let later = block(
@@ -456,7 +456,7 @@ fn a_delegation_block_naming_a_reserved_tessera_agent_id_is_an_invalid_delegatio
     for reserved in ["agent://tessera/operator", "agent://Tessera/operator"] {
         let forged = append_third_party(&m.token, &agent, delegated_to(reserved, &sub));
         let d = issuer.check(&forged, &r).unwrap_err();
-        assert_eq!(d.reason, DenyReason::InvalidDelegation, "{reserved}: {d}");
+        assert_eq!(d.reason, Reason::InvalidDelegation, "{reserved}: {d}");
         assert!(d.detail.contains("reserved"), "{d}");
     }
 }

@@ -36,7 +36,7 @@ fn malformed_base64_is_refused_as_malformed_by_every_operation() {
     ] {
         assert_eq!(
             issuer.denied(bad, &good_req(&holder)),
-            DenyReason::Malformed,
+            Reason::Malformed,
             "{bad:?}"
         );
         assert!(
@@ -67,7 +67,7 @@ fn valid_base64_that_is_not_a_biscuit_is_malformed() {
         let t = encode(junk);
         assert_eq!(
             issuer.denied(&t, &good_req(&holder)),
-            DenyReason::Malformed,
+            Reason::Malformed,
             "{junk:?}"
         );
     }
@@ -86,11 +86,11 @@ fn truncated_token_is_malformed() {
             &issuer.limits,
         )
         .unwrap_err();
-        assert_eq!(d.reason, DenyReason::Malformed, "cut at {cut}: {d}");
+        assert_eq!(d.reason, Reason::Malformed, "cut at {cut}: {d}");
     }
     // Cutting the text form mid-quantum is also malformed.
     let d = issuer.denied(&token[..token.len() - 3], &good_req(&holder));
-    assert_eq!(d, DenyReason::Malformed);
+    assert_eq!(d, Reason::Malformed);
 }
 
 #[test]
@@ -105,9 +105,9 @@ fn token_checked_against_the_wrong_root_key_has_a_bad_signature() {
         &issuer.limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::BadSignature, "{d}");
+    assert_eq!(d.reason, Reason::BadSignature, "{d}");
     match inspect(&token, Some(&wrong), &issuer.limits) {
-        Err(TokenError::Rejected(d)) => assert_eq!(d.reason, DenyReason::BadSignature, "{d}"),
+        Err(TokenError::Rejected(d)) => assert_eq!(d.reason, Reason::BadSignature, "{d}"),
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
@@ -125,9 +125,9 @@ fn unknown_root_key_id_is_refused_without_falling_back_to_another_key() {
         &issuer.limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::UnknownKeyId, "{d}");
+    assert_eq!(d.reason, Reason::UnknownKeyId, "{d}");
     match inspect(&token, Some(&elsewhere), &issuer.limits) {
-        Err(TokenError::Rejected(d)) => assert_eq!(d.reason, DenyReason::UnknownKeyId),
+        Err(TokenError::Rejected(d)) => assert_eq!(d.reason, Reason::UnknownKeyId),
         other => panic!("expected a rejection, got {other:?}"),
     }
     let d = authorize(
@@ -138,7 +138,7 @@ fn unknown_root_key_id_is_refused_without_falling_back_to_another_key() {
         &issuer.limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::UnknownKeyId, "{d}");
+    assert_eq!(d.reason, Reason::UnknownKeyId, "{d}");
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn token_without_a_root_key_id_is_refused_as_unknown_key_id() {
     let mut msg = outer(&token);
     msg.root_key_id = None;
     let d = issuer.denied(&reencode(&msg), &good_req(&holder));
-    assert_eq!(d, DenyReason::UnknownKeyId);
+    assert_eq!(d, Reason::UnknownKeyId);
 }
 
 #[test]
@@ -159,7 +159,7 @@ fn input_over_the_size_limit_is_refused_by_length_before_decoding() {
     assert!(garbage.len() > limit);
     assert_eq!(
         issuer.denied(&garbage, &good_req(&holder)),
-        DenyReason::TooLarge
+        Reason::TooLarge
     );
     assert!(matches!(
         inspect(&garbage, None, &issuer.limits),
@@ -167,10 +167,7 @@ fn input_over_the_size_limit_is_refused_by_length_before_decoding() {
     ));
     // Valid base64 of limit + 1 zero bytes (which would scan as Malformed).
     let zeros = encode(&vec![0u8; limit + 1]);
-    assert_eq!(
-        issuer.denied(&zeros, &good_req(&holder)),
-        DenyReason::TooLarge
-    );
+    assert_eq!(issuer.denied(&zeros, &good_req(&holder)), Reason::TooLarge);
     let d = authorize_bytes(
         &vec![0u8; limit + 1],
         &issuer.keys,
@@ -179,7 +176,7 @@ fn input_over_the_size_limit_is_refused_by_length_before_decoding() {
         &issuer.limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::TooLarge, "{d}");
+    assert_eq!(d.reason, Reason::TooLarge, "{d}");
     // Exactly at the limit the length check passes and the content decides.
     let d = authorize_bytes(
         &vec![0u8; limit],
@@ -189,7 +186,7 @@ fn input_over_the_size_limit_is_refused_by_length_before_decoding() {
         &issuer.limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::Malformed, "{d}");
+    assert_eq!(d.reason, Reason::Malformed, "{d}");
 }
 
 /// One outer-protobuf field 3 (`blocks`, a `SignedBlock`) holding junk.
@@ -214,9 +211,9 @@ fn forty_garbage_blocks_are_too_large_not_malformed_or_bad_signature() {
             &issuer.limits,
         )
         .unwrap_err();
-        assert_eq!(d.reason, DenyReason::TooLarge, "{d}");
+        assert_eq!(d.reason, Reason::TooLarge, "{d}");
         let t = encode(&bytes);
-        assert_eq!(issuer.denied(&t, &good_req(&holder)), DenyReason::TooLarge);
+        assert_eq!(issuer.denied(&t, &good_req(&holder)), Reason::TooLarge);
         assert!(matches!(
             inspect(&t, None, &issuer.limits),
             Err(TokenError::TooLarge(_))
@@ -234,7 +231,7 @@ fn forty_garbage_blocks_are_too_large_not_malformed_or_bad_signature() {
         &issuer.limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::Malformed, "{d}");
+    assert_eq!(d.reason, Reason::Malformed, "{d}");
 }
 
 #[test]
@@ -254,7 +251,7 @@ fn real_token_over_the_block_limit_is_too_large() {
         ..limits()
     };
     let d = authorize(&t3, &issuer.keys, &r, |_| false, &tight).unwrap_err();
-    assert_eq!(d.reason, DenyReason::TooLarge, "{d}");
+    assert_eq!(d.reason, Reason::TooLarge, "{d}");
     assert!(matches!(
         inspect(&t3, None, &tight),
         Err(TokenError::TooLarge(_))
@@ -271,7 +268,7 @@ fn real_token_over_the_block_limit_is_too_large() {
         ..limits()
     };
     let d = authorize(&t3, &issuer.keys, &r, |_| false, &small).unwrap_err();
-    assert_eq!(d.reason, DenyReason::TooLarge, "{d}");
+    assert_eq!(d.reason, Reason::TooLarge, "{d}");
 }
 
 #[test]
@@ -322,7 +319,7 @@ fn resource_with_datalog_syntax_is_exactly_one_right_and_grants_nothing_else() {
         ] {
             assert_eq!(
                 issuer.denied(&m.token, &req(op, res, None, t0(), None)),
-                DenyReason::OutOfScope,
+                Reason::OutOfScope,
                 "{name:?}: {op} {res:?}"
             );
         }
@@ -438,7 +435,7 @@ fn a_token_that_is_a_biscuit_but_not_a_tessera_token_is_malformed() {
         .unwrap();
     let t = encode(&raw.to_vec().unwrap());
     let d = issuer.denied(&t, &req("docs:read", "docs/a/1", None, t0(), None));
-    assert_eq!(d, DenyReason::Malformed);
+    assert_eq!(d, Reason::Malformed);
     // And appending to it offline is refused the same way.
     let n = Narrowing {
         action: Some(Action::parse("docs:read").unwrap()),
@@ -464,5 +461,5 @@ fn tight_datalog_limits_give_limits_exceeded_not_a_panic() {
         ..limits()
     };
     let d = authorize(&m.token, &issuer.keys, &r, |_| false, &tight).unwrap_err();
-    assert_eq!(d.reason, DenyReason::LimitsExceeded, "{d}");
+    assert_eq!(d.reason, Reason::LimitsExceeded, "{d}");
 }

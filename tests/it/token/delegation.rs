@@ -94,7 +94,7 @@ fn delegation_block_signed_by_a_key_other_than_the_holder_is_invalid() {
     );
     assert_eq!(
         f.issuer.denied(&forged, &ok_req(&thief)),
-        DenyReason::InvalidDelegation
+        Reason::InvalidDelegation
     );
     // A former holder cannot hand the token on once it has passed to a sub-agent.
     let sub = keypair(11);
@@ -102,7 +102,7 @@ fn delegation_block_signed_by_a_key_other_than_the_holder_is_invalid() {
     let forged = append_third_party(&t2, &f.agent, delegated_to("agent://acme/thief", &thief));
     assert_eq!(
         f.issuer.denied(&forged, &ok_req(&thief)),
-        DenyReason::InvalidDelegation
+        Reason::InvalidDelegation
     );
     // Tessera's own delegate refuses it up front.
     let r = delegate(
@@ -127,7 +127,7 @@ fn delegation_block_naming_no_or_two_next_holders_is_invalid() {
     let none = append_third_party(&f.parent.token, &f.agent, block("check if true;", &[]));
     assert_eq!(
         f.issuer.denied(&none, &ok_req(&f.agent)),
-        DenyReason::InvalidDelegation
+        Reason::InvalidDelegation
     );
     let two = append_third_party(
         &f.parent.token,
@@ -143,10 +143,7 @@ fn delegation_block_naming_no_or_two_next_holders_is_invalid() {
         ),
     );
     for k in [&a, &b, &f.agent] {
-        assert_eq!(
-            f.issuer.denied(&two, &ok_req(k)),
-            DenyReason::InvalidDelegation
-        );
+        assert_eq!(f.issuer.denied(&two, &ok_req(k)), Reason::InvalidDelegation);
     }
     let bad_key = append_third_party(
         &f.parent.token,
@@ -158,7 +155,7 @@ fn delegation_block_naming_no_or_two_next_holders_is_invalid() {
     );
     assert_eq!(
         f.issuer.denied(&bad_key, &ok_req(&a)),
-        DenyReason::InvalidDelegation
+        Reason::InvalidDelegation
     );
 }
 
@@ -169,7 +166,7 @@ fn third_party_block_on_a_bearer_token_is_an_invalid_delegation() {
     let x = keypair(23);
     let t = append_third_party(&m.token, &x, delegated_to("agent://acme/x", &x));
     let r = req("docs:read", "docs/a/1", None, t0(), Some(&x));
-    assert_eq!(issuer.denied(&t, &r), DenyReason::InvalidDelegation);
+    assert_eq!(issuer.denied(&t, &r), Reason::InvalidDelegation);
 }
 
 #[test]
@@ -181,16 +178,16 @@ fn proof_from_a_key_other_than_the_final_holder_is_not_proven() {
     for other in [&f.agent, &keypair(30), &f.issuer.root.keypair] {
         assert_eq!(
             f.issuer.denied(&t2, &ok_req(other)),
-            DenyReason::HolderNotProven
+            Reason::HolderNotProven
         );
     }
     let unproven = req("docs:read", "docs/a/1", Some(SERVICE), t0(), None);
-    assert_eq!(f.issuer.denied(&t2, &unproven), DenyReason::HolderNotProven);
+    assert_eq!(f.issuer.denied(&t2, &unproven), Reason::HolderNotProven);
     // And on the undelegated token, only the agent's key proves.
     assert!(f.issuer.check(&f.parent.token, &ok_req(&f.agent)).is_ok());
     assert_eq!(
         f.issuer.denied(&f.parent.token, &ok_req(&sub)),
-        DenyReason::HolderNotProven
+        Reason::HolderNotProven
     );
 }
 
@@ -215,11 +212,8 @@ fn revoking_a_delegation_block_denies_that_branch_and_not_its_sibling() {
     let check = |t: &str, k: &KeyPair| {
         authorize(t, &f.issuer.keys, &ok_req(k), is_revoked, &f.issuer.limits)
     };
-    assert_eq!(check(&a, &ka).unwrap_err().reason, DenyReason::Revoked);
-    assert_eq!(
-        check(&a_deeper, &ka).unwrap_err().reason,
-        DenyReason::Revoked
-    );
+    assert_eq!(check(&a, &ka).unwrap_err().reason, Reason::Revoked);
+    assert_eq!(check(&a_deeper, &ka).unwrap_err().reason, Reason::Revoked);
     assert!(check(&b, &kb).is_ok(), "the sibling branch stays valid");
     assert!(
         check(&f.parent.token, &f.agent).is_ok(),
@@ -258,7 +252,7 @@ fn revoking_the_authority_block_denies_every_descendant() {
             "valid before revocation"
         );
         let d = authorize(t, &f.issuer.keys, &ok_req(k), is_revoked, &f.issuer.limits).unwrap_err();
-        assert_eq!(d.reason, DenyReason::Revoked, "{d}");
+        assert_eq!(d.reason, Reason::Revoked, "{d}");
     }
 }
 

@@ -23,11 +23,11 @@ fn allowed_at_expiry_and_one_second_before_and_expired_one_second_after() {
         assert_eq!(g.expires_at, m.expires_at);
         assert_eq!(
             issuer.denied(&m.token, &at(m.expires_at + secs(1))),
-            DenyReason::Expired
+            Reason::Expired
         );
         assert_eq!(
             issuer.denied(&m.token, &at(m.expires_at + secs(3600))),
-            DenyReason::Expired
+            Reason::Expired
         );
     }
 }
@@ -52,7 +52,7 @@ fn a_fraction_of_a_second_past_expiry_is_expired() {
         m.expires_at + Duration::milliseconds(500),
         None,
     );
-    assert_eq!(issuer.denied(&m.token, &r), DenyReason::Expired);
+    assert_eq!(issuer.denied(&m.token, &r), Reason::Expired);
 }
 
 #[test]
@@ -79,10 +79,7 @@ fn attenuated_and_delegated_expiry_is_enforced_at_its_own_boundary() {
         let at = |t| req("docs:read", "docs/a/1", None, t, Some(holder));
         assert!(issuer.check(token, &at(t0() + secs(59))).is_ok());
         assert!(issuer.check(token, &at(t0() + secs(60))).is_ok());
-        assert_eq!(
-            issuer.denied(token, &at(t0() + secs(61))),
-            DenyReason::Expired
-        );
+        assert_eq!(issuer.denied(token, &at(t0() + secs(61))), Reason::Expired);
     }
 }
 

@@ -137,9 +137,9 @@ fn request_without_a_service_is_refused_for_a_token_with_an_audience() {
     let m = issuer.mint(&cap("docs:read", "docs/a/*", Some(SERVICE), None));
     let r = |svc: Option<&str>| req("docs:read", "docs/a/1", svc, t0(), None);
     assert!(issuer.check(&m.token, &r(Some(SERVICE))).is_ok());
-    assert_eq!(issuer.denied(&m.token, &r(None)), DenyReason::WrongAudience);
+    assert_eq!(issuer.denied(&m.token, &r(None)), Reason::WrongAudience);
     assert_eq!(
         issuer.denied(&m.token, &r(Some(OTHER_SERVICE))),
-        DenyReason::WrongAudience
+        Reason::WrongAudience
     );
 }

@@ -239,7 +239,7 @@ fn golden_tokens_authorize_as_expected() {
     let limits = limits();
     let main = "agent://acme/billing-bot";
     let child = "agent://acme/billing-bot/sub";
-    type Expect<'a> = Result<Vec<&'a str>, DenyReason>;
+    type Expect<'a> = Result<Vec<&'a str>, Reason>;
     let cases: Vec<(&str, Request, Expect)> = vec![
         (
             "bearer",
@@ -249,12 +249,12 @@ fn golden_tokens_authorize_as_expected() {
         (
             "bearer",
             req("docs:read", "docs/team-b/x", None, t0(), None),
-            Err(DenyReason::OutOfScope),
+            Err(Reason::OutOfScope),
         ),
         (
             "bearer",
             req("docs:read", "docs/team-a/x", None, t0() + secs(301), None),
-            Err(DenyReason::Expired),
+            Err(Reason::Expired),
         ),
         (
             "bound",
@@ -270,7 +270,7 @@ fn golden_tokens_authorize_as_expected() {
         (
             "bound",
             req("orders:create", "orders/eu/9", Some(SERVICE), t0(), None),
-            Err(DenyReason::HolderNotProven),
+            Err(Reason::HolderNotProven),
         ),
         (
             "bound",
@@ -281,7 +281,7 @@ fn golden_tokens_authorize_as_expected() {
                 t0(),
                 Some(&agent),
             ),
-            Err(DenyReason::WrongAudience),
+            Err(Reason::WrongAudience),
         ),
         (
             "attenuated",
@@ -297,7 +297,7 @@ fn golden_tokens_authorize_as_expected() {
         (
             "attenuated",
             req("docs:read", "docs/team-a/x", None, t0(), None),
-            Err(DenyReason::OutOfScope),
+            Err(Reason::OutOfScope),
         ),
         (
             "attenuated",
@@ -308,7 +308,7 @@ fn golden_tokens_authorize_as_expected() {
                 t0() + secs(121),
                 None,
             ),
-            Err(DenyReason::Expired),
+            Err(Reason::Expired),
         ),
         (
             "delegated",
@@ -330,7 +330,7 @@ fn golden_tokens_authorize_as_expected() {
                 t0(),
                 Some(&agent),
             ),
-            Err(DenyReason::HolderNotProven),
+            Err(Reason::HolderNotProven),
         ),
         (
             "delegated",
@@ -341,7 +341,7 @@ fn golden_tokens_authorize_as_expected() {
                 t0(),
                 Some(&sub),
             ),
-            Err(DenyReason::OutOfScope),
+            Err(Reason::OutOfScope),
         ),
     ];
     for (name, r, expected) in cases {

@@ -48,7 +48,7 @@ fn smoke_mint_attenuate_delegate_authorize() {
         &limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::OutOfScope, "{d}");
+    assert_eq!(d.reason, Reason::OutOfScope, "{d}");
     let d = authorize(
         &m.token,
         &keys,
@@ -57,7 +57,7 @@ fn smoke_mint_attenuate_delegate_authorize() {
         &limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::Expired, "{d}");
+    assert_eq!(d.reason, Reason::Expired, "{d}");
     let d = authorize(
         &m.token,
         &keys,
@@ -66,7 +66,7 @@ fn smoke_mint_attenuate_delegate_authorize() {
         &limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::HolderNotProven, "{d}");
+    assert_eq!(d.reason, Reason::HolderNotProven, "{d}");
 
     let n = Narrowing {
         resource: Some(ResourcePattern::parse("docs/team-a/sub/*").unwrap()),
@@ -98,7 +98,7 @@ fn smoke_mint_attenuate_delegate_authorize() {
         &limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::HolderNotProven, "{d}");
+    assert_eq!(d.reason, Reason::HolderNotProven, "{d}");
     let d = authorize(
         &t2,
         &keys,
@@ -107,7 +107,7 @@ fn smoke_mint_attenuate_delegate_authorize() {
         &limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::OutOfScope, "{d}");
+    assert_eq!(d.reason, Reason::OutOfScope, "{d}");
     let t3 = attenuate(
         &t2,
         &Narrowing {
@@ -129,7 +129,7 @@ fn smoke_mint_attenuate_delegate_authorize() {
         &limits,
     )
     .unwrap_err();
-    assert_eq!(d.reason, DenyReason::Expired, "{d}");
+    assert_eq!(d.reason, Reason::Expired, "{d}");
     let i = inspect(&t3, Some(&keys), &limits).unwrap();
     println!("{i}");
 }

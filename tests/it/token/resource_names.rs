@@ -50,7 +50,7 @@ proptest! {
             // can even name it.
             let Ok(r) = Resource::parse(&other) else { continue };
             let d = issuer.check(&m.token, &at(r.as_str())).unwrap_err();
-            prop_assert_eq!(d.reason, DenyReason::OutOfScope, "{:?} vs {:?}: {}", name, other, d);
+            prop_assert_eq!(d.reason, Reason::OutOfScope, "{:?} vs {:?}: {}", name, other, d);
         }
     }
 }
@@ -67,7 +67,7 @@ fn resource_names_at_the_byte_limit_are_exact_rights() {
         shorter.pop();
         assert_eq!(
             issuer.denied(&m.token, &req("docs:read", &shorter, None, t0(), None)),
-            DenyReason::OutOfScope
+            Reason::OutOfScope
         );
     }
 }
@@ -80,7 +80,7 @@ fn an_exact_resource_named_star_is_allowed_for_itself() {
     assert!(g.is_ok(), "{g:?}");
     assert_eq!(
         issuer.denied(&m.token, &req("docs:read", "anything", None, t0(), None)),
-        DenyReason::OutOfScope
+        Reason::OutOfScope
     );
 }
 
@@ -96,7 +96,7 @@ fn an_exact_resource_ending_in_a_star_matches_only_itself() {
             &m.token,
             &req("docs:read", "reports/2024", None, t0(), None)
         ),
-        DenyReason::OutOfScope
+        Reason::OutOfScope
     );
 }
 
@@ -119,5 +119,5 @@ fn out_of_scope_reason_is_not_changed_by_a_quote_in_the_resource_name() {
     let d = issuer
         .check(&m.token, &req("docs:read", "b", None, t0(), None))
         .unwrap_err();
-    assert_eq!(d.reason, DenyReason::OutOfScope, "{d}");
+    assert_eq!(d.reason, Reason::OutOfScope, "{d}");
 }

@@ -62,12 +62,12 @@ impl Issuer {
     }
 
     /// Authorizes with nothing revoked.
-    pub fn check(&self, token: &str, req: &Request) -> Result<Grant, Denial> {
+    pub fn check(&self, token: &str, req: &Request) -> Result<Authorized, Denial> {
         authorize(token, &self.keys, req, |_| false, &self.limits)
     }
 
     /// The reason `token` is denied for `req`; fails the test if allowed.
-    pub fn denied(&self, token: &str, req: &Request) -> DenyReason {
+    pub fn denied(&self, token: &str, req: &Request) -> Reason {
         match self.check(token, req) {
             Ok(g) => panic!("expected a denial, got a grant: {g:?}"),
             Err(d) => d.reason,

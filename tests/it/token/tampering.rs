@@ -46,11 +46,11 @@ fn agent_id(s: &str) -> AgentId {
     AgentId::parse(s).unwrap()
 }
 
-const TAMPER_REASONS: [DenyReason; 4] = [
-    DenyReason::Malformed,
-    DenyReason::BadSignature,
-    DenyReason::UnknownKeyId,
-    DenyReason::TooLarge,
+const TAMPER_REASONS: [Reason; 4] = [
+    Reason::Malformed,
+    Reason::BadSignature,
+    Reason::UnknownKeyId,
+    Reason::TooLarge,
 ];
 
 fn assert_tampered_denied(c: &Chain3, bytes: &[u8], r: &Request, what: &str) {
@@ -129,7 +129,7 @@ fn truncation_at_any_length_is_never_allowed() {
         )
         .unwrap_err();
         assert!(
-            matches!(d.reason, DenyReason::Malformed | DenyReason::BadSignature),
+            matches!(d.reason, Reason::Malformed | Reason::BadSignature),
             "cut at {cut}: {d}"
         );
     }
@@ -145,24 +145,21 @@ fn swapped_blocks_have_a_bad_signature() {
     swapped.blocks.swap(0, 1);
     assert_eq!(
         c.issuer.denied(&reencode(&swapped), &r),
-        DenyReason::BadSignature
+        Reason::BadSignature
     );
     // The authority block swapped with the first block, too.
     let mut swapped = msg.clone();
     std::mem::swap(&mut swapped.authority, &mut swapped.blocks[1]);
     assert_eq!(
         c.issuer.denied(&reencode(&swapped), &r),
-        DenyReason::BadSignature
+        Reason::BadSignature
     );
     // A delegation block cannot stand as the authority block at all:
     // biscuit-auth refuses an authority block with an external signature
     // while decoding, before any signature is checked.
     let mut swapped = msg.clone();
     std::mem::swap(&mut swapped.authority, &mut swapped.blocks[0]);
-    assert_eq!(
-        c.issuer.denied(&reencode(&swapped), &r),
-        DenyReason::Malformed
-    );
+    assert_eq!(c.issuer.denied(&reencode(&swapped), &r), Reason::Malformed);
 }
 
 #[test]
@@ -177,12 +174,12 @@ fn removing_the_last_block_to_undo_an_attenuation_has_a_bad_signature() {
         t0() + secs(200),
         Some(&c.sub),
     );
-    assert_eq!(c.issuer.denied(&c.token, &late), DenyReason::Expired);
+    assert_eq!(c.issuer.denied(&c.token, &late), Reason::Expired);
     let mut msg = outer(&c.token);
     msg.blocks.pop();
     assert_eq!(
         c.issuer.denied(&reencode(&msg), &late),
-        DenyReason::BadSignature
+        Reason::BadSignature
     );
 }
 
@@ -193,10 +190,7 @@ fn stripping_the_holder_signature_from_a_delegation_block_has_a_bad_signature() 
     let mut msg = outer(&c.token);
     assert!(msg.blocks[0].external_signature.is_some());
     msg.blocks[0].external_signature = None;
-    assert_eq!(
-        c.issuer.denied(&reencode(&msg), &r),
-        DenyReason::BadSignature
-    );
+    assert_eq!(c.issuer.denied(&reencode(&msg), &r), Reason::BadSignature);
 }
 
 #[test]
@@ -207,15 +201,9 @@ fn root_key_id_changed_to_another_live_key_has_a_bad_signature() {
     assert_eq!(msg.root_key_id, Some(1));
     msg.root_key_id = Some(3);
     assert!(c.issuer.keys.get(3).is_some());
-    assert_eq!(
-        c.issuer.denied(&reencode(&msg), &r),
-        DenyReason::BadSignature
-    );
+    assert_eq!(c.issuer.denied(&reencode(&msg), &r), Reason::BadSignature);
     msg.root_key_id = Some(4);
-    assert_eq!(
-        c.issuer.denied(&reencode(&msg), &r),
-        DenyReason::UnknownKeyId
-    );
+    assert_eq!(c.issuer.denied(&reencode(&msg), &r), Reason::UnknownKeyId);
 }
 
 #[test]
@@ -230,7 +218,7 @@ fn p256_root_where_the_key_id_maps_to_ed25519_has_a_bad_signature() {
     )
     .unwrap();
     let r = req("docs:read", "docs/a/1", None, t0(), Some(&holder));
-    assert_eq!(issuer.denied(&m.token, &r), DenyReason::BadSignature);
+    assert_eq!(issuer.denied(&m.token, &r), Reason::BadSignature);
     // The same token is fine for a key set that holds the P-256 key, so the
     // denial above is about the algorithm and key, not the token's shape.
     let p256_keys = KeySet::single(1, p256.keypair.public());
