@@ -21,8 +21,7 @@ use crate::records::{AuditEntry, AuditOutcome, AuditPage, FeedEntry, FeedPage};
 use crate::store::{AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, Revocation};
 use crate::token::{
     self, parse_duration, parse_public_key, Action, AgentId, AgentKey, Audience, Authorized,
-    Lifetime,
-    Request as AuthzRequest, Resource, ResourcePattern,
+    Lifetime, Request as AuthzRequest, Resource, ResourcePattern,
 };
 
 /// The action an admin token grants, on the resource prefix `/v1/`.
