@@ -88,6 +88,8 @@ pub mod fuzzing;
 pub mod jose;
 #[cfg(feature = "verifier-axum")]
 pub mod net;
+#[cfg(feature = "server")]
+pub mod people;
 pub mod records;
 pub mod replay;
 #[cfg(feature = "store")]
