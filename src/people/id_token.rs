@@ -81,7 +81,11 @@ pub enum IdTokenError {
 
 /// A value from the token, fit for a one-line message.
 pub(crate) fn shown(value: &str) -> String {
-    let mut out: String = value.chars().filter(|c| !c.is_control()).take(100).collect();
+    let mut out: String = value
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect();
     if value.chars().count() > 100 {
         out.push('…');
     }
@@ -126,7 +130,10 @@ struct Parts<'t> {
     signature: Vec<u8>,
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str, what: &'static str) -> Result<T, IdTokenError> {
+fn decode_json<T: serde::de::DeserializeOwned>(
+    part: &str,
+    what: &'static str,
+) -> Result<T, IdTokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| IdTokenError::Malformed("a part is not base64url"))?;
@@ -135,10 +142,13 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str, what: &'static str) -
 
 fn split(token: &str) -> Result<Parts<'_>, IdTokenError> {
     if token.len() > MAX_ID_TOKEN_BYTES {
-        return Err(IdTokenError::Oversized { max: MAX_ID_TOKEN_BYTES });
+        return Err(IdTokenError::Oversized {
+            max: MAX_ID_TOKEN_BYTES,
+        });
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(IdTokenError::Malformed("not three dot-separated parts"));
     };
@@ -214,16 +224,23 @@ pub fn validate_id_token(
         .filter(|a| config.algorithms.contains(a))
         .ok_or_else(|| IdTokenError::Algorithm(shown(&parts.header.alg)))?;
     if parts.header.crit.is_some() {
-        return Err(IdTokenError::Malformed("critical header extensions are not supported"));
+        return Err(IdTokenError::Malformed(
+            "critical header extensions are not supported",
+        ));
     }
     let claims = &parts.claims;
-    let issuer = claims.iss.as_deref().ok_or(IdTokenError::Claim("`iss` is missing"))?;
+    let issuer = claims
+        .iss
+        .as_deref()
+        .ok_or(IdTokenError::Claim("`iss` is missing"))?;
     if issuer != config.issuer {
         return Err(IdTokenError::UnknownIssuer(shown(issuer)));
     }
     let kid = parts.header.kid.as_deref();
     let key = keys.find(kid, alg).ok_or_else(|| {
-        IdTokenError::UnknownKey(kid.map_or_else(|| "no `kid`".to_owned(), |k| format!("kid `{}`", shown(k))))
+        IdTokenError::UnknownKey(
+            kid.map_or_else(|| "no `kid`".to_owned(), |k| format!("kid `{}`", shown(k))),
+        )
     })?;
     if !key.verifies(alg, parts.signing_input.as_bytes(), &parts.signature) {
         return Err(IdTokenError::Signature);
@@ -234,7 +251,9 @@ pub fn validate_id_token(
         None => false,
     };
     if !for_us {
-        return Err(IdTokenError::Audience { expected: config.audience.clone() });
+        return Err(IdTokenError::Audience {
+            expected: config.audience.clone(),
+        });
     }
     let skew = Duration::seconds(i64::from(config.clock_skew_secs));
     let expires_at = time(claims.exp.ok_or(IdTokenError::Claim("`exp` is missing"))?)?;
@@ -257,4 +276,126 @@ pub fn validate_id_token(
         may_act: may_act(claims)?,
         expires_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer as _, SigningKey};
+
+    fn b64json(v: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap_or_default())
+    }
+
+    fn setup() -> (SigningKey, IdpKeys, IdpConfig) {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let x = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+        let jwks = serde_json::json!({ "keys": [
+            { "kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1", "alg": "EdDSA" },
+            { "kty": "oct", "k": "c2VjcmV0", "kid": "hmac" },
+        ]});
+        let keys = IdpKeys::from_jwks_json(&jwks.to_string()).unwrap();
+        let config: IdpConfig =
+            toml::from_str("issuer = \"https://idp.example\"\naudience = \"tessera\"").unwrap();
+        (key, keys, config)
+    }
+
+    fn token(key: &SigningKey, alg: &str, claims: &serde_json::Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64json(&serde_json::json!({ "alg": alg, "kid": "k1" })),
+            b64json(claims)
+        );
+        let sig = key.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+    }
+
+    fn claims() -> serde_json::Value {
+        serde_json::json!({
+            "iss": "https://idp.example", "sub": "alice", "aud": ["tessera", "other"],
+            "exp": 2_000_000_000, "iat": 1_999_999_000, "groups": ["staff"],
+        })
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).unwrap()
+    }
+
+    #[test]
+    fn a_valid_token_yields_the_person() {
+        let (key, keys, config) = setup();
+        assert_eq!(keys.keys().len(), 1, "the symmetric key is skipped");
+        let person = validate_id_token(
+            &token(&key, "EdDSA", &claims()),
+            &config,
+            &keys,
+            at(1_999_999_500),
+        )
+        .unwrap();
+        assert_eq!(
+            (person.subject.as_str(), person.groups),
+            ("alice", vec!["staff".to_owned()])
+        );
+        assert_eq!(person.expires_at, at(2_000_000_000));
+    }
+
+    #[test]
+    fn time_audience_and_claims_are_checked() {
+        let (key, keys, config) = setup();
+        let check = |c: &serde_json::Value, now| {
+            validate_id_token(&token(&key, "EdDSA", c), &config, &keys, at(now))
+        };
+        assert_eq!(check(&claims(), 2_000_000_061), Err(IdTokenError::Expired));
+        assert!(
+            check(&claims(), 2_000_000_060).is_ok(),
+            "within the default skew"
+        );
+        assert_eq!(
+            check(&claims(), 1_999_998_900),
+            Err(IdTokenError::NotYetValid)
+        );
+        let mut c = claims();
+        c["aud"] = serde_json::json!("other");
+        assert!(matches!(
+            check(&c, 1_999_999_500),
+            Err(IdTokenError::Audience { .. })
+        ));
+        let mut c = claims();
+        c["groups"] = serde_json::json!("staff");
+        assert!(matches!(
+            check(&c, 1_999_999_500),
+            Err(IdTokenError::Claim(_))
+        ));
+        let mut c = claims();
+        c["may_act"] = serde_json::json!({ "sub": "agent://acme/planner" });
+        assert_eq!(
+            check(&c, 1_999_999_500).unwrap().may_act.as_deref(),
+            Some("agent://acme/planner")
+        );
+        let mut c = claims();
+        c["sub"] = serde_json::json!("");
+        assert!(matches!(
+            check(&c, 1_999_999_500),
+            Err(IdTokenError::Claim(_))
+        ));
+    }
+
+    #[test]
+    fn hmac_and_none_are_refused_before_any_key_is_used() {
+        let (key, keys, config) = setup();
+        for alg in ["HS256", "none", "ES512"] {
+            let t = token(&key, alg, &claims());
+            assert_eq!(
+                validate_id_token(&t, &config, &keys, at(1_999_999_500)),
+                Err(IdTokenError::Algorithm(alg.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn messages_are_one_line_and_short() {
+        let shown = shown(&format!("evil\nissuer{}", "x".repeat(500)));
+        let msg = IdTokenError::UnknownIssuer(shown).to_string();
+        assert!(!msg.contains('\n') && msg.len() < 200, "{msg}");
+    }
 }

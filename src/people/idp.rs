@@ -79,7 +79,9 @@ impl IdpConfig {
         };
         let scheme_ok = self.issuer.starts_with("https://") || self.issuer.starts_with("http://");
         if !scheme_ok || self.issuer.ends_with('/') || self.issuer.contains(['?', '#']) {
-            return bad("issuer must be an http(s) URL without a trailing slash, query or fragment");
+            return bad(
+                "issuer must be an http(s) URL without a trailing slash, query or fragment",
+            );
         }
         if self.audience.is_empty() || self.groups_claim.is_empty() {
             return bad("audience and groups_claim must not be empty");
@@ -149,7 +151,9 @@ pub struct TrustedIdps {
 impl std::fmt::Debug for TrustedIdps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let issuers: Vec<&str> = self.idps.iter().map(|i| i.config.issuer.as_str()).collect();
-        f.debug_struct("TrustedIdps").field("issuers", &issuers).finish()
+        f.debug_struct("TrustedIdps")
+            .field("issuers", &issuers)
+            .finish()
     }
 }
 
@@ -183,7 +187,11 @@ impl TrustedIdps {
                 last_attempt: Mutex::new(None),
             })
             .collect();
-        Ok(Self { idps, http, options })
+        Ok(Self {
+            idps,
+            http,
+            options,
+        })
     }
 
     /// The configuration of the IdP with this issuer.
@@ -209,7 +217,11 @@ impl TrustedIdps {
     /// Validates an ID token from any trusted IdP at `now`. An unknown `kid`
     /// fetches the IdP's keys again (at most once per refresh interval,
     /// within the refresh deadline) and tries once more.
-    pub async fn validate(&self, token: &str, now: DateTime<Utc>) -> Result<PersonIdentity, IdTokenError> {
+    pub async fn validate(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PersonIdentity, IdTokenError> {
         let issuer = unverified_issuer(token)?;
         let idp = self
             .find(&issuer)
@@ -244,7 +256,8 @@ impl TrustedIdps {
     /// Fetches `idp`'s keys unless an attempt was made within the refresh
     /// interval; whether new keys were stored.
     async fn refresh(&self, idp: &Idp) -> bool {
-        let Ok(mut last) = tokio::time::timeout(self.options.deadline, idp.last_attempt.lock()).await
+        let Ok(mut last) =
+            tokio::time::timeout(self.options.deadline, idp.last_attempt.lock()).await
         else {
             return false;
         };
@@ -252,7 +265,8 @@ impl TrustedIdps {
             return false;
         }
         *last = Some(Instant::now());
-        let fetched = tokio::time::timeout(self.options.deadline, self.fetch_with_retries(&idp.config)).await;
+        let fetched =
+            tokio::time::timeout(self.options.deadline, self.fetch_with_retries(&idp.config)).await;
         let Ok(Some(keys)) = fetched else {
             return false;
         };
@@ -287,7 +301,8 @@ impl TrustedIdps {
             jwks_uri: String,
         }
         let url = format!("{}/.well-known/openid-configuration", config.issuer);
-        let discovery: Discovery = serde_json::from_slice(&self.get(&url).await?).map_err(|_| ())?;
+        let discovery: Discovery =
+            serde_json::from_slice(&self.get(&url).await?).map_err(|_| ())?;
         // OpenID Connect Discovery §4.3: the document's issuer is the one asked for.
         if discovery.issuer != config.issuer {
             return Err(());
@@ -312,5 +327,62 @@ impl TrustedIdps {
             body.extend_from_slice(&chunk);
         }
         Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_toml_form_has_defaults_and_refuses_unknown_keys() {
+        let c: IdpConfig = toml::from_str(
+            "issuer = \"https://login.acme.example\"\naudience = \"tessera\"\nalgorithms = [\"RS256\"]",
+        )
+        .unwrap();
+        assert_eq!(c.groups_claim, "groups");
+        assert_eq!(c.algorithms, [SigningAlgorithm::Rs256]);
+        assert_eq!(c.clock_skew_secs, 60);
+        assert!(c.check().is_ok());
+        assert!(toml::from_str::<IdpConfig>(
+            "issuer = \"https://a\"\naudience = \"t\"\naudiance = \"t\""
+        )
+        .is_err());
+        assert!(toml::from_str::<IdpConfig>(
+            "issuer = \"https://a\"\naudience = \"t\"\nalgorithms = [\"HS256\"]"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let good: IdpConfig =
+            toml::from_str("issuer = \"https://a.example\"\naudience = \"t\"").unwrap();
+        for bad in [
+            IdpConfig {
+                issuer: "https://a.example/".into(),
+                ..good.clone()
+            },
+            IdpConfig {
+                issuer: "ftp://a.example".into(),
+                ..good.clone()
+            },
+            IdpConfig {
+                audience: String::new(),
+                ..good.clone()
+            },
+            IdpConfig {
+                algorithms: vec![],
+                ..good.clone()
+            },
+            IdpConfig {
+                clock_skew_secs: 301,
+                ..good.clone()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+        let twice = TrustedIdps::new(vec![good.clone(), good], FetchOptions::default());
+        assert!(twice.is_err());
     }
 }
