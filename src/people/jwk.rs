@@ -165,7 +165,7 @@ fn material(jwk: &RawJwk) -> Option<Material> {
         ("RSA", _) => {
             let n = rsa::BigUint::from_bytes_be(&b64(jwk.n.as_ref())?);
             let e = rsa::BigUint::from_bytes_be(&b64(jwk.e.as_ref())?);
-            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&(n.bits() as usize)) {
+            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&n.bits()) {
                 return None;
             }
             let key = rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS).ok()?;

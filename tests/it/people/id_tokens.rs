@@ -14,6 +14,12 @@ use tessera::people::{
 
 use super::idp::TestIdp;
 
+/// The wall clock: these tokens come from a running IdP that reads it too.
+fn now() -> DateTime<Utc> {
+    use tessera::clock::Clock as _;
+    tessera::clock::SystemClock.now()
+}
+
 const SCOPE: &str = "openid groups";
 
 fn config(idp: &TestIdp, audience: &str) -> IdpConfig {
@@ -82,7 +88,7 @@ async fn alice_validates_to_her_subject_and_groups_for_each_algorithm() {
         let token = idp.id_token(client, "alice", SCOPE).await;
         assert_eq!(part(&token, 0)["alg"], alg);
         let idps = TrustedIdps::new(vec![config(&idp, client)], fast()).unwrap();
-        let person = idps.validate(&token, Utc::now()).await.unwrap();
+        let person = idps.validate(&token, now()).await.unwrap();
         assert_eq!(person.issuer, idp.issuer);
         assert_eq!(person.subject, "alice");
         assert_eq!(person.groups, ["finance", "staff"]);
@@ -96,7 +102,7 @@ async fn bob_has_his_groups_and_alice_may_let_an_agent_act() {
     let Some(idp) = TestIdp::start() else { return };
     let idps = TrustedIdps::new(vec![config(&idp, "tessera-eddsa")], fast()).unwrap();
     let bob = idp.id_token("tessera-eddsa", "bob", SCOPE).await;
-    let bob = idps.validate(&bob, Utc::now()).await.unwrap();
+    let bob = idps.validate(&bob, now()).await.unwrap();
     assert_eq!(
         (bob.subject.as_str(), bob.groups),
         ("bob", vec!["staff".to_owned()])
@@ -104,7 +110,7 @@ async fn bob_has_his_groups_and_alice_may_let_an_agent_act() {
     let alice = idp
         .id_token("tessera-eddsa", "alice", "openid groups may_act")
         .await;
-    let alice = idps.validate(&alice, Utc::now()).await.unwrap();
+    let alice = idps.validate(&alice, now()).await.unwrap();
     assert_eq!(alice.may_act.as_deref(), Some("agent://acme/planner"));
 }
 
@@ -114,7 +120,7 @@ async fn bad_id_tokens_are_refused_with_the_right_error() {
     let cfg = config(&idp, "tessera-eddsa");
     let keys = keys(&idp).await;
     let token = idp.id_token("tessera-eddsa", "alice", SCOPE).await;
-    let now = Utc::now();
+    let now = now();
     let check = |t: &str, cfg: &IdpConfig, now| validate_id_token(t, cfg, &keys, now);
     assert_eq!(check(&token, &cfg, now).unwrap().subject, "alice");
 
@@ -217,7 +223,7 @@ async fn trusted_idps_refuse_an_issuer_they_do_not_know() {
         ..config(&idp, "tessera-eddsa")
     };
     let idps = TrustedIdps::new(vec![other], fast()).unwrap();
-    let err = idps.validate(&token, Utc::now()).await.unwrap_err();
+    let err = idps.validate(&token, now()).await.unwrap_err();
     assert!(matches!(err, IdTokenError::UnknownIssuer(_)), "{err}");
     assert!(err.to_string().contains("not a trusted identity provider"));
 }
@@ -234,7 +240,7 @@ async fn with_the_idp_down_cached_keys_work_and_an_unknown_kid_fails_fast() {
     let never_cached = TrustedIdps::new(vec![cfg], fast()).unwrap();
     idp.stop();
 
-    let person = idps.validate(&token, Utc::now()).await.unwrap();
+    let person = idps.validate(&token, now()).await.unwrap();
     assert_eq!(person.subject, "alice");
 
     let rotated = signed_by_stranger(
@@ -242,7 +248,7 @@ async fn with_the_idp_down_cached_keys_work_and_an_unknown_kid_fails_fast() {
         &part(&token, 1),
     );
     let started = Instant::now();
-    let err = idps.validate(&rotated, Utc::now()).await.unwrap_err();
+    let err = idps.validate(&rotated, now()).await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "took {:?}",
@@ -251,7 +257,7 @@ async fn with_the_idp_down_cached_keys_work_and_an_unknown_kid_fails_fast() {
     assert!(matches!(err, IdTokenError::UnknownKey(_)), "{err}");
 
     let started = Instant::now();
-    let err = never_cached.validate(&token, Utc::now()).await.unwrap_err();
+    let err = never_cached.validate(&token, now()).await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "took {:?}",
