@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test. On a fresh machine it first installs what the tests need:
-# a redis-server binary (Redis store tests) and a Python virtual environment
-# with Authlib (interop tests). Tests start their own
+# a redis-server binary (Redis store tests), a Python virtual environment
+# with Authlib (interop tests), and Node.js with the test identity provider's
+# packages (tests/idp, oidc-provider from package-lock.json). Tests start their own
 # redis-server processes; they never use one already running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,11 +14,30 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
 fi
 
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "test.sh: installing nodejs and npm (needed by the identity provider tests)"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+# The test identity provider's packages, exactly as locked; installed again
+# when the lock file changed since the last install.
+idp_lock="tests/idp/package-lock.json"
+idp_stamp="tests/idp/node_modules/.tessera-lock.sha256"
+idp_sum="$(sha256sum "$idp_lock" | cut -d' ' -f1)"
+if [ ! -d tests/idp/node_modules ] || [ "$(cat "$idp_stamp" 2>/dev/null)" != "$idp_sum" ]; then
+  echo "test.sh: npm ci in tests/idp (the test identity provider)"
+  npm ci --prefix tests/idp --no-audit --no-fund >/dev/null
+  echo "$idp_sum" > "$idp_stamp"
+fi
+
 # Python (Authlib) for the interop tests, in ./.venv.
 python="$(bash scripts/python-env.sh | tail -n 1)"
 export TESSERA_PYTHON="$python"
 
-# Redis and Python tests fail instead of skipping when their tools are missing.
+# Redis, Python and Node tests fail instead of skipping when their tools are missing.
 export TESSERA_REQUIRE_REDIS=1
 export TESSERA_REQUIRE_PYTHON=1
+export TESSERA_REQUIRE_NODE=1
 cargo test --locked --all-features

@@ -88,6 +88,8 @@ pub mod fuzzing;
 pub mod jose;
 #[cfg(feature = "verifier-axum")]
 pub mod net;
+#[cfg(feature = "server")]
+pub mod people;
 pub mod records;
 #[cfg(any(feature = "store", feature = "verifier"))]
 mod redis_conn;

@@ -10,6 +10,8 @@ mod interop_biscuit_python;
 #[cfg(feature = "server")]
 mod interop_python;
 #[cfg(feature = "server")]
+mod people;
+#[cfg(feature = "server")]
 mod python;
 #[cfg(feature = "server")]
 mod server;
