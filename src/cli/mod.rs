@@ -213,6 +213,8 @@ struct VerifyArgs {
     issuer: Option<String>,
     /// Read-only feed token (`tessera admin token --feed`) to follow the
     /// issuer's revocations over HTTP.
+    // (Declared like the admin token in cli/issuer.rs: a secret from a flag
+    // or the environment, never shown in help.)
     #[cfg(feature = "verifier")]
     #[arg(
         long,

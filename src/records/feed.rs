@@ -102,6 +102,8 @@ mod tests {
 
     #[test]
     fn an_audit_page_is_the_documented_json() {
+        // (Every field written out, as the verifier's audit tests do: the
+        // test pins the JSON of each one.)
         let event = AuditEvent {
             at: DateTime::UNIX_EPOCH,
             kind: AuditKind::Mint,

@@ -939,6 +939,7 @@ impl ReplayCache for RedbStore {
 /// One write job per mint: the one-time keys, the ledger entry and the
 /// audit event in the same transaction, committed with immediate
 /// durability (one fsync, shared with the rest of the batch).
+// (The signature repeats the trait's default method: the same contract.)
 #[async_trait]
 impl Issuance for RedbStore {
     async fn record_issue(

@@ -387,7 +387,8 @@ impl RedisStore {
 
     /// Blocks on a connection of its own (a blocking read would hold up
     /// every other command on the shared one) until an entry after `after`
-    /// exists or `timeout` passes.
+    /// exists or `timeout` passes. (Same signature as `read_polling`: the
+    /// two ways one read is done, picked by the connection kind.)
     async fn read_blocking(
         &self,
         stream: &str,
