@@ -233,8 +233,8 @@ fn main() {
     };
     let n = env("PROPAGATION_REVOCATIONS", 1000);
     let count = env("PROPAGATION_FOLLOWERS", 8);
-    let cases = std::env::var("PROPAGATION_CASES")
-        .unwrap_or_else(|_| "redis,http,cluster".to_owned());
+    let cases =
+        std::env::var("PROPAGATION_CASES").unwrap_or_else(|_| "redis,http,cluster".to_owned());
     println!("load average before: {}", load_average());
 
     let redis = Redis::start();
