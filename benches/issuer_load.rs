@@ -1,11 +1,12 @@
 //! Load test of `tessera serve` on loopback: client_credentials minting
-//! (private_key_jwt) on the embedded store and on Redis, beside the
+//! (private_key_jwt) on the embedded store, on one Redis server and on a
+//! Redis Cluster of three masters, beside the
 //! in-process rate of the same work (client-assertion verification plus
 //! minting) measured in the same run.
 //!
 //! Run: `cargo bench --bench issuer_load` (env `LOAD_REQUESTS`, default 5000
 //! per run; `LOAD_ROUNDS`, default 3; `LOAD_CONCURRENCY`, default 16;
-//! `LOAD_STORES`, default `embedded,redis`; `LOAD_BIN`, another `tessera`
+//! `LOAD_STORES`, default `embedded,redis,cluster`; `LOAD_BIN`, another `tessera`
 //! binary to load). Each round measures the in-process rate, then one HTTP
 //! run per store on a fresh server; each run's ratio is against the mean of
 //! the in-process rates measured just before and just after it. Prints every
@@ -37,6 +38,9 @@ use tessera::jose::{self, AssertionClaims, AssertionRules, Audiences, Jws};
 use tessera::token::{
     self, Action, AgentId, Audience, Capability, Lifetime, ResourcePattern, RootKeyPair,
 };
+
+#[path = "common/cluster.rs"]
+mod cluster;
 
 /// The `tessera` binary: the one cargo built, or `LOAD_BIN` (to compare
 /// two builds with one load client).
@@ -115,7 +119,7 @@ struct Run {
     p99: Duration,
     errors: usize,
     /// CPU time of the server process per request (all its threads), and
-    /// of `redis-server` when it is the store.
+    /// of `redis-server` (every node of a cluster) when it is the store.
     server_cpu: Option<Duration>,
     /// The part of `server_cpu` spent by the embedded store's writer thread.
     writer_cpu: Option<Duration>,
@@ -275,7 +279,7 @@ fn invalid(e: impl std::fmt::Display) -> std::io::Error {
 /// token requests with `concurrency` workers.
 fn http_run(
     label: &str,
-    redis: Option<(&str, u32)>,
+    redis: Option<(&str, &[u32])>,
     requests: usize,
     concurrency: usize,
     agent: &KeyPair,
@@ -367,13 +371,13 @@ fn http_run(
             );
         }
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let redis_pid = redis.map(|(_, pid)| pid);
+        let redis_pids = redis.map(|(_, pids)| pids);
         let cpu = || {
             (
                 cpu_time(server_pid),
                 thread_cpu_time(server_pid, "tessera-redb-wr"),
                 cpu_time(std::process::id()),
-                redis_pid.and_then(cpu_time),
+                redis_pids.and_then(|pids| pids.iter().map(|&p| cpu_time(p)).sum()),
             )
         };
         let (server_before, writer_before, client_before, redis_before) = cpu();
@@ -534,8 +538,9 @@ fn main() {
     let requests = env_or("LOAD_REQUESTS", if quick { 100 } else { 5000 });
     let rounds = env_or("LOAD_ROUNDS", if quick { 1 } else { 3 }).max(1);
     let concurrency = env_or("LOAD_CONCURRENCY", 16);
-    // `LOAD_STORES`: which stores to run, `embedded,redis` by default.
-    let stores = std::env::var("LOAD_STORES").unwrap_or_else(|_| "embedded,redis".to_owned());
+    // `LOAD_STORES`: which stores to run, `embedded,redis,cluster` by default.
+    let stores =
+        std::env::var("LOAD_STORES").unwrap_or_else(|_| "embedded,redis,cluster".to_owned());
     let agent = KeyPair::new();
     let in_process = || in_process_rate(requests.max(500), &agent);
     let mut baselines = vec![in_process()];
@@ -557,12 +562,25 @@ fn main() {
             match start_redis() {
                 Some((proc, url, _dir)) => runs.push(http_run(
                     "HTTP, Redis store",
-                    Some((&url, proc.0.id())),
+                    Some((&url, &[proc.0.id()])),
                     requests,
                     concurrency,
                     &agent,
                 )),
                 None => eprintln!("issuer_load: redis-server not available; Redis run skipped"),
+            }
+        }
+        if stores.contains("cluster") {
+            // A fresh three-master cluster per run.
+            match cluster::Cluster::start() {
+                Ok(c) => runs.push(http_run(
+                    "HTTP, Redis store, cluster (3 masters)",
+                    Some((&c.url(), &c.pids())),
+                    requests,
+                    concurrency,
+                    &agent,
+                )),
+                Err(e) => eprintln!("issuer_load: no Redis Cluster ({e}); cluster run skipped"),
             }
         }
         let before = baselines[baselines.len() - 1];

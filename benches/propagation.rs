@@ -7,11 +7,14 @@
 //! each of 1,000 sequential revocations, the main thread spins on the views
 //! from the moment the HTTP answer arrived and records, per follower, when
 //! the id appeared (8,000 samples per kind), and the same from the moment
-//! the request was sent.
+//! the request was sent. Then the same with Redis followers on a Redis
+//! Cluster of three masters (`redis+cluster://` URL), the issuer's store on
+//! that cluster too.
 //!
 //! Run: `cargo bench --bench propagation` (env `PROPAGATION_REVOCATIONS`,
-//! default 1000; `PROPAGATION_FOLLOWERS`, default 8). Needs `redis-server`
-//! on PATH.
+//! default 1000; `PROPAGATION_FOLLOWERS`, default 8; `PROPAGATION_CASES`,
+//! default `redis,http,cluster`). Needs `redis-server` and `redis-cli` on
+//! PATH.
 
 // Benchmark code: a failed unwrap is a failed run; the clock is read here on purpose.
 #![allow(
@@ -33,6 +36,9 @@ use tessera::server::{self, admin, AppState, Config, KeyRing, SystemClock};
 use tessera::store::Stores;
 use tessera::token::{self, Lifetime};
 use tessera::verify::{FollowerHandle, HttpFollower, RedisFollower, RevocationView};
+
+#[path = "common/cluster.rs"]
+mod cluster;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -199,6 +205,17 @@ fn report(label: &str, samples: Samples) {
     line("POST round trip", samples.posts);
 }
 
+/// `count` Redis followers of `url` (one server or `redis+cluster://`).
+fn redis_followers(url: &str, count: usize) -> Vec<FollowerHandle> {
+    (0..count)
+        .map(|_| {
+            RedisFollower::new(url.to_owned())
+                .spawn(RevocationView::new())
+                .unwrap()
+        })
+        .collect()
+}
+
 fn wait_confirmed(followers: &[FollowerHandle]) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while followers.iter().any(|f| f.view().staleness().is_none()) {
@@ -216,6 +233,8 @@ fn main() {
     };
     let n = env("PROPAGATION_REVOCATIONS", 1000);
     let count = env("PROPAGATION_FOLLOWERS", 8);
+    let cases =
+        std::env::var("PROPAGATION_CASES").unwrap_or_else(|_| "redis,http,cluster".to_owned());
     println!("load average before: {}", load_average());
 
     let redis = Redis::start();
@@ -236,31 +255,48 @@ fn main() {
     let http = reqwest::Client::new();
     let _enter = rt.enter();
 
-    let followers: Vec<FollowerHandle> = (0..count)
-        .map(|_| {
-            RedisFollower::new(redis.url.clone())
-                .spawn(RevocationView::new())
-                .unwrap()
-        })
-        .collect();
-    wait_confirmed(&followers);
-    let samples = measure(&rt, &http, &base, &admin_token, &followers, n);
-    report(
-        &format!("{count} Redis followers, {n} revocations"),
-        samples,
-    );
-    drop(followers);
+    if cases.contains("redis") {
+        let followers = redis_followers(&redis.url, count);
+        wait_confirmed(&followers);
+        let samples = measure(&rt, &http, &base, &admin_token, &followers, n);
+        report(
+            &format!("{count} Redis followers, {n} revocations"),
+            samples,
+        );
+    }
 
-    let followers: Vec<FollowerHandle> = (0..count)
-        .map(|_| {
-            HttpFollower::new(base.clone(), feed_token.clone())
-                .spawn(RevocationView::new())
-                .unwrap()
-        })
-        .collect();
-    wait_confirmed(&followers);
-    let samples = measure(&rt, &http, &base, &admin_token, &followers, n);
-    report(&format!("{count} HTTP followers, {n} revocations"), samples);
-    drop(followers);
+    if cases.contains("http") {
+        let followers: Vec<FollowerHandle> = (0..count)
+            .map(|_| {
+                HttpFollower::new(base.clone(), feed_token.clone())
+                    .spawn(RevocationView::new())
+                    .unwrap()
+            })
+            .collect();
+        wait_confirmed(&followers);
+        let samples = measure(&rt, &http, &base, &admin_token, &followers, n);
+        report(&format!("{count} HTTP followers, {n} revocations"), samples);
+    }
+
+    if cases.contains("cluster") {
+        // The issuer's store and the followers on a cluster of three masters.
+        let cluster = cluster::Cluster::start().expect("a Redis Cluster");
+        let dir = tempfile::tempdir().unwrap();
+        let (base, state) = rt.block_on(start_issuer(&cluster.url(), dir.path()));
+        let admin_token = token::mint(
+            &admin::admin_capability(Lifetime::parse("1h").unwrap()).unwrap(),
+            state.ring().active(),
+            Utc::now(),
+        )
+        .unwrap()
+        .token;
+        let followers = redis_followers(&cluster.url(), count);
+        wait_confirmed(&followers);
+        let samples = measure(&rt, &http, &base, &admin_token, &followers, n);
+        report(
+            &format!("{count} Redis followers, cluster (3 masters), {n} revocations"),
+            samples,
+        );
+    }
     println!("load average after: {}", load_average());
 }
