@@ -17,6 +17,7 @@ const NOT_SETTINGS: &[&str] = &[
     "TESSERA_LOG",
     "TESSERA_REQUIRE_REDIS",
     "TESSERA_REQUIRE_PYTHON",
+    "TESSERA_REQUIRE_NODE",
     "TESSERA_PYTHON",
     "TESSERA_REGENERATE_FIXTURES",
     "TESSERA_ISSUER",
@@ -389,6 +390,7 @@ mod tests {
             env(&[
                 ("TESSERA_MAX_BODY_BYTES", "2048"),
                 ("TESSERA_REQUIRE_REDIS", "1"),
+                ("TESSERA_REQUIRE_NODE", "1"),
                 ("HOME", "/x"),
             ]),
             Overrides {

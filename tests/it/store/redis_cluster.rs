@@ -186,9 +186,19 @@ impl RedisCluster {
     /// Makes `replica` take over from its master (`CLUSTER FAILOVER`) and
     /// waits until it is master and the cluster is ok.
     pub fn failover(&self, replica: u16) {
+        // ROLE on a replica: `slave`, the master's host, its port, …
+        let old_master = cli(replica, &["role"])
+            .lines()
+            .nth(2)
+            .and_then(|p| p.trim().parse::<u16>().ok());
         let reply = cli(replica, &["cluster", "failover"]);
         assert!(reply.contains("OK"), "CLUSTER FAILOVER: {reply}");
         wait_for(|| role(replica) == "master");
+        // The old master steps down a moment later; until then it still
+        // claims the slots, and `master_of` could name it.
+        if let Some(old) = old_master {
+            wait_for(|| role(old) != "master");
+        }
         self.wait_ok();
     }
 
