@@ -179,6 +179,13 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout)
         );
         wait_for(|| cli(port, &["info", "replication"]).contains("master_link_status:up"));
+        // The replica's link is up a moment before its master counts it
+        // online (and lists it in ROLE, which the store asks before `WAIT`).
+        wait_for(|| {
+            cli(master, &["info", "replication"])
+                .lines()
+                .any(|l| l.contains(&format!("port={port},")) && l.contains("state=online"))
+        });
         self.wait_ok();
         port
     }
