@@ -107,6 +107,7 @@ impl Fixture {
             audience: Some(Audience::parse(SERVICE).unwrap()),
             lifetime: Lifetime::parse("5m").unwrap(),
             holder_key: Some(self.agent.public()),
+            on_behalf: None,
         };
         mint_with_rng(&cap, &self.root, t0(), &mut rng())
             .unwrap()

@@ -462,6 +462,7 @@ fn in_process_rate(iterations: usize, agent: &KeyPair) -> f64 {
             audience: Some(Audience::parse("https://orders.example").unwrap()),
             lifetime: Lifetime::parse("5m").unwrap(),
             holder_key: None,
+            on_behalf: None,
         };
         std::hint::black_box(token::mint(&cap, &root, Utc::now()).unwrap());
     }

@@ -109,6 +109,7 @@ fn fixture() -> Fixture {
         audience: Some(Audience::parse(SERVICE).unwrap()),
         lifetime: Lifetime::parse("5m").unwrap(),
         holder_key: Some(agent.public()),
+        on_behalf: None,
     };
     Fixture {
         root,

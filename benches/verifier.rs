@@ -84,6 +84,7 @@ fn token(f: &Fixture, blocks: usize, bound: bool) -> String {
         audience: Some(Audience::parse(SERVICE).unwrap()),
         lifetime: Lifetime::parse("5m").unwrap(),
         holder_key: bound.then(|| f.holder.public()),
+        on_behalf: None,
     };
     let mut t = mint_with_rng(&cap, &f.root, t0(), &mut rng).unwrap().token;
     for i in 1..blocks {

@@ -29,6 +29,7 @@
 //!         audience: Some(Audience::parse("https://docs.acme.example")?),
 //!         lifetime: Lifetime::parse("5m")?,
 //!         holder_key: Some(agent_key.public()),
+//!         on_behalf: None,
 //!     },
 //!     &root,
 //!     now,
@@ -88,7 +89,7 @@ pub mod fuzzing;
 pub mod jose;
 #[cfg(feature = "verifier-axum")]
 pub mod net;
-#[cfg(feature = "server")]
+#[cfg(feature = "store")]
 pub mod people;
 pub mod records;
 #[cfg(any(feature = "store", feature = "verifier"))]

@@ -51,6 +51,7 @@ fn token_seeds_are_allowed() {
                 audience: Some(Audience::parse(fx::SERVICE).unwrap()),
                 lifetime: Lifetime::parse("1h").unwrap(),
                 holder_key: Some(fx::agent().public()),
+                on_behalf: None,
             },
             &root,
             fx::now() - chrono::Duration::minutes(1),

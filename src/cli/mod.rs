@@ -366,6 +366,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 audience: args.audience,
                 lifetime: args.ttl,
                 holder_key: args.bind_key,
+                on_behalf: None,
             };
             let minted = token::mint(&cap, &root, now())?;
             if args.json {

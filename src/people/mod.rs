@@ -6,10 +6,18 @@
 //! ([`idp::TrustedIdps`]), and the pure validation of their ID tokens
 //! ([`id_token::validate_id_token`]) into a [`id_token::PersonIdentity`].
 
+#[cfg(feature = "server")]
 pub mod id_token;
+#[cfg(feature = "server")]
 pub mod idp;
+#[cfg(feature = "server")]
 pub mod jwk;
+pub mod roles;
 
+#[cfg(feature = "server")]
 pub use id_token::{validate_id_token, IdTokenError, PersonIdentity};
+#[cfg(feature = "server")]
 pub use idp::{FetchOptions, IdpConfig, TrustedIdps};
+#[cfg(feature = "server")]
 pub use jwk::{IdpKeys, SigningAlgorithm};
+pub use roles::{Role, RoleError, RoleName};

@@ -144,6 +144,9 @@ pub struct AuditEvent {
     pub remote_addr: Option<String>,
     /// Who acted through whom: `[user?, agent, sub-agent, …]`.
     pub chain: Vec<String>,
+    /// The person the token acts (or was asked to act) for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<crate::token::Person>,
 }
 
 /// Which audit events to return.

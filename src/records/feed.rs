@@ -114,6 +114,7 @@ mod tests {
             reason: None,
             remote_addr: None,
             chain: vec![],
+            person: None,
         };
         let page = AuditPage {
             events: vec![AuditEntry {

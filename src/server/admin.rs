@@ -42,6 +42,7 @@ pub fn admin_capability(lifetime: Lifetime) -> Result<token::Capability, token::
         audience: None,
         lifetime,
         holder_key: None,
+        on_behalf: None,
     })
 }
 
@@ -56,6 +57,7 @@ pub fn feed_capability(lifetime: Lifetime) -> Result<token::Capability, token::I
         audience: None,
         lifetime,
         holder_key: None,
+        on_behalf: None,
     })
 }
 
@@ -278,6 +280,7 @@ fn admin_event(
         reason: None,
         remote_addr: None,
         chain: grant.chain.iter().map(ToString::to_string).collect(),
+        person: None,
     }
 }
 

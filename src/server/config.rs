@@ -155,6 +155,11 @@ pub struct Config {
     pub audit_unauthenticated_sample: u32,
     /// See `audit_unauthenticated_sample`.
     pub audit_unauthenticated_interval: Ttl,
+    // -- People (DESIGN.md, "People"; docs/people.md).
+    /// Trusted identity providers (`[[idp]]`): only in the file.
+    pub idp: Vec<crate::people::IdpConfig>,
+    /// Roles people may hold (`[[role]]`): only in the file.
+    pub role: Vec<crate::people::Role>,
 }
 
 impl Default for Config {
@@ -183,6 +188,8 @@ impl Default for Config {
             audit_max_age: None,
             audit_unauthenticated_sample: 20,
             audit_unauthenticated_interval: Ttl(Duration::from_secs(60)),
+            idp: Vec::new(),
+            role: Vec::new(),
         }
     }
 }
@@ -309,6 +316,25 @@ impl Config {
         let interval = self.audit_unauthenticated_interval.0;
         if interval < Duration::from_secs(1) || interval > Duration::from_secs(86_400) {
             return bad("audit_unauthenticated_interval must be between 1s and 24h".into());
+        }
+        let mut issuers = std::collections::HashSet::new();
+        for idp in &self.idp {
+            idp.check()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if !issuers.insert(idp.issuer.as_str()) {
+                return bad(format!(
+                    "identity provider `{}` is listed twice",
+                    idp.issuer
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for role in &self.role {
+            role.check()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if !names.insert(role.name.as_str()) {
+                return bad(format!("role `{}` is defined twice", role.name));
+            }
         }
         Ok(())
     }

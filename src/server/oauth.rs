@@ -442,6 +442,7 @@ fn event(state: &AppState, kind: AuditKind, outcome: AuditOutcome) -> AuditEvent
         reason: None,
         remote_addr: None,
         chain: Vec::new(),
+        person: None,
     }
 }
 
@@ -752,6 +753,7 @@ async fn grant(
         audience: asked.audience.clone(),
         lifetime,
         holder_key,
+        on_behalf: None,
     };
     let ring = state.ring();
     let minted = token::mint(&cap, ring.active(), now)

@@ -5,6 +5,8 @@
 //! - [`RevocationStore`]: revoked ids and the ordered feed verifiers follow.
 //! - [`ReplayCache`]: one-time keys (`jti` of client assertions and DPoP proofs).
 //! - [`AuditLog`]: what the issuer did and refused.
+//! - [`PeopleStore`]: roles given to people explicitly, and their standing
+//!   consents for agents.
 //! - [`Issuance`]: the writes of one mint (its one-time keys, its ledger
 //!   entry, its audit event) as one store operation.
 //!
@@ -22,10 +24,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::people::RoleName;
+use crate::token::{AgentId, Person};
+
 mod embedded;
 mod error;
 pub mod files;
 mod model;
+mod people_impls;
 mod redis;
 
 pub use embedded::RedbStore;
@@ -233,6 +239,38 @@ pub trait Issuance: ReplayCache + TokenLedger + AuditLog {
     }
 }
 
+/// What a person holds explicitly, read in one call on the token
+/// exchange's path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// Roles given to the person through the admin API or CLI (group
+    /// mappings come from the configuration, not from here).
+    pub roles: Vec<RoleName>,
+    /// Whether the person has a standing consent for the agent asked about.
+    pub consents: bool,
+}
+
+/// Roles given to people explicitly, and people's standing consents for
+/// agents to act for them. A person is the pair (IdP issuer, subject).
+#[async_trait]
+pub trait PeopleStore: Send + Sync {
+    /// Gives `role` to `person`; false if they held it already.
+    async fn grant_role(&self, person: &Person, role: &RoleName) -> Result<bool, StoreError>;
+    /// Takes `role` from `person`; false if they did not hold it.
+    async fn revoke_role(&self, person: &Person, role: &RoleName) -> Result<bool, StoreError>;
+    /// The roles given to `person` explicitly, sorted.
+    async fn roles(&self, person: &Person) -> Result<Vec<RoleName>, StoreError>;
+    /// Records that `person` lets `agent` act for them; false if recorded already.
+    async fn consent(&self, person: &Person, agent: &AgentId) -> Result<bool, StoreError>;
+    /// Withdraws that consent; false if there was none.
+    async fn withdraw_consent(&self, person: &Person, agent: &AgentId) -> Result<bool, StoreError>;
+    /// The agents `person` has a standing consent for, sorted.
+    async fn consents(&self, person: &Person) -> Result<Vec<AgentId>, StoreError>;
+    /// The person's explicit roles and whether they consent to `agent`, in
+    /// one read.
+    async fn standing(&self, person: &Person, agent: &AgentId) -> Result<Standing, StoreError>;
+}
+
 /// Whether the backend answers.
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
@@ -255,6 +293,8 @@ pub struct Stores {
     pub audit: Arc<dyn AuditLog>,
     /// The writes of one mint together.
     pub issuance: Arc<dyn Issuance>,
+    /// Roles and consents given to people.
+    pub people: Arc<dyn PeopleStore>,
     /// Readiness of the backend.
     pub health: Arc<dyn StoreHealth>,
 }
@@ -293,7 +333,7 @@ impl Stores {
     /// Uses one backend for every capability.
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
-        B: AgentStore + TokenLedger + RevocationStore + Issuance + StoreHealth,
+        B: AgentStore + TokenLedger + RevocationStore + Issuance + PeopleStore + StoreHealth,
         B: 'static,
     {
         Self {
@@ -303,6 +343,7 @@ impl Stores {
             replay: backend.clone(),
             audit: backend.clone(),
             issuance: backend.clone(),
+            people: backend.clone(),
             health: backend,
         }
     }

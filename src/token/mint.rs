@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::keys::RootKeyPair;
 use super::schema::{self, add, date};
-use super::types::{Action, AgentId, Audience, Lifetime, ResourcePattern};
+use super::types::{Action, AgentId, Audience, Lifetime, OnBehalf, ResourcePattern};
 use super::{encode, TokenError};
 
 /// What one token grants.
@@ -27,6 +27,8 @@ pub struct Capability {
     pub lifetime: Lifetime,
     /// The agent's public key, to bind the token to it (proof of possession).
     pub holder_key: Option<PublicKey>,
+    /// The person the token acts for, if any, and the earlier actors.
+    pub on_behalf: Option<OnBehalf>,
 }
 
 /// A freshly minted token and its bookkeeping.
@@ -95,6 +97,28 @@ pub fn mint_with_rng<R: RngCore + CryptoRng>(
              check if service($s), $s == {audience};",
             [("audience", builder::string(aud.as_str()))],
         )?;
+    }
+    if let Some(on) = &cap.on_behalf {
+        block = add(
+            block,
+            "on_behalf_of({issuer}, {subject});",
+            [
+                ("issuer", builder::string(on.person.issuer())),
+                ("subject", builder::string(on.person.subject())),
+            ],
+        )?;
+        for (position, actor) in on.prior_actors.iter().enumerate() {
+            let position = i64::try_from(position)
+                .map_err(|_| TokenError::Internal("too many prior actors".into()))?;
+            block = add(
+                block,
+                "prior_actor({position}, {agent});",
+                [
+                    ("position", builder::int(position)),
+                    ("agent", builder::string(actor.as_str())),
+                ],
+            )?;
+        }
     }
     if let Some(key) = &cap.holder_key {
         let key: Term = builder::string(&key.to_string());

@@ -32,6 +32,9 @@ pub enum InvalidInput {
     /// A public key that is not `ed25519/<64 hex digits>`.
     #[error("invalid public key: {0}")]
     PublicKey(String),
+    /// A person's issuer or subject that is empty, too long or has a control character.
+    #[error("invalid person: {0}")]
+    Person(&'static str),
 }
 
 const AGENT_ID_MAX: usize = 255;
@@ -304,6 +307,85 @@ impl Audience {
     }
 }
 string_newtype!(Audience);
+
+/// Longest person issuer URL or subject accepted, in bytes.
+const PERSON_PART_MAX: usize = 255;
+
+/// A person, as Tessera names them: the issuer URL of the identity provider
+/// they log in at, and their subject (`sub`) there. Two IdPs may use the same
+/// subject for different people, so neither part alone is an identity.
+///
+/// ```
+/// # use tessera::token::Person;
+/// let alice = Person::parse("https://login.acme.example", "alice").unwrap();
+/// assert_eq!(alice.to_string(), "alice at https://login.acme.example");
+/// assert!(Person::parse("https://login.acme.example", "").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Person {
+    issuer: String,
+    subject: String,
+}
+
+impl Person {
+    /// Checks both parts: the issuer an absolute URI, the subject non-empty,
+    /// each at most 255 bytes without control characters.
+    pub fn parse(issuer: &str, subject: &str) -> Result<Self, InvalidInput> {
+        for (part, what) in [(issuer, "issuer"), (subject, "subject")] {
+            if part.is_empty() {
+                return Err(InvalidInput::Person(if what == "issuer" {
+                    "empty issuer"
+                } else {
+                    "empty subject"
+                }));
+            }
+            if part.len() > PERSON_PART_MAX {
+                return Err(InvalidInput::Person(
+                    "issuer or subject longer than 255 bytes",
+                ));
+            }
+            if part.chars().any(char::is_control) {
+                return Err(InvalidInput::Person(
+                    "issuer or subject contains a control character",
+                ));
+            }
+        }
+        if absolute_uri(issuer).is_none() {
+            return Err(InvalidInput::Person("issuer is not an absolute URI"));
+        }
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            subject: subject.to_owned(),
+        })
+    }
+
+    /// The identity provider's issuer URL.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The subject at that identity provider.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+}
+
+impl fmt::Display for Person {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.subject, self.issuer)
+    }
+}
+
+/// Whom a token acts for: the person, and the agents that held a token for
+/// them before this one was exchanged for it (oldest first; empty for a
+/// token minted from the person's own ID token or assertion).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OnBehalf {
+    /// The person the token acts for.
+    pub person: Person,
+    /// Earlier actors, oldest first (`prior_actor(0, ...)` is the first).
+    pub prior_actors: Vec<AgentId>,
+}
 
 /// How long a minted token lives: at least [`Lifetime::MIN`], at most
 /// [`Lifetime::MAX`]; an issuer may set a lower ceiling per agent.

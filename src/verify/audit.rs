@@ -70,6 +70,7 @@ impl From<DecisionAudit> for AuditEvent {
             reason: d.reason,
             remote_addr: d.remote_addr,
             chain: d.chain,
+            person: None,
         }
     }
 }
@@ -435,6 +436,7 @@ mod tests {
             reason: None,
             remote_addr: None,
             chain: Vec::new(),
+            person: None,
         };
         let accepted = (0..100).filter(|_| sink.record(event())).count();
         // The queue holds 4, the writer at most one batch of 2.

@@ -103,6 +103,7 @@ impl Interop {
             audience: Some(Audience::parse(AUDIENCE).unwrap()),
             lifetime: Lifetime::parse("10m").unwrap(),
             holder_key: holder.map(KeyPair::public),
+            on_behalf: None,
         };
         token::mint(&cap, &self.root, t0()).unwrap()
     }

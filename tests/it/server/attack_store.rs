@@ -496,6 +496,7 @@ async fn the_configured_audit_bound_reaches_the_embedded_store() {
                 reason: None,
                 remote_addr: None,
                 chain: Vec::new(),
+                person: None,
             };
             audit.append(&event).await.unwrap()
         });

@@ -77,6 +77,7 @@ pub fn event(agent: &str, token_id: &str, at: DateTime<Utc>) -> AuditEvent {
         reason: None,
         remote_addr: Some("127.0.0.1:5555".to_owned()),
         chain: vec![agent.to_owned()],
+        person: None,
     }
 }
 

@@ -72,6 +72,7 @@ fn generate() -> Golden {
         audience: audience.map(|a| Audience::parse(a).unwrap()),
         lifetime: Lifetime::parse("5m").unwrap(),
         holder_key: holder.map(KeyPair::public),
+        on_behalf: None,
     };
 
     let bearer = mint_with_rng(

@@ -21,6 +21,7 @@ fn smoke_mint_attenuate_delegate_authorize() {
         audience: Some(Audience::parse("https://tool.example").unwrap()),
         lifetime: Lifetime::parse("5m").unwrap(),
         holder_key: Some(agent.public()),
+        on_behalf: None,
     };
     let m = mint(&cap, &root, t0()).unwrap();
     let limits = Limits::default();

@@ -88,6 +88,7 @@ pub fn cap(
         audience: audience.map(|a| Audience::parse(a).unwrap()),
         lifetime: Lifetime::parse("5m").unwrap(),
         holder_key: holder.map(KeyPair::public),
+        on_behalf: None,
     }
 }
 

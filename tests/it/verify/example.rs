@@ -109,6 +109,7 @@ pub fn order_token(
         audience: Some(token::Audience::parse(audience).unwrap()),
         lifetime: Lifetime::parse("5m").unwrap(),
         holder_key: None,
+        on_behalf: None,
     };
     token::mint(&cap, issuer.state.ring().active(), issued_at)
         .unwrap()

@@ -334,6 +334,7 @@ fn token_at(issuer: &TestApp, audience: &str, issued_at: chrono::DateTime<chrono
         audience: Some(token::Audience::parse(audience).unwrap()),
         lifetime: Lifetime::parse("5m").unwrap(),
         holder_key: None,
+        on_behalf: None,
     };
     token::mint(&cap, issuer.state.ring().active(), issued_at)
         .unwrap()
