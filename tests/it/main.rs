@@ -8,6 +8,8 @@ mod cli;
 #[cfg(feature = "server")]
 mod interop_biscuit_python;
 #[cfg(feature = "server")]
+mod interop_js;
+#[cfg(feature = "server")]
 mod interop_python;
 #[cfg(feature = "server")]
 mod people;
