@@ -4,8 +4,8 @@
 // point imports `biscuit_bg.wasm` as an ES module. Node before 24.5 imports a
 // .wasm file only with `--experimental-wasm-modules`, the flag the package's
 // README names. When the import fails for want of it, this module runs the
-// same command again with the flag (and without the flag's experimental
-// warning), passing standard input, output and the exit status through.
+// same command again with the flag, passing standard input, output and the
+// exit status through.
 //
 // The package also prints "biscuit-wasm loading" on standard output when it
 // starts; that line is dropped here, so that a script's standard output holds
@@ -37,10 +37,12 @@ async function load() {
       process.stderr.write(`${why.split("\n")[0]}\n`);
       process.exit(1);
     }
-    const flags = [FLAG];
-    if (process.allowedNodeEnvironmentFlags.has("--disable-warning")) {
-      flags.push("--disable-warning=ExperimentalWarning");
-    }
+    // Without the flag's warning on standard error (Node before 20.11 has
+    // no --disable-warning: there, no warnings at all).
+    const quiet = process.allowedNodeEnvironmentFlags.has("--disable-warning")
+      ? "--disable-warning=ExperimentalWarning"
+      : "--no-warnings";
+    const flags = [FLAG, quiet];
     const run = spawnSync(
       process.execPath,
       [...flags, ...process.execArgv, ...process.argv.slice(1)],

@@ -38,7 +38,9 @@ use tokio::sync::oneshot;
 
 use crate::server::helpers::{now, TestAgent, TestApp};
 
-#[allow(dead_code)] // the example's `main` and flags are not used here
+// The example's `main` and flags are not used here; `verify::mcp` compiles
+// the same file as its own private module.
+#[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../../examples/mcp_tool_server.rs"]
 mod mcp_example;
 
