@@ -59,43 +59,43 @@ function describe(e) {
   }
 }
 
-// Options: name -> [number of values, repeatable, help].
+// Options: name -> [number of values, repeatable, value names, help].
 const COMMON = {
-  "--token": [1, false, "FILE     the token (base64url); - for standard input"],
-  "--root-key": [1, false, "KEY   the root public key, ed25519/<hex>"],
-  "--root-key-file": [1, false, "FILE  a file holding the root public key"],
-  "--root-key-id": [1, false, "N       the root key id the token must name"],
+  "--token": [1, false, "FILE", "the token (base64url); - for standard input"],
+  "--root-key": [1, false, "KEY", "the root public key, ed25519/<hex>"],
+  "--root-key-file": [1, false, "FILE", "a file holding the root public key"],
+  "--root-key-id": [1, false, "N", "the root key id the token must name"],
 };
 const COMMANDS = {
   narrow: {
     help: "append a block of checks (attenuation) and print the new token",
     run: narrow,
     options: {
-      "--action": [1, false, "ACTION       allow only this action"],
-      "--resource": [1, false, "RESOURCE   allow only this exact resource"],
-      "--resource-prefix": [1, false, "PREFIX   allow only resources starting with PREFIX"],
-      "--expires-at": [1, false, "TIME     expire at TIME (RFC 3339, with a zone) or earlier"],
-      "--audience": [1, false, "URI        allow only at this tool server"],
+      "--action": [1, false, "ACTION", "allow only this action"],
+      "--resource": [1, false, "RESOURCE", "allow only this exact resource"],
+      "--resource-prefix": [1, false, "PREFIX", "allow only resources starting with PREFIX"],
+      "--expires-at": [1, false, "TIME", "expire at TIME (RFC 3339, with a zone) or earlier"],
+      "--audience": [1, false, "URI", "allow only at this tool server"],
     },
   },
   widen: {
     help: "append a block that tries to grant more (Tessera must refuse it)",
     run: widen,
     options: {
-      "--right": [2, true, "ACTION RESOURCE   add the fact right(ACTION, RESOURCE)"],
-      "--right-prefix": [2, true, "ACTION PREFIX   add the fact right_prefix(ACTION, PREFIX)"],
-      "--holder-proven": [0, false, "              add the fact holder_proven(true)"],
-      "--grant-requested": [0, false, "            add the rule right($op, $r) <- operation($op), resource($r)"],
+      "--right": [2, true, "ACTION RESOURCE", "add the fact right(ACTION, RESOURCE)"],
+      "--right-prefix": [2, true, "ACTION PREFIX", "add the fact right_prefix(ACTION, PREFIX)"],
+      "--holder-proven": [0, false, "", "add the fact holder_proven(true)"],
+      "--grant-requested": [0, false, "", "add the rule right($op, $r) <- operation($op), resource($r)"],
     },
   },
   verify: {
     help: "check the token against a request; print one JSON line",
     run: verify,
     options: {
-      "--operation": [1, false, "ACTION   the action requested (required)"],
-      "--resource": [1, false, "RESOURCE   the resource requested (required)"],
-      "--service": [1, false, "URI         this tool server's canonical URI (its audience)"],
-      "--time": [1, false, "TIME           the request time, RFC 3339 (default: now)"],
+      "--operation": [1, false, "ACTION", "the action requested (required)"],
+      "--resource": [1, false, "RESOURCE", "the resource requested (required)"],
+      "--service": [1, false, "URI", "this tool server's canonical URI (its audience)"],
+      "--time": [1, false, "TIME", "the request time, RFC 3339 (default: now)"],
     },
   },
 };
@@ -104,8 +104,8 @@ function usage() {
   const lines = [`usage: node examples/js/${PROG} COMMAND [OPTIONS]`, ""];
   for (const [name, c] of Object.entries(COMMANDS)) {
     lines.push(`${name}: ${c.help}`);
-    for (const [opt, [, , help]] of Object.entries({ ...COMMON, ...c.options })) {
-      lines.push(`  ${opt} ${help}`);
+    for (const [opt, [, , meta, help]] of Object.entries({ ...COMMON, ...c.options })) {
+      lines.push(`  ${`${opt} ${meta}`.padEnd(34)} ${help}`);
     }
     lines.push("");
   }
