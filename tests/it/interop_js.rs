@@ -6,7 +6,8 @@
 //! attenuation; and the official MCP TypeScript SDK
 //! (`examples/js/call-tool.mjs`) reaches the MCP example
 //! (`examples/mcp_tool_server.rs`) with a token from an issuer running in
-//! this process, narrowed in JavaScript, and gets the tool's answer.
+//! this process, narrowed in JavaScript, and gets the tool's answer, until
+//! the parent token is revoked at the issuer.
 //!
 //! The offline tests fix every time (tokens minted at `T0`, each request names
 //! its time), and each decision is taken twice, by the `Verifier` and by the
@@ -752,4 +753,30 @@ async fn the_mcp_typescript_sdk_calls_the_example_with_a_token_narrowed_in_javas
             .any(|(s, c)| *s == 401 && c.contains("resource_metadata=")),
         "{none:?}"
     );
+
+    // The JavaScript block kept the chain of revocation ids: revoking the
+    // parent at the issuer stops the narrowed copy at the MCP server.
+    let token_id = issuer.inspect(&parent).token_id;
+    let r = issuer.revoke_admin(&json!({ "token_id": token_id })).await;
+    assert!(r.status.is_success(), "{} {}", r.status, r.text);
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
+    let refused = loop {
+        let out = call_tool(dir, &url, &child, "get_order", json!({"id": 1})).await;
+        if !out.ok() {
+            break out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation did not reach the MCP server within 30 s"
+        );
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    };
+    // Refused by the layer (401) or, if the revocation landed between the
+    // layer and the tool, by the tool; either way naming `revoked`.
+    let said_revoked = refused
+        .refusals()
+        .iter()
+        .any(|(_, c)| c.contains("revoked"))
+        || (refused.json["is_error"] == true && refused.text().contains("revoked"));
+    assert!(said_revoked, "{refused:?}");
 }
