@@ -109,6 +109,9 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::new(format!("cannot start the runtime: {e}")))?;
     let outcome = runtime.block_on(async {
+        if let Revocations::Issuer { url, feed_token } = &revocations {
+            super::http::check_feed(url, feed_token).await?;
+        }
         let verifier = Verifier::builder(service.as_str())
             .keys(source)
             .revocations(revocations)
