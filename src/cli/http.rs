@@ -8,11 +8,15 @@ use super::Failure;
 /// How long to wait for a connection to the issuer.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A request to the issuer at `base` that got no answer, as one line that
-/// names the cause and what to try.
-pub(super) fn unreachable(e: &reqwest::Error, base: &str) -> Failure {
+/// How long a quick request (the feed check, the key set probe) waits in all.
+pub(super) const QUICK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request to the issuer at `base` that got no answer (after waiting up to
+/// `waited`), as one line that names the cause and what to try.
+pub(super) fn unreachable(e: &reqwest::Error, base: &str, waited: Duration) -> Failure {
     let base = base.trim_end_matches('/');
-    let refused = io_cause(e).map(std::io::Error::kind) == Some(std::io::ErrorKind::ConnectionRefused);
+    let refused =
+        io_cause(e).map(std::io::Error::kind) == Some(std::io::ErrorKind::ConnectionRefused);
     let message = if refused {
         format!(
             "cannot connect to the issuer at {base}: connection refused; is `tessera serve` \
@@ -20,8 +24,9 @@ pub(super) fn unreachable(e: &reqwest::Error, base: &str) -> Failure {
         )
     } else if e.is_timeout() {
         format!(
-            "the issuer at {base} did not answer in time; is it running and reachable, and is \
-             the URL right?"
+            "the issuer at {base} did not answer within {} s; is it running and reachable, and \
+             is the URL right?",
+            waited.as_secs()
         )
     } else if e.is_connect() {
         let cause = io_cause(e).map_or_else(|| innermost(e), ToString::to_string);
@@ -66,24 +71,29 @@ pub(super) fn description(body: &[u8]) -> String {
         .to_owned()
 }
 
+/// A client for one short request: no answer within [`QUICK_TIMEOUT`] is an answer.
+fn quick_client() -> Result<reqwest::Client, Failure> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(QUICK_TIMEOUT)
+        .build()
+        .map_err(|e| Failure::new(format!("HTTP client: {e}")))
+}
+
 /// Reads one page of the issuer's revocation feed with `feed_token`, so
 /// that a refused token, an issuer that is not running or one that does not
 /// answer is reported at once, by its cause, instead of as a follower that
 /// never catches up.
 pub(super) async fn check_feed(issuer: &str, feed_token: &str) -> Result<(), Failure> {
     let base = issuer.trim_end_matches('/');
-    let client = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CONNECT_TIMEOUT * 2)
-        .build()
-        .map_err(|e| Failure::new(format!("HTTP client: {e}")))?;
+    let client = quick_client()?;
     let response = client
         .get(format!("{base}/v1/revocations"))
         .query(&[("limit", "1")])
         .bearer_auth(feed_token)
         .send()
         .await
-        .map_err(|e| unreachable(&e, base))?;
+        .map_err(|e| unreachable(&e, base, QUICK_TIMEOUT))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
@@ -99,4 +109,16 @@ pub(super) async fn check_feed(issuer: &str, feed_token: &str) -> Result<(), Fai
             "the issuer at {base} answered {code} to the revocation feed: {reason}"
         )),
     })
+}
+
+/// Fetches `url` once and reports why there was no answer, if there was none.
+pub(super) async fn probe(url: &str) -> Result<(), Failure> {
+    let base = url.find("/.well-known/").map_or(url, |i| &url[..i]);
+    let client = quick_client()?;
+    client
+        .get(url)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| unreachable(&e, base, QUICK_TIMEOUT))
 }

@@ -306,10 +306,13 @@ pub fn rotate(data_dir: &Path, retire_after: &str) -> Result<(), Failure> {
     ))
 }
 
+/// How long a request to the issuer may take in all.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(70);
+
 fn client() -> Result<reqwest::Client, Failure> {
     reqwest::Client::builder()
         .connect_timeout(super::http::CONNECT_TIMEOUT)
-        .timeout(std::time::Duration::from_secs(70))
+        .timeout(REQUEST_TIMEOUT)
         .build()
         .map_err(|e| Failure::new(format!("HTTP client: {e}")))
 }
@@ -361,7 +364,7 @@ async fn check(resp: reqwest::Response) -> Result<serde_json::Value, Failure> {
 
 /// A request that got no answer: the cause, and the next step.
 fn send_err(issuer: &str) -> impl FnOnce(reqwest::Error) -> Failure + '_ {
-    move |e| super::http::unreachable(&e, issuer)
+    move |e| super::http::unreachable(&e, issuer, REQUEST_TIMEOUT)
 }
 
 fn admin_token_text(t: &str) -> Result<String, Failure> {

@@ -314,9 +314,21 @@ pub fn main() -> ExitCode {
         .and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {
         Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            // A value refused by the project's own parser (an agent id, a
+            // lifetime...): one line that names the argument and the reason.
+            let rendered = e.render().to_string();
+            let line = rendered.lines().next().unwrap_or("invalid value");
+            let _ = writeln!(
+                io::stderr(),
+                "tessera: {}",
+                line.trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            // Help and version go to stdout (exit 0); errors, and a group's
-            // help when no subcommand was given, to stderr (exit 2).
+            // Help and version go to stdout (exit 0); usage errors, and a
+            // group's help when no subcommand was given, to stderr (exit 2).
             let _ = e.print();
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
@@ -618,7 +630,9 @@ fn read_token(arg: &str) -> Result<String, Failure> {
     } else if Path::new(arg).is_file() {
         read_small_file(Path::new(arg), "token")?
     } else if Path::new(arg).is_dir() {
-        return Err(Failure::new(format!("{arg} is a directory, not a token file")));
+        return Err(Failure::new(format!(
+            "{arg} is a directory, not a token file"
+        )));
     } else if looks_like_a_path(arg) {
         return Err(Failure::new(format!(
             "no such file: {arg} (a token is one base64url word, without `/` or `.`)"

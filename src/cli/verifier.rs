@@ -103,6 +103,10 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
         facts: Vec::new(),
     };
     let source = key_source(&args)?;
+    let jwks_url = match &source {
+        KeySource::JwksUrl(url) => Some(url.clone()),
+        _ => None,
+    };
     let (revocations, revocation_check) = revocations(&args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -118,8 +122,16 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
             .limits(limits.clone())
             .max_staleness(LOAD_TIMEOUT)
             .build()
-            .await
-            .map_err(Failure::new)?;
+            .await;
+        let verifier = match (verifier, &jwks_url) {
+            (Ok(v), _) => v,
+            // Say why the key set could not be fetched when that is why.
+            (Err(e), Some(url)) => {
+                super::http::probe(url).await?;
+                return Err(Failure::new(e));
+            }
+            (Err(e), None) => return Err(Failure::new(e)),
+        };
         if let Some(view) = verifier.revocations() {
             let far = now() + chrono::Duration::days(365);
             view.apply(revoked.iter().map(|id| (id.as_slice(), far)), None)

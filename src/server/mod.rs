@@ -250,9 +250,8 @@ pub async fn run(
 /// Says where the data and the root keys are, and the exact command that
 /// prints an admin token for the `/v1` API.
 fn tell_where(config: &Config) {
-    let absolute = |p: &std::path::Path| {
-        std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
-    };
+    let absolute =
+        |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let keys_dir = config.keys_dir();
     if config.redis_url.is_none() {
         tracing::info!(dir = %absolute(&config.data_dir).display(), "data (embedded store)");
