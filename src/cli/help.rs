@@ -185,6 +185,8 @@ mod tests {
         command().debug_assert();
     }
 
+    // The issuer's commands exist only with the `server` feature.
+    #[cfg(feature = "server")]
     #[test]
     fn every_example_names_a_command_that_exists() {
         let cmd = command();
