@@ -495,3 +495,67 @@ fn serve_writes_no_colour_codes_when_its_output_is_not_a_terminal_and_knows_igno
         assert!(!l.starts_with('{'), "human format expected: {l}");
     }
 }
+
+#[test]
+fn a_refused_feed_or_admin_token_says_so_with_the_issuer_s_reason() {
+    let d = TempDir::new().unwrap();
+    let mut served = Served::start(d.path(), &["--log-format", "json"]);
+    let line = served.wait_for("tessera issuer listening");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let issuer = v["fields"]["issuer"].as_str().unwrap().to_owned();
+    // Well-formed tokens, signed by a key the issuer does not know.
+    assert!(run_in(d.path(), &["keygen", "--out", "other.key"])
+        .status
+        .success());
+    let mint = |extra: &[&str]| {
+        let mut args = vec!["admin", "token", "--root-key", "other.key"];
+        args.extend_from_slice(extra);
+        let out = run_in(d.path(), &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    };
+    let feed = mint(&["--feed"]);
+    let admin = mint(&[]);
+    let stderr = one_line_failure(
+        &run_in(
+            d.path(),
+            &[
+                "token",
+                "verify",
+                &admin,
+                "--issuer",
+                &issuer,
+                "--feed-token",
+                &feed,
+                "--service",
+                "https://s",
+                "--operation",
+                "a",
+                "--resource",
+                "r",
+            ],
+        ),
+        "the feed token was refused: ",
+    );
+    assert!(stderr.contains("bad_signature"), "{stderr}");
+    assert!(stderr.contains("tessera admin token --feed"), "{stderr}");
+    let stderr = one_line_failure(
+        &run_in(
+            d.path(),
+            &[
+                "agent",
+                "list",
+                "--issuer",
+                &issuer,
+                "--admin-token",
+                &admin,
+            ],
+        ),
+        "issuer answered 401 invalid_token: ",
+    );
+    assert!(stderr.contains("bad_signature"), "{stderr}");
+    assert!(
+        stderr.contains("print a fresh admin token with `tessera admin token"),
+        "{stderr}"
+    );
+}
