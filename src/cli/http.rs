@@ -14,7 +14,8 @@ pub(super) const QUICK_TIMEOUT: Duration = Duration::from_secs(5);
 /// A request to the issuer at `base` that got no answer (after waiting up to
 /// `waited`), as one line that names the cause and what to try.
 pub(super) fn unreachable(e: &reqwest::Error, base: &str, waited: Duration) -> Failure {
-    let base = base.trim_end_matches('/');
+    // A password in the URL is not repeated on the terminal.
+    let base = crate::verify::follow::redact_url(base.trim_end_matches('/'));
     let refused =
         io_cause(e).map(std::io::Error::kind) == Some(std::io::ErrorKind::ConnectionRefused);
     let message = if refused {
@@ -106,7 +107,8 @@ pub(super) async fn check_feed(issuer: &str, feed_token: &str) -> Result<(), Fai
              --feed --data-dir <the issuer's data directory>`)"
         )),
         code => Failure::new(format!(
-            "the issuer at {base} answered {code} to the revocation feed: {reason}"
+            "the issuer at {} answered {code} to the revocation feed: {reason}",
+            crate::verify::follow::redact_url(base)
         )),
     })
 }

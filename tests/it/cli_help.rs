@@ -559,3 +559,17 @@ fn a_refused_feed_or_admin_token_says_so_with_the_issuer_s_reason() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_password_in_the_issuer_url_is_not_repeated_in_an_error() {
+    let d = TempDir::new().unwrap();
+    let issuer = format!("http://operator:hunter2@127.0.0.1:{}", closed_port());
+    let stderr = one_line_failure(
+        &run_in(
+            d.path(),
+            &["agent", "list", "--issuer", &issuer, "--admin-token", "t"],
+        ),
+        "connection refused",
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
