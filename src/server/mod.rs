@@ -142,10 +142,12 @@ pub enum ServeError {
     Keys(#[from] keyring::KeyRingError),
     /// An address to listen on is taken or not allowed (nothing was
     /// created: the listeners are opened before the store and the keys).
-    #[error("cannot listen on {addr}: {source} (is another issuer or program using it? choose another address with --listen or `listen` in the configuration)")]
+    #[error("cannot listen on {addr}: {source} (is another issuer or program using it? choose another address with {setting})")]
     Bind {
         /// The address.
         addr: SocketAddr,
+        /// The setting that named it.
+        setting: &'static str,
         /// The cause.
         source: std::io::Error,
     },
@@ -154,11 +156,16 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Opens a listener on `addr`, naming the address when that fails.
-async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+/// Opens a listener on `addr`, naming the address and its `setting` when
+/// that fails.
+async fn bind(addr: SocketAddr, setting: &'static str) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind { addr, source })
+        .map_err(|source| ServeError::Bind {
+            addr,
+            setting,
+            source,
+        })
 }
 
 /// Opens the stores named by the configuration.
@@ -174,10 +181,10 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     // Listen first: a busy address is refused before anything is created
     // (no data directory, no root key).
-    let listener = bind(config.listen).await?;
+    let listener = bind(config.listen, "--listen (or `listen` in the configuration)").await?;
     let addr = listener.local_addr()?;
     let metrics_listener = match config.metrics_listen {
-        Some(a) => Some(bind(a).await?),
+        Some(a) => Some(bind(a, "`metrics_listen` in the configuration").await?),
         None => None,
     };
     let keys_dir = config.keys_dir();

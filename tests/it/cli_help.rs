@@ -426,10 +426,21 @@ fn serve_refuses_a_busy_address_before_creating_anything() {
         "{stderr}"
     );
     assert!(stderr.contains("--listen"), "{stderr}");
+    assert!(!d.path().join("data").exists(), "data directory created");
+    // The metrics address too.
+    let out = command(d.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", "data"])
+        .env("TESSERA_METRICS_LISTEN", &addr)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        !d.path().join("data").exists(),
-        "the data directory was created"
+        stderr.contains(&format!("tessera: cannot listen on {addr}: ")),
+        "{stderr}"
     );
+    assert!(stderr.contains("metrics_listen"), "{stderr}");
+    assert!(!d.path().join("data").exists(), "data directory created");
     drop(busy);
 }
 
