@@ -113,8 +113,12 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::new(format!("cannot start the runtime: {e}")))?;
     let outcome = runtime.block_on(async {
-        if let Revocations::Issuer { url, feed_token } = &revocations {
-            super::http::check_feed(url, feed_token).await?;
+        match &revocations {
+            Revocations::Issuer { url, feed_token } => {
+                super::http::check_feed(url, feed_token).await?;
+            }
+            Revocations::Redis { url } => check_redis(url).await?,
+            _ => {}
         }
         let verifier = Verifier::builder(service.as_str())
             .keys(source)
@@ -164,6 +168,29 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
         args.json,
         revocation_check,
     )
+}
+
+/// Connects to the Redis at `url` once, so that one that is not running or
+/// does not answer is reported at once by its cause, instead of as a
+/// follower that never catches up. (A cluster URL is left to the follower.)
+async fn check_redis(url: &str) -> Result<(), Failure> {
+    if url.starts_with("redis+cluster://") {
+        return Ok(());
+    }
+    let shown = crate::verify::follow::redact_url(url);
+    let client =
+        redis::Client::open(url).map_err(|e| Failure::new(format!("--redis-url {shown}: {e}")))?;
+    let wait = super::http::QUICK_TIMEOUT;
+    match tokio::time::timeout(wait, client.get_multiplexed_async_connection()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Failure::new(format!(
+            "cannot connect to Redis at {shown}: {e}; is the issuer's Redis running there?"
+        ))),
+        Err(_) => Err(Failure::new(format!(
+            "Redis at {shown} did not answer within {} s; is the URL right?",
+            wait.as_secs()
+        ))),
+    }
 }
 
 fn dpop_proof(kp: &biscuit_auth::KeyPair, token: &str, url: &str) -> Result<String, Failure> {

@@ -584,3 +584,43 @@ fn a_password_in_the_issuer_url_is_not_repeated_in_an_error() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[test]
+fn a_redis_that_is_not_running_is_named_at_once() {
+    let d = TempDir::new().unwrap();
+    let root = run_in(d.path(), &["keygen", "--out", "root.key"]);
+    let root = text(&root.stdout).trim().to_owned();
+    let url = format!("redis://:hunter2@127.0.0.1:{}", closed_port());
+    let start = Instant::now();
+    let stderr = one_line_failure(
+        &run_in(
+            d.path(),
+            &[
+                "token",
+                "verify",
+                "t",
+                "--keys",
+                &root,
+                "--redis-url",
+                &url,
+                "--service",
+                "https://s",
+                "--operation",
+                "a",
+                "--resource",
+                "r",
+            ],
+        ),
+        "cannot connect to Redis at redis://***@127.0.0.1:",
+    );
+    assert!(
+        stderr.contains("is the issuer's Redis running there?"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
