@@ -6,6 +6,8 @@
 #[cfg(feature = "cli")]
 mod cli;
 #[cfg(feature = "server")]
+mod cli_help;
+#[cfg(feature = "server")]
 mod interop_biscuit_python;
 #[cfg(feature = "server")]
 mod interop_js;
