@@ -74,6 +74,9 @@ pub enum IdTokenError {
     /// A required claim is missing or has the wrong shape.
     #[error("the ID token's claims are invalid: {0}")]
     Claim(&'static str),
+    /// The JWT's `typ` header is not the one this kind of token must carry.
+    #[error("the token's type must be `{0}`")]
+    Type(&'static str),
     /// The IdP's keys could not be fetched and none are cached.
     #[error("the identity provider `{0}` is unavailable and its keys are not cached")]
     IdpUnavailable(String),
@@ -99,6 +102,8 @@ struct Header {
     kid: Option<String>,
     #[serde(default)]
     crit: Option<serde_json::Value>,
+    #[serde(default)]
+    typ: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +224,42 @@ pub fn validate_id_token(
     keys: &IdpKeys,
     now: DateTime<Utc>,
 ) -> Result<PersonIdentity, IdTokenError> {
+    validate_jwt(token, config, keys, now, &Expect::id_token(config)).map(|(p, _)| p)
+}
+
+/// What a kind of IdP-signed JWT must carry beyond the common checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect<'a> {
+    /// The audience `aud` must contain.
+    pub audience: &'a str,
+    /// The `typ` header it must have, if any.
+    pub typ: Option<&'static str>,
+}
+
+impl<'a> Expect<'a> {
+    /// An ID token (or JWT access token) for Tessera: the IdP's configured audience.
+    pub fn id_token(config: &'a IdpConfig) -> Self {
+        Self {
+            audience: &config.audience,
+            typ: None,
+        }
+    }
+}
+
+/// The claims of a validated JWT that are not read into the person.
+pub type OtherClaims = serde_json::Map<String, serde_json::Value>;
+
+/// Validates any JWT a trusted IdP signs for Tessera (ID token, JWT access
+/// token, identity assertion): the checks of [`validate_id_token`], with
+/// the audience and `typ` of `expect`. Returns the person and the claims
+/// not read into it.
+pub fn validate_jwt(
+    token: &str,
+    config: &IdpConfig,
+    keys: &IdpKeys,
+    now: DateTime<Utc>,
+    expect: &Expect<'_>,
+) -> Result<(PersonIdentity, OtherClaims), IdTokenError> {
     let parts = split(token)?;
     let alg = SigningAlgorithm::from_jose(&parts.header.alg)
         .filter(|a| config.algorithms.contains(a))
@@ -227,6 +268,14 @@ pub fn validate_id_token(
         return Err(IdTokenError::Malformed(
             "critical header extensions are not supported",
         ));
+    }
+    if let Some(typ) = expect.typ {
+        let given = parts.header.typ.as_deref().unwrap_or("");
+        // RFC 8725 §3.11: compare case-insensitively, `application/` optional.
+        let given = given.strip_prefix("application/").unwrap_or(given);
+        if !given.eq_ignore_ascii_case(typ) {
+            return Err(IdTokenError::Type(typ));
+        }
     }
     let claims = &parts.claims;
     let issuer = claims
@@ -246,13 +295,13 @@ pub fn validate_id_token(
         return Err(IdTokenError::Signature);
     }
     let for_us = match &claims.aud {
-        Some(Aud::One(a)) => *a == config.audience,
-        Some(Aud::Many(all)) => all.contains(&config.audience),
+        Some(Aud::One(a)) => a == expect.audience,
+        Some(Aud::Many(all)) => all.iter().any(|a| a == expect.audience),
         None => false,
     };
     if !for_us {
         return Err(IdTokenError::Audience {
-            expected: config.audience.clone(),
+            expected: expect.audience.to_owned(),
         });
     }
     let skew = Duration::seconds(i64::from(config.clock_skew_secs));
@@ -269,13 +318,17 @@ pub fn validate_id_token(
         Some(sub) if !sub.is_empty() && sub.len() <= MAX_NAME_BYTES => sub.to_owned(),
         _ => return Err(IdTokenError::Claim("`sub` is missing, empty or too long")),
     };
-    Ok(PersonIdentity {
+    let person = PersonIdentity {
         issuer: issuer.to_owned(),
         subject,
         groups: groups(claims, &config.groups_claim)?,
         may_act: may_act(claims)?,
         expires_at,
-    })
+    };
+    let mut rest = parts.claims.rest;
+    rest.remove(&config.groups_claim);
+    rest.remove("may_act");
+    Ok((person, rest))
 }
 
 #[cfg(test)]
