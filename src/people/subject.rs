@@ -71,7 +71,7 @@ mod tests {
     use biscuit_auth::KeyPair;
     use chrono::Utc;
 
-    fn root() -> (RootKeyPair, KeySet) {
+    fn fresh_root() -> (RootKeyPair, KeySet) {
         let root = RootKeyPair::new(1, KeyPair::new());
         let keys = KeySet::single(1, root.keypair.public());
         (root, keys)
@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn the_person_and_actors_are_read_back_and_a_plain_token_acts_for_no_one() {
-        let (root, keys) = root();
+        let (root, keys) = fresh_root();
         let now = Utc::now();
         let on = OnBehalf {
             person: Person::parse("https://idp.example", "alice").unwrap(),
@@ -106,7 +106,7 @@ mod tests {
         let plain = mint(&cap(None), &root, now).unwrap();
         let bytes = crate::token::decode(&plain.token, &Limits::default()).unwrap();
         assert_eq!(on_behalf(&bytes, &keys).unwrap(), None);
-        let other = root().1;
+        let other = fresh_root().1;
         assert_eq!(on_behalf(&bytes, &other), Err(SubjectError::Unverified));
     }
 }

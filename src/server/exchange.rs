@@ -140,12 +140,11 @@ pub(crate) async fn token_exchange(
         }
         Some(_) => {}
         None if !standing.consents => {
-            return Err(with_person(invalid_grant(format!(
-                "{} has not approved {} acting for them: the subject token has no may_act \
-                 naming it and there is no standing consent (record one with \
-                 `tessera person consent` or POST /v1/people/consents)",
-                subject.person, client.id
-            ))))
+            return Err(with_person(invalid_grant(
+                "the person has not approved this agent: record a standing consent with \
+                 `tessera person consent` or POST /v1/people/consents (the subject token \
+                 has no may_act naming this agent)",
+            )))
         }
         None => {}
     }
