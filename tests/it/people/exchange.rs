@@ -6,7 +6,6 @@ use reqwest::StatusCode;
 
 use super::fixture::*;
 use super::idp::TestIdp;
-use crate::server::helpers::AUDIENCE;
 
 #[tokio::test]
 async fn an_agent_exchanges_alices_id_token_for_a_token_that_names_her() {
@@ -173,5 +172,38 @@ async fn a_dpop_proof_binds_the_exchanged_token() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["token_type"], "DPoP");
     assert!(app.inspect(r.token()).holder.is_some());
-    let _ = AUDIENCE;
+}
+
+#[tokio::test]
+async fn the_metadata_lists_both_grants_the_id_jag_profile_and_the_subject_token_types() {
+    let app = crate::server::helpers::TestApp::spawn().await;
+    let r = app
+        .get("/.well-known/oauth-authorization-server", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let grants = r.json["grant_types_supported"].as_array().unwrap();
+    for g in ["client_credentials", TOKEN_EXCHANGE, JWT_BEARER_GRANT] {
+        assert!(grants.iter().any(|x| x == g), "{g} missing: {}", r.text);
+    }
+    assert_eq!(
+        r.json["authorization_grant_profiles_supported"][0],
+        "urn:ietf:params:oauth:grant-profile:id-jag"
+    );
+    let types = r.json["token_exchange_subject_token_types_supported"]
+        .as_array()
+        .unwrap();
+    assert!(types.iter().any(|t| t == ID_TOKEN) && types.iter().any(|t| t == ACCESS_TOKEN));
+}
+
+#[tokio::test]
+async fn without_a_trusted_idp_no_exchange_is_granted() {
+    let app = crate::server::helpers::TestApp::spawn().await;
+    let planner = register(&app, PLANNER).await;
+    let r = exchange(&app, &planner, "a.b.c", ID_TOKEN, "docs/team-a/x").await;
+    r.assert_oauth_error(400, "invalid_grant");
+    assert!(
+        r.description().contains("trusts no identity provider"),
+        "{}",
+        r.text
+    );
 }

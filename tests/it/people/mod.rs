@@ -3,6 +3,7 @@
 //! and ID-JAG at the token endpoint.
 
 mod attack;
+mod custody;
 mod exchange;
 mod fixture;
 mod id_jag;
