@@ -10,6 +10,8 @@ use serde::Deserialize;
 use super::idp::IdpConfig;
 use super::jwk::{IdpKeys, SigningAlgorithm};
 
+/// The `typ` of an identity assertion (ID-JAG), never accepted as an ID token.
+pub const ID_JAG_TYP: &str = "oauth-id-jag+jwt";
 /// Largest ID token accepted, in bytes.
 pub const MAX_ID_TOKEN_BYTES: usize = 16 * 1024;
 /// Most groups read from the groups claim.
@@ -269,13 +271,18 @@ pub fn validate_jwt(
             "critical header extensions are not supported",
         ));
     }
-    if let Some(typ) = expect.typ {
-        let given = parts.header.typ.as_deref().unwrap_or("");
-        // RFC 8725 §3.11: compare case-insensitively, `application/` optional.
-        let given = given.strip_prefix("application/").unwrap_or(given);
-        if !given.eq_ignore_ascii_case(typ) {
-            return Err(IdTokenError::Type(typ));
+    // RFC 8725 §3.11: explicit types keep one kind of JWT from passing for
+    // another (compared case-insensitively, `application/` optional).
+    let given = parts.header.typ.as_deref().unwrap_or("");
+    let given = given.strip_prefix("application/").unwrap_or(given);
+    match expect.typ {
+        Some(typ) if !given.eq_ignore_ascii_case(typ) => return Err(IdTokenError::Type(typ)),
+        None if given.eq_ignore_ascii_case(ID_JAG_TYP) => {
+            return Err(IdTokenError::Malformed(
+                "an identity assertion (ID-JAG) is not an ID token",
+            ))
         }
+        _ => {}
     }
     let claims = &parts.claims;
     let issuer = claims
@@ -443,6 +450,43 @@ mod tests {
                 Err(IdTokenError::Algorithm(alg.into()))
             );
         }
+    }
+
+    #[test]
+    fn an_assertion_type_is_required_for_assertions_and_refused_for_id_tokens() {
+        let (key, keys, config) = setup();
+        let typed = |typ: &str| {
+            let input = format!(
+                "{}.{}",
+                b64json(&serde_json::json!({ "alg": "EdDSA", "kid": "k1", "typ": typ })),
+                b64json(&claims())
+            );
+            let sig = key.sign(input.as_bytes());
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+        };
+        let now = at(1_999_999_500);
+        let jag = Expect {
+            audience: "tessera",
+            typ: Some(ID_JAG_TYP),
+        };
+        assert!(validate_jwt(&typed("oauth-id-jag+jwt"), &config, &keys, now, &jag).is_ok());
+        assert!(validate_jwt(
+            &typed("application/OAUTH-ID-JAG+JWT"),
+            &config,
+            &keys,
+            now,
+            &jag
+        )
+        .is_ok());
+        assert_eq!(
+            validate_jwt(&typed("JWT"), &config, &keys, now, &jag).map(|_| ()),
+            Err(IdTokenError::Type(ID_JAG_TYP))
+        );
+        assert!(matches!(
+            validate_id_token(&typed("oauth-id-jag+jwt"), &config, &keys, now),
+            Err(IdTokenError::Malformed(_))
+        ));
+        assert!(validate_id_token(&typed("JWT"), &config, &keys, now).is_ok());
     }
 
     #[test]

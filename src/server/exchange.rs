@@ -27,8 +27,7 @@ pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchang
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// The ID-JAG profile, for `authorization_grant_profiles_supported`.
 pub const ID_JAG_PROFILE: &str = "urn:ietf:params:oauth:grant-profile:id-jag";
-/// The `typ` header of an identity assertion.
-pub const ID_JAG_TYP: &str = "oauth-id-jag+jwt";
+pub use crate::people::id_token::ID_JAG_TYP;
 /// Token type: an OpenID Connect ID token.
 pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
 /// Token type: a JWT (for example an IdP's JWT access token).
