@@ -313,7 +313,11 @@ pub fn validate_jwt(
     }
     let skew = Duration::seconds(i64::from(config.clock_skew_secs));
     let expires_at = time(claims.exp.ok_or(IdTokenError::Claim("`exp` is missing"))?)?;
-    if now > expires_at + skew {
+    // Past the end of time plus the skew is never expired (and never overflows).
+    if expires_at
+        .checked_add_signed(skew)
+        .is_some_and(|end| now > end)
+    {
         return Err(IdTokenError::Expired);
     }
     for not_before in [claims.nbf, claims.iat].into_iter().flatten() {

@@ -344,7 +344,10 @@ pub(crate) async fn id_jag(
             "jag:{}",
             hex::encode(Sha256::digest(format!("{}\n{jti}", identity.issuer)))
         ),
-        expires_at: identity.expires_at + chrono::Duration::seconds(skew),
+        expires_at: identity
+            .expires_at
+            .checked_add_signed(chrono::Duration::seconds(skew))
+            .unwrap_or(identity.expires_at),
     };
     let on = OnBehalf {
         person: person.clone(),
