@@ -155,6 +155,20 @@ async fn bad_jags_are_each_an_invalid_grant() {
         .await
         .assert_oauth_error(400, "invalid_scope");
 
+    // Outside the assertion's own resource (the tool server asked is AUDIENCE).
+    let elsewhere = idp
+        .id_jag(
+            CLIENT,
+            &id_token,
+            &app.base,
+            &agent.id,
+            &[("resource", "https://other.example")],
+        )
+        .await;
+    send(&app, &agent, &elsewhere, None)
+        .await
+        .assert_oauth_error(400, "invalid_scope");
+
     // Not a JWT at all.
     send(&app, &agent, &random_hex(40), None)
         .await
