@@ -92,6 +92,12 @@ async fn bad_idp_subject_tokens_are_each_an_invalid_grant() {
     let r = exchange(&app, &planner, "AAAA", ACCESS_TOKEN, "docs/team-a/x").await;
     r.assert_oauth_error(400, "invalid_grant");
 
+    // An identity assertion for the audience ID tokens carry is still not
+    // an ID token (its one-time jti would be skipped otherwise).
+    let jag = idp.id_jag(CLIENT, &alice, CLIENT, PLANNER, &[]).await;
+    let r = exchange(&app, &planner, &jag, ID_TOKEN, "docs/team-a/x").await;
+    refused(&r, "invalid_grant", "not an ID token");
+
     // Unsupported shapes of the request itself.
     let r = exchange(
         &app,
