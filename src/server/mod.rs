@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod exchange;
 pub mod keyring;
 pub mod metrics;
 pub mod oauth;
