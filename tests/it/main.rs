@@ -14,6 +14,8 @@ mod interop_js;
 #[cfg(feature = "server")]
 mod interop_python;
 #[cfg(feature = "server")]
+mod interop_python_person;
+#[cfg(feature = "server")]
 mod people;
 #[cfg(feature = "server")]
 mod python;

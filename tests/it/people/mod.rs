@@ -5,7 +5,7 @@
 mod attack;
 mod custody;
 mod exchange;
-mod fixture;
+pub mod fixture;
 mod id_jag;
 mod id_tokens;
-mod idp;
+pub mod idp;
