@@ -221,7 +221,13 @@ async fn with_dpop_the_exchanged_token_is_bound_to_the_agent_key() {
     };
     let id_token = s.login("alice", "tessera-eddsa").await;
     let (run, out) = s
-        .exchange(&s.planner, &id_token, "docs:read", "docs/team-a/*", &["--dpop"])
+        .exchange(
+            &s.planner,
+            &id_token,
+            "docs:read",
+            "docs/team-a/*",
+            &["--dpop"],
+        )
         .await;
     let (token, shown) = exchanged(&run, &out);
     assert_eq!(shown["token_type"], "DPoP", "{shown}");
