@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod introspect;
 pub mod keyring;
 pub mod metrics;
 pub mod oauth;
@@ -48,8 +49,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/v1/agents/{id}",
-            get(admin::get_agent).delete(admin::disable_agent),
+            get(admin::get_agent)
+                .delete(admin::disable_agent)
+                .patch(admin::update_agent),
         )
+        .route("/v1/keys/rotate", post(admin::rotate_keys))
         .route("/v1/revocations", post(admin::revoke).get(admin::feed))
         .route("/v1/audit", get(admin::audit_log))
         .route_layer(middleware::from_fn_with_state(
@@ -64,6 +68,7 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/introspect", post(introspect::introspect))
         .merge(admin)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
