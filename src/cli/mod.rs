@@ -14,6 +14,8 @@ use clap::{Args, Parser, Subcommand};
 
 #[cfg(feature = "server")]
 mod issuer;
+#[cfg(feature = "server")]
+mod operator;
 #[cfg(feature = "verifier")]
 mod verifier;
 
@@ -61,6 +63,10 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Agent(issuer::AgentCommand),
+    /// List an issuer's revocations.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Revocations(operator::RevocationsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,14 +86,7 @@ enum KeysCommand {
     /// Add a new active root key to an issuer's key ring; the previous one is
     /// retired but stays published (and verifying) for a while.
     #[cfg(feature = "server")]
-    Rotate {
-        /// The issuer's data directory.
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
-        /// How long the retired key stays published (at least the longest token lifetime).
-        #[arg(long, value_name = "DURATION", default_value = "24h")]
-        retire_after: String,
-    },
+    Rotate(operator::RotateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -413,16 +412,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
         #[cfg(feature = "server")]
         Command::Token(TokenCommand::Revoke(args)) => issuer::revoke(args)?,
         #[cfg(feature = "server")]
-        Command::Keys(KeysCommand::Rotate {
-            data_dir,
-            retire_after,
-        }) => issuer::rotate(&data_dir, &retire_after)?,
+        Command::Keys(KeysCommand::Rotate(args)) => operator::rotate(args)?,
         #[cfg(feature = "server")]
         Command::Serve(args) => issuer::serve(args)?,
         #[cfg(feature = "server")]
         Command::Admin(cmd) => issuer::admin_token(cmd)?,
         #[cfg(feature = "server")]
         Command::Agent(cmd) => issuer::agent(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Revocations(cmd) => operator::revocations(cmd)?,
     }
     Ok(())
 }
