@@ -59,7 +59,7 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Admin(issuer::AdminCommand),
-    /// Register, list and disable agents at an issuer.
+    /// Register, list, show, update and disable agents at an issuer.
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Agent(issuer::AgentCommand),

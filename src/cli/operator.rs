@@ -22,8 +22,10 @@ pub enum AgentOperatorCommand {
         #[arg(long, value_name = "URI")]
         id: AgentId,
     },
-    /// Change an agent's description or ceiling (the ceiling is replaced as
-    /// a whole); its key and id stay. Tokens already issued keep what they say.
+    /// Change an agent's description or ceiling (replaced as a whole).
+    ///
+    /// Its key and id stay. Tokens already issued keep what they say until
+    /// they expire or are revoked.
     #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["description", "actions"])))]
     Update {
         #[command(flatten)]
