@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::oauth::{audit, remote};
 use super::keyring::KeyRing;
+use super::oauth::{audit, remote};
 use super::state::AppState;
 use crate::jose::OkpJwk;
 use crate::records::{AuditEntry, AuditOutcome, AuditPage, FeedEntry, FeedPage};
@@ -110,8 +110,8 @@ pub(crate) async fn admin_grant(
     let unauthenticated = |d: token::Denial| ApiError::Unauthenticated(d.to_string());
 
     // Size, signatures, holder chain: no Datalog.
-    let bytes = token::decode(token, &state.limits)
-        .map_err(|e| unauthenticated(token::Denial::from(e)))?;
+    let bytes =
+        token::decode(token, &state.limits).map_err(|e| unauthenticated(token::Denial::from(e)))?;
     let keys = state.ring().key_set(now);
     let verified =
         token::Verified::from_bytes(&bytes, &keys, &state.limits).map_err(unauthenticated)?;

@@ -59,14 +59,15 @@ fn refused(description: &str) -> ApiError {
 /// Authenticates the caller; every failure is 401 `invalid_client` (a store
 /// outage stays 503).
 async fn caller(state: &AppState, headers: &HeaderMap, form: &Form) -> Result<Caller, ApiError> {
-    let assertion = form.one("client_assertion")?.is_some()
-        || form.one("client_assertion_type")?.is_some();
+    let assertion =
+        form.one("client_assertion")?.is_some() || form.one("client_assertion_type")?.is_some();
     let admin = headers.contains_key(header::AUTHORIZATION);
     match (admin, assertion) {
         (true, true) => Err(refused("use one client authentication method, not two")),
         (true, false) => {
-            let token = bearer(headers)
-                .ok_or_else(|| refused("the Authorization header must be `Bearer <admin token>`"))?;
+            let token = bearer(headers).ok_or_else(|| {
+                refused("the Authorization header must be `Bearer <admin token>`")
+            })?;
             match admin_grant(state, token, ADMIN_RESOURCE, false).await {
                 Ok(_) => Ok(Caller::Operator),
                 Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => Err(e),
@@ -158,11 +159,7 @@ async fn look_up(state: &AppState, who: &Caller, presented: &str) -> Result<Valu
             scope.push(action);
         }
     }
-    let resources: Vec<String> = c
-        .rights
-        .iter()
-        .map(|(_, p)| p.to_string())
-        .collect();
+    let resources: Vec<String> = c.rights.iter().map(|(_, p)| p.to_string()).collect();
     let mut out = Map::new();
     out.insert("active".into(), true.into());
     out.insert("scope".into(), scope.join(" ").into());

@@ -63,7 +63,11 @@ fn assert_inactive(r: &Reply, what: &str) {
 }
 
 /// A token for `agent` signed offline by `root`, issued at `at`.
-fn offline_token(agent: &TestAgent, root: &RootKeyPair, at: chrono::DateTime<chrono::Utc>) -> String {
+fn offline_token(
+    agent: &TestAgent,
+    root: &RootKeyPair,
+    at: chrono::DateTime<chrono::Utc>,
+) -> String {
     let cap = Capability {
         agent: AgentId::parse(&agent.id).unwrap(),
         action: ACTION.parse().unwrap(),
@@ -164,7 +168,8 @@ async fn unauthenticated_callers_get_401_invalid_client() {
         (
             "an assertion for another audience",
             app.introspect_with(
-                &app.assertion_for(&agent, "https://elsewhere.example").build(),
+                &app.assertion_for(&agent, "https://elsewhere.example")
+                    .build(),
                 &t,
             )
             .await,
@@ -234,7 +239,10 @@ async fn an_agent_learns_nothing_about_another_agents_token() {
     let r = app.introspect_as(&mallory, &alices).await;
     assert_inactive(&r, "another agent's token");
     // Alice and the operator still see it alive.
-    assert_eq!(app.introspect_as(&alice, &alices).await.json["active"], true);
+    assert_eq!(
+        app.introspect_as(&alice, &alices).await.json["active"],
+        true
+    );
     assert_eq!(app.introspect_admin(&alices).await.json["active"], true);
 }
 
@@ -247,7 +255,11 @@ async fn garbage_forged_expired_and_revoked_tokens_are_all_just_inactive() {
     let forged = offline_token(&agent, &forged_root, now());
     let expired = offline_token(&agent, ring.active(), now() - chrono::Duration::minutes(5));
     let alive = offline_token(&agent, ring.active(), now());
-    let unknown_key = offline_token(&agent, &RootKeyPair::new(77, biscuit_auth::KeyPair::new()), now());
+    let unknown_key = offline_token(
+        &agent,
+        &RootKeyPair::new(77, biscuit_auth::KeyPair::new()),
+        now(),
+    );
     let revoked = app.mint_ok(&agent, "docs/team-a/y").await;
     let r = app
         .revoke_admin(&json!({ "token_id": revoked["token_id"] }))
@@ -305,7 +317,9 @@ async fn a_body_over_the_limit_is_refused_before_anything_is_read() {
         .send()
         .await
         .unwrap();
-    Reply::from(r).await.assert_oauth_error(400, "invalid_request");
+    Reply::from(r)
+        .await
+        .assert_oauth_error(400, "invalid_request");
     let r = app
         .http
         .post(app.url(INTROSPECT))
@@ -314,7 +328,9 @@ async fn a_body_over_the_limit_is_refused_before_anything_is_read() {
         .send()
         .await
         .unwrap();
-    Reply::from(r).await.assert_oauth_error(400, "invalid_request");
+    Reply::from(r)
+        .await
+        .assert_oauth_error(400, "invalid_request");
 }
 
 #[tokio::test]
@@ -325,7 +341,10 @@ async fn a_flood_of_unauthenticated_callers_stores_nothing_and_is_counted() {
         let r = app
             .http
             .post(app.url(INTROSPECT))
-            .form(&[("token", format!("t{i}")), ("client_id", format!("agent://x/{i}"))])
+            .form(&[
+                ("token", format!("t{i}")),
+                ("client_id", format!("agent://x/{i}")),
+            ])
             .send()
             .await
             .unwrap();
