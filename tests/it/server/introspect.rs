@@ -392,3 +392,52 @@ async fn a_disabled_agent_cannot_introspect() {
     // Its tokens were revoked when it was disabled.
     assert_inactive(&app.introspect_admin(t).await, "a disabled agent's token");
 }
+
+#[tokio::test]
+async fn a_delegated_token_shows_its_chain_to_each_agent_in_it_and_to_no_one_else() {
+    let app = TestApp::spawn().await;
+    let planner = app.agent("planner").await;
+    let helper = app.agent("helper").await;
+    let outsider = app.agent("outsider").await;
+    let holder = biscuit_auth::KeyPair::new();
+    let cap = Capability {
+        agent: AgentId::parse(&planner.id).unwrap(),
+        action: ACTION.parse().unwrap(),
+        resource: ResourcePattern::parse("docs/team-a/*").unwrap(),
+        audience: None,
+        lifetime: Lifetime::parse("5m").unwrap(),
+        holder_key: Some(holder.public()),
+        on_behalf: None,
+    };
+    let parent = token::mint(&cap, app.state.ring().active(), now())
+        .unwrap()
+        .token;
+    let child = token::delegate(
+        &parent,
+        &holder,
+        &AgentId::parse(&helper.id).unwrap(),
+        &token::parse_public_key(&helper.public_key()).unwrap(),
+        &token::Narrowing::default(),
+        &token::Limits::default(),
+    )
+    .unwrap();
+    for (who, r) in [
+        ("helper", app.introspect_as(&helper, &child).await),
+        ("planner", app.introspect_as(&planner, &child).await),
+        ("operator", app.introspect_admin(&child).await),
+    ] {
+        assert_eq!(r.json["active"], true, "{who}: {}", r.text);
+        assert_eq!(r.json["chain"], json!([planner.id, helper.id]), "{who}");
+        assert_eq!(r.json["client_id"], planner.id.as_str(), "{who}");
+        assert_eq!(r.json["token_type"], "DPoP", "{who}");
+    }
+    assert_inactive(
+        &app.introspect_as(&outsider, &child).await,
+        "an agent outside the chain",
+    );
+    // The helper is not in the parent's chain.
+    assert_inactive(
+        &app.introspect_as(&helper, &parent).await,
+        "the parent, asked by the sub-agent",
+    );
+}
