@@ -107,7 +107,7 @@ pub async fn agent(http: &reqwest::Client, cmd: AgentOperatorCommand) -> Result<
                 .bearer_auth(admin_token_text(&conn.admin_token)?)
                 .send()
                 .await
-                .map_err(send_err)?;
+                .map_err(send_err(&conn.issuer))?;
             emit(&format!("{}\n", to_json(&check(resp).await?)?))
         }
         AgentOperatorCommand::Update {
@@ -143,7 +143,7 @@ pub async fn agent(http: &reqwest::Client, cmd: AgentOperatorCommand) -> Result<
                 .json(&body)
                 .send()
                 .await
-                .map_err(send_err)?;
+                .map_err(send_err(&conn.issuer))?;
             emit(&format!("{}\n", to_json(&check(resp).await?)?))
         }
     }
@@ -171,7 +171,7 @@ pub fn revocations(cmd: RevocationsCommand) -> Result<(), Failure> {
             .bearer_auth(admin_token_text(&conn.admin_token)?)
             .send()
             .await
-            .map_err(send_err)?;
+            .map_err(send_err(&conn.issuer))?;
         let page = check(resp).await?;
         if json {
             return emit(&format!("{}\n", to_json(&page)?));
@@ -220,7 +220,7 @@ pub fn rotate(args: RotateArgs) -> Result<(), Failure> {
                 .json(&json!({ "retire_after": retire_after }))
                 .send()
                 .await
-                .map_err(send_err)?;
+                .map_err(send_err(&at))?;
             let body = check(resp).await?;
             emit(&format!(
                 "new active root key id {}; the previous key stays published until {}\n",
