@@ -441,3 +441,36 @@ async fn a_delegated_token_shows_its_chain_to_each_agent_in_it_and_to_no_one_els
         "the parent, asked by the sub-agent",
     );
 }
+
+#[tokio::test]
+async fn on_redis_a_revocation_turns_a_token_inactive_and_an_outage_is_503_not_a_guess() {
+    let Some(mut app) = TestApp::spawn_redis().await else {
+        return;
+    };
+    let agent = app.agent("on-redis").await;
+    let minted = app.mint_ok(&agent, "docs/team-a/x").await;
+    let t = minted["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.introspect_as(&agent, &t).await.json["active"], true);
+    let r = app
+        .revoke_admin(&json!({ "token_id": minted["token_id"] }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_inactive(&app.introspect_admin(&t).await, "revoked, on Redis");
+
+    let other = app.mint_ok(&agent, "docs/team-a/y").await;
+    let other = other["access_token"].as_str().unwrap().to_owned();
+    let admin = app.admin_token();
+    app.stop_redis();
+    let r = app
+        .http
+        .post(app.url(INTROSPECT))
+        .bearer_auth(&admin)
+        .form(&[("token", other.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let r = Reply::from(r).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert!(r.json.get("active").is_none(), "{}", r.text);
+    app.restart_redis();
+}
