@@ -7,6 +7,7 @@
 //! served only on the `metrics_listen` address, by [`metrics_app`].
 
 pub mod admin;
+pub mod admin_ops;
 pub mod config;
 pub mod error;
 pub mod introspect;
@@ -51,9 +52,9 @@ pub fn app(state: AppState) -> Router {
             "/v1/agents/{id}",
             get(admin::get_agent)
                 .delete(admin::disable_agent)
-                .patch(admin::update_agent),
+                .patch(admin_ops::update_agent),
         )
-        .route("/v1/keys/rotate", post(admin::rotate_keys))
+        .route("/v1/keys/rotate", post(admin_ops::rotate_keys))
         .route("/v1/revocations", post(admin::revoke).get(admin::feed))
         .route("/v1/audit", get(admin::audit_log))
         .route_layer(middleware::from_fn_with_state(
