@@ -17,6 +17,8 @@ mod help;
 mod http;
 #[cfg(feature = "server")]
 mod issuer;
+#[cfg(feature = "server")]
+mod operator;
 #[cfg(feature = "verifier")]
 mod verifier;
 
@@ -60,10 +62,14 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Admin(issuer::AdminCommand),
-    /// Register, list and disable agents at an issuer.
+    /// Register, list, show, update and disable agents at an issuer.
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Agent(issuer::AgentCommand),
+    /// List an issuer's revocations.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Revocations(operator::RevocationsCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -95,14 +101,7 @@ enum KeysCommand {
     /// Add a new active root key to an issuer's key ring; the previous one is
     /// retired but stays published (and verifying) for a while.
     #[cfg(feature = "server")]
-    Rotate {
-        /// The issuer's data directory.
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
-        /// How long the retired key stays published (at least the longest token lifetime).
-        #[arg(long, value_name = "DURATION", default_value = "24h")]
-        retire_after: String,
-    },
+    Rotate(operator::RotateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,16 +431,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
         #[cfg(feature = "server")]
         Command::Token(TokenCommand::Revoke(args)) => issuer::revoke(args)?,
         #[cfg(feature = "server")]
-        Command::Keys(KeysCommand::Rotate {
-            data_dir,
-            retire_after,
-        }) => issuer::rotate(&data_dir, &retire_after)?,
+        Command::Keys(KeysCommand::Rotate(args)) => operator::rotate(args)?,
         #[cfg(feature = "server")]
         Command::Serve(args) => issuer::serve(args)?,
         #[cfg(feature = "server")]
         Command::Admin(cmd) => issuer::admin_token(cmd)?,
         #[cfg(feature = "server")]
         Command::Agent(cmd) => issuer::agent(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Revocations(cmd) => operator::revocations(cmd)?,
         Command::Completions { shell } => help::completions(shell)?,
         Command::Man { out_dir } => help::man(out_dir.as_deref())?,
     }

@@ -25,7 +25,7 @@ pub enum AuditKind {
 
 /// How an audited event ended. Stored and served as the text of
 /// [`as_str`](Self::as_str): `granted`, `refused`, `summary`, `revoked`,
-/// `denied`, `agent registered`, `agent disabled`.
+/// `denied`, `agent registered`, `agent disabled`, `agent updated`, `key rotated`.
 ///
 /// A stored outcome this version does not know (written by a newer issuer
 /// or verifier) is kept as [`Other`](Self::Other) with its text, and written
@@ -47,6 +47,10 @@ pub enum AuditOutcome {
     AgentRegistered,
     /// An operator disabled an agent (`agent disabled`).
     AgentDisabled,
+    /// An operator changed an agent's description or ceiling (`agent updated`).
+    AgentUpdated,
+    /// An operator rotated the root key (`key rotated`).
+    KeyRotated,
     /// Any other text, kept as it was stored. Never one of the texts above:
     /// [`From<&str>`](#impl-From<%26str>-for-AuditOutcome) and
     /// deserializing map those to their variant.
@@ -64,6 +68,8 @@ impl AuditOutcome {
             Self::Denied => "denied",
             Self::AgentRegistered => "agent registered",
             Self::AgentDisabled => "agent disabled",
+            Self::AgentUpdated => "agent updated",
+            Self::KeyRotated => "key rotated",
             Self::Other(text) => text,
         }
     }
@@ -79,6 +85,8 @@ impl From<&str> for AuditOutcome {
             "denied" => Self::Denied,
             "agent registered" => Self::AgentRegistered,
             "agent disabled" => Self::AgentDisabled,
+            "agent updated" => Self::AgentUpdated,
+            "key rotated" => Self::KeyRotated,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -181,7 +189,7 @@ impl AuditQuery {
 mod tests {
     use super::*;
 
-    const KNOWN: [(AuditOutcome, &str); 7] = [
+    const KNOWN: [(AuditOutcome, &str); 9] = [
         (AuditOutcome::Granted, "granted"),
         (AuditOutcome::Refused, "refused"),
         (AuditOutcome::Summary, "summary"),
@@ -189,6 +197,8 @@ mod tests {
         (AuditOutcome::Denied, "denied"),
         (AuditOutcome::AgentRegistered, "agent registered"),
         (AuditOutcome::AgentDisabled, "agent disabled"),
+        (AuditOutcome::AgentUpdated, "agent updated"),
+        (AuditOutcome::KeyRotated, "key rotated"),
     ];
 
     #[test]

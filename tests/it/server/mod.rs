@@ -6,6 +6,8 @@ mod admin;
 mod attack_net;
 mod attack_store;
 pub(crate) mod helpers;
+mod introspect;
 mod oauth;
+mod operator;
 mod process;
 mod redis;
