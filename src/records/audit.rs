@@ -156,6 +156,9 @@ pub struct AuditQuery {
     pub agent: Option<String>,
     /// Only events about this token id.
     pub token_id: Option<String>,
+    /// Only events about this person (acting for them, or an operator
+    /// changing their roles or consents).
+    pub person: Option<crate::token::Person>,
     /// Only events after this cursor; from the oldest kept event if `None`.
     pub after: Option<Cursor>,
     /// At most this many events.
@@ -163,7 +166,7 @@ pub struct AuditQuery {
 }
 
 impl AuditQuery {
-    /// Whether `event` passes the agent and token filters.
+    /// Whether `event` passes the agent, token and person filters.
     pub fn matches(&self, event: &AuditEvent) -> bool {
         let agent_ok = match &self.agent {
             Some(agent) => event.agent.as_deref() == Some(agent.as_str()),
@@ -173,7 +176,11 @@ impl AuditQuery {
             Some(token_id) => event.token_id.as_deref() == Some(token_id.as_str()),
             None => true,
         };
-        agent_ok && token_ok
+        let person_ok = match &self.person {
+            Some(person) => event.person.as_ref() == Some(person),
+            None => true,
+        };
+        agent_ok && token_ok && person_ok
     }
 }
 
