@@ -25,7 +25,8 @@ pub enum AuditKind {
 
 /// How an audited event ended. Stored and served as the text of
 /// [`as_str`](Self::as_str): `granted`, `refused`, `summary`, `revoked`,
-/// `denied`, `agent registered`, `agent disabled`.
+/// `denied`, `agent registered`, `agent disabled`, `role granted`,
+/// `role revoked`, `consent recorded`, `consent withdrawn`.
 ///
 /// A stored outcome this version does not know (written by a newer issuer
 /// or verifier) is kept as [`Other`](Self::Other) with its text, and written
@@ -47,6 +48,14 @@ pub enum AuditOutcome {
     AgentRegistered,
     /// An operator disabled an agent (`agent disabled`).
     AgentDisabled,
+    /// An operator gave a person a role (`role granted`).
+    RoleGranted,
+    /// An operator took a role from a person (`role revoked`).
+    RoleRevoked,
+    /// A person's standing consent for an agent was recorded (`consent recorded`).
+    ConsentRecorded,
+    /// A person's standing consent for an agent was withdrawn (`consent withdrawn`).
+    ConsentWithdrawn,
     /// Any other text, kept as it was stored. Never one of the texts above:
     /// [`From<&str>`](#impl-From<%26str>-for-AuditOutcome) and
     /// deserializing map those to their variant.
@@ -64,6 +73,10 @@ impl AuditOutcome {
             Self::Denied => "denied",
             Self::AgentRegistered => "agent registered",
             Self::AgentDisabled => "agent disabled",
+            Self::RoleGranted => "role granted",
+            Self::RoleRevoked => "role revoked",
+            Self::ConsentRecorded => "consent recorded",
+            Self::ConsentWithdrawn => "consent withdrawn",
             Self::Other(text) => text,
         }
     }
@@ -79,6 +92,10 @@ impl From<&str> for AuditOutcome {
             "denied" => Self::Denied,
             "agent registered" => Self::AgentRegistered,
             "agent disabled" => Self::AgentDisabled,
+            "role granted" => Self::RoleGranted,
+            "role revoked" => Self::RoleRevoked,
+            "consent recorded" => Self::ConsentRecorded,
+            "consent withdrawn" => Self::ConsentWithdrawn,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -188,7 +205,7 @@ impl AuditQuery {
 mod tests {
     use super::*;
 
-    const KNOWN: [(AuditOutcome, &str); 7] = [
+    const KNOWN: [(AuditOutcome, &str); 11] = [
         (AuditOutcome::Granted, "granted"),
         (AuditOutcome::Refused, "refused"),
         (AuditOutcome::Summary, "summary"),
@@ -196,6 +213,10 @@ mod tests {
         (AuditOutcome::Denied, "denied"),
         (AuditOutcome::AgentRegistered, "agent registered"),
         (AuditOutcome::AgentDisabled, "agent disabled"),
+        (AuditOutcome::RoleGranted, "role granted"),
+        (AuditOutcome::RoleRevoked, "role revoked"),
+        (AuditOutcome::ConsentRecorded, "consent recorded"),
+        (AuditOutcome::ConsentWithdrawn, "consent withdrawn"),
     ];
 
     #[test]
