@@ -112,7 +112,7 @@ pub enum AgentCommand {
 pub struct AdminConn {
     /// Issuer URL.
     #[arg(long, value_name = "URL", env = "TESSERA_ISSUER")]
-    issuer: String,
+    pub(super) issuer: String,
     /// Admin token (or a file holding it).
     #[arg(
         long,
@@ -120,7 +120,7 @@ pub struct AdminConn {
         env = "TESSERA_ADMIN_TOKEN",
         hide_env_values = true
     )]
-    admin_token: String,
+    pub(super) admin_token: String,
 }
 
 /// `tessera token request`.
@@ -188,7 +188,7 @@ pub struct RevokeArgs {
     key: Option<PathBuf>,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -254,14 +254,14 @@ pub fn rotate(data_dir: &Path, retire_after: &str) -> Result<(), Failure> {
     ))
 }
 
-fn client() -> Result<reqwest::Client, Failure> {
+pub(super) fn client() -> Result<reqwest::Client, Failure> {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(70))
         .build()
         .map_err(|e| Failure::new(format!("HTTP client: {e}")))
 }
 
-fn url(issuer: &str, path: &str) -> String {
+pub(super) fn url(issuer: &str, path: &str) -> String {
     format!("{}{path}", issuer.trim_end_matches('/'))
 }
 
@@ -278,7 +278,7 @@ fn segment(s: &str) -> String {
 }
 
 /// Turns a non-success response into a one-line failure.
-async fn check(resp: reqwest::Response) -> Result<serde_json::Value, Failure> {
+pub(super) async fn check(resp: reqwest::Response) -> Result<serde_json::Value, Failure> {
     let status = resp.status();
     let text = resp
         .text()
@@ -299,11 +299,11 @@ async fn check(resp: reqwest::Response) -> Result<serde_json::Value, Failure> {
     })
 }
 
-fn send_err(e: reqwest::Error) -> Failure {
+pub(super) fn send_err(e: reqwest::Error) -> Failure {
     Failure::new(format!("cannot reach the issuer: {e}"))
 }
 
-fn admin_token_text(t: &str) -> Result<String, Failure> {
+pub(super) fn admin_token_text(t: &str) -> Result<String, Failure> {
     read_token(t)
 }
 

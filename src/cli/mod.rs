@@ -13,7 +13,11 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 #[cfg(feature = "server")]
+mod audit;
+#[cfg(feature = "server")]
 mod issuer;
+#[cfg(feature = "server")]
+mod person;
 #[cfg(feature = "verifier")]
 mod verifier;
 
@@ -61,6 +65,13 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Agent(issuer::AgentCommand),
+    /// Give people roles and record their consents for agents, at an issuer.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Person(person::PersonCommand),
+    /// Read the issuer's audit log, by agent, person or token.
+    #[cfg(feature = "server")]
+    Audit(audit::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -423,6 +434,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Admin(cmd) => issuer::admin_token(cmd)?,
         #[cfg(feature = "server")]
         Command::Agent(cmd) => issuer::agent(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Person(cmd) => person::person(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Audit(args) => audit::audit(args)?,
     }
     Ok(())
 }

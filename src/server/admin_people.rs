@@ -337,7 +337,11 @@ pub async fn withdraw_consent(
     let input: ConsentInput = query(raw)?;
     let person = person_of(&input.issuer, &input.subject)?;
     let agent = agent_id(&input.agent)?;
-    let changed = state.stores.people.withdraw_consent(&person, &agent).await?;
+    let changed = state
+        .stores
+        .people
+        .withdraw_consent(&person, &agent)
+        .await?;
     if changed {
         let ev = person_event(
             &state,

@@ -126,7 +126,13 @@ impl PeopleStore for RedbStore {
     async fn consent(&self, person: &Person, agent: &AgentId) -> Result<bool, StoreError> {
         let agent = agent.clone();
         self.change_person(person, move |r| {
-            edit(&mut r.consents, &agent, true, MAX_CONSENTS_PER_PERSON, "consents")
+            edit(
+                &mut r.consents,
+                &agent,
+                true,
+                MAX_CONSENTS_PER_PERSON,
+                "consents",
+            )
         })
         .await
     }
@@ -134,7 +140,13 @@ impl PeopleStore for RedbStore {
     async fn withdraw_consent(&self, person: &Person, agent: &AgentId) -> Result<bool, StoreError> {
         let agent = agent.clone();
         self.change_person(person, move |r| {
-            edit(&mut r.consents, &agent, false, MAX_CONSENTS_PER_PERSON, "consents")
+            edit(
+                &mut r.consents,
+                &agent,
+                false,
+                MAX_CONSENTS_PER_PERSON,
+                "consents",
+            )
         })
         .await
     }

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use tessera::people::RoleName;
 use tessera::store::{
     AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, Issue, IssuedToken, OnceKey,
     OnceKind, Revocation, Standing, StoreError, Stores,
 };
-use tessera::people::RoleName;
 use tessera::store::{MAX_CONSENTS_PER_PERSON, MAX_ROLES_PER_PERSON};
 use tessera::token::{Action, AgentId, AgentKey, Audience, Person, ResourcePattern};
 
@@ -822,7 +822,10 @@ pub async fn the_same_subject_at_two_identity_providers_is_two_people(stores: &S
     let people = &stores.people;
     people.grant_role(&at_acme, &role("payer")).await.unwrap();
     people.consent(&at_acme, &bot).await.unwrap();
-    people.grant_role(&prefixed, &role("auditor")).await.unwrap();
+    people
+        .grant_role(&prefixed, &role("auditor"))
+        .await
+        .unwrap();
     for stranger in [&at_evil, &shifted] {
         assert_eq!(
             people.standing(stranger, &bot).await.unwrap(),
@@ -896,9 +899,7 @@ pub async fn a_person_holds_at_most_the_bounded_number_of_roles_and_consents(sto
     assert!(people.consent(&bob, &over).await.unwrap());
 }
 
-pub async fn audit_query_filters_by_person_and_keeps_the_person_of_each_event(
-    stores: &Stores,
-) {
+pub async fn audit_query_filters_by_person_and_keeps_the_person_of_each_event(stores: &Stores) {
     let now = wall_clock();
     let alice = person("https://login.acme.example", "alice");
     let namesake = person("https://login.evil.example", "alice");
@@ -930,7 +931,11 @@ pub async fn audit_query_filters_by_person_and_keeps_the_person_of_each_event(
         limit,
         ..AuditQuery::default()
     };
-    let found = stores.audit.query(&query(alice.clone(), 100)).await.unwrap();
+    let found = stores
+        .audit
+        .query(&query(alice.clone(), 100))
+        .await
+        .unwrap();
     let events: Vec<_> = found.iter().map(|(_, e)| e.clone()).collect();
     assert_eq!(
         events,
