@@ -7,5 +7,6 @@ mod attack_net;
 mod attack_store;
 pub(crate) mod helpers;
 mod oauth;
+mod people_admin;
 mod process;
 mod redis;
