@@ -141,7 +141,6 @@ fn configured(state: &AppState, text: &str) -> Result<RoleName, ApiError> {
 }
 
 /// The audit event of a change to `person`.
-#[allow(clippy::too_many_arguments)]
 fn person_event(
     state: &AppState,
     grant: &Authorized,
