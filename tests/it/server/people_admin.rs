@@ -573,3 +573,32 @@ async fn the_person_and_audit_commands_drive_the_admin_api() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_people_routes_and_the_audit_person_filter() {
+    let app = issuer().await;
+    let r = app.get("/openapi.json", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let paths = &r.json["paths"];
+    for (path, method) in [
+        ("/v1/people", "get"),
+        ("/v1/people/roles", "post"),
+        ("/v1/people/roles", "delete"),
+        ("/v1/people/consents", "post"),
+        ("/v1/people/consents", "delete"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path}");
+        assert_eq!(
+            paths[path][method]["security"][0],
+            json!({ "adminToken": [] })
+        );
+    }
+    let audit_params: Vec<_> = paths["/v1/audit"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(audit_params.contains(&"person_issuer".to_owned()));
+    assert!(audit_params.contains(&"person_subject".to_owned()));
+}
