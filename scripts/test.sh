@@ -2,7 +2,8 @@
 # Runs every test. On a fresh machine it first installs what the tests need:
 # a redis-server binary (Redis store tests), a Python virtual environment
 # with Authlib (interop tests), and Node.js with the test identity provider's
-# packages (tests/idp, oidc-provider from package-lock.json). Tests start their own
+# packages (tests/idp, oidc-provider from package-lock.json) and the JavaScript
+# example's (examples/js). Tests start their own
 # redis-server processes; they never use one already running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,16 @@ if [ ! -d tests/idp/node_modules ] || [ "$(cat "$idp_stamp" 2>/dev/null)" != "$i
   echo "test.sh: npm ci in tests/idp (the test identity provider)"
   npm ci --prefix tests/idp --no-audit --no-fund >/dev/null
   echo "$idp_sum" > "$idp_stamp"
+fi
+
+# The JavaScript example's packages (examples/js: biscuit-wasm and the MCP
+# TypeScript SDK, for tests/it/interop_js.rs), the same way.
+js_sum="$(sha256sum examples/js/package-lock.json | cut -d' ' -f1)"
+js_stamp="examples/js/node_modules/.tessera-lock.sha256"
+if [ ! -d examples/js/node_modules ] || [ "$(cat "$js_stamp" 2>/dev/null)" != "$js_sum" ]; then
+  echo "test.sh: npm ci in examples/js (the JavaScript example)"
+  npm ci --prefix examples/js --no-audit --no-fund >/dev/null
+  echo "$js_sum" > "$js_stamp"
 fi
 
 # Python (Authlib) for the interop tests, in ./.venv.

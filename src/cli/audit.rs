@@ -87,7 +87,7 @@ pub fn audit(args: AuditArgs) -> Result<(), Failure> {
             .query(&query)
             .send()
             .await
-            .map_err(send_err)?;
+            .map_err(send_err(&args.conn.issuer))?;
         let body = check(resp).await?;
         if args.json {
             return emit(&format!("{}\n", to_json(&body)?));

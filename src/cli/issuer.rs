@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{emit, now, read_key_pair, read_token, to_json, Failure};
 use crate::jose::{self, AssertionClaims, Audiences, DpopClaims};
 use crate::server::oauth::{TokenResponse, JWT_BEARER};
-use crate::server::{self, admin, Config, KeyRing, Overrides};
+use crate::server::{self, admin, Config, KeyRing, LogFormat, Overrides};
 use crate::token::{self, Action, AgentId, Audience, Lifetime, ResourcePattern, RootKeyPair};
 
 /// `tessera serve`.
@@ -32,6 +32,18 @@ pub struct ServeArgs {
     /// Keep agents, revocations, replay caches and audit in Redis.
     #[arg(long, value_name = "URL")]
     redis_url: Option<String>,
+    /// Log format on standard error: `human` (coloured only on a terminal,
+    /// and never with NO_COLOR set) or `json` (one object per line).
+    #[arg(long, value_name = "FORMAT", value_parser = log_format())]
+    log_format: Option<LogFormat>,
+}
+
+fn log_format() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["human", "json"]).map(|s| match s.as_str() {
+        "json" => LogFormat::Json,
+        _ => LogFormat::Human,
+    })
 }
 
 /// `tessera admin ...`.
@@ -208,10 +220,50 @@ pub fn serve(args: ServeArgs) -> Result<(), Failure> {
         },
     )
     .map_err(Failure::new)?;
+    let mut config = config;
+    if let Some(format) = args.log_format {
+        config.log_format = format;
+    }
     server::init_logging(config.log_format);
+    warn_if_in_a_git_work_tree(&config.keys_dir());
     runtime()?
         .block_on(server::serve(config, None))
         .map_err(Failure::new)
+}
+
+/// Warns when the root keys would live inside a git work tree and git does
+/// not ignore them: one `git add .` would commit the private key.
+fn warn_if_in_a_git_work_tree(keys_dir: &Path) {
+    let Ok(cwd) = std::env::current_dir() else {
+        return;
+    };
+    let keys_dir = cwd.join(keys_dir);
+    let Some(tree) = keys_dir
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
+    else {
+        return;
+    };
+    // `git check-ignore` exits 0 when the path is ignored (it need not exist).
+    let ignored = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&tree)
+        .args(["check-ignore", "-q", "--no-index", "--"])
+        .arg(keys_dir.join("ring.json"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ignored {
+        tracing::warn!(
+            keys = %keys_dir.display(),
+            work_tree = %tree.display(),
+            "the root keys (private) are inside a git work tree and not ignored: add the data \
+             directory to .gitignore (e.g. `tessera-data/`), or choose one outside with --data-dir"
+        );
+    }
 }
 
 /// `tessera admin token`.
@@ -254,9 +306,13 @@ pub fn rotate(data_dir: &Path, retire_after: &str) -> Result<(), Failure> {
     ))
 }
 
+/// How long a request to the issuer may take in all.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(70);
+
 pub(super) fn client() -> Result<reqwest::Client, Failure> {
     reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(70))
+        .connect_timeout(super::http::CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
         .build()
         .map_err(|e| Failure::new(format!("HTTP client: {e}")))
 }
@@ -293,14 +349,22 @@ pub(super) async fn check(resp: reqwest::Response) -> Result<serde_json::Value, 
         .as_str()
         .map(|d| format!(": {d}"))
         .unwrap_or_default();
+    // A refused bearer token (admin API): say how to get a good one.
+    let next = if status == reqwest::StatusCode::UNAUTHORIZED && error == "invalid_token" {
+        "; print a fresh admin token with `tessera admin token --data-dir <the issuer's data \
+         directory>`"
+    } else {
+        ""
+    };
     Err(Failure {
-        message: format!("issuer answered {} {error}{desc}", status.as_u16()),
+        message: format!("issuer answered {} {error}{desc}{next}", status.as_u16()),
         code: 1,
     })
 }
 
-pub(super) fn send_err(e: reqwest::Error) -> Failure {
-    Failure::new(format!("cannot reach the issuer: {e}"))
+/// A request that got no answer: the cause, and the next step.
+pub(super) fn send_err(issuer: &str) -> impl FnOnce(reqwest::Error) -> Failure + '_ {
+    move |e| super::http::unreachable(&e, issuer, REQUEST_TIMEOUT)
 }
 
 pub(super) fn admin_token_text(t: &str) -> Result<String, Failure> {
@@ -340,7 +404,7 @@ pub fn agent(cmd: AgentCommand) -> Result<(), Failure> {
                     .json(&body)
                     .send()
                     .await
-                    .map_err(send_err)?;
+                    .map_err(send_err(&conn.issuer))?;
                 emit(&format!("{}\n", to_json(&check(resp).await?)?))
             }
             AgentCommand::List { conn } => {
@@ -349,7 +413,7 @@ pub fn agent(cmd: AgentCommand) -> Result<(), Failure> {
                     .bearer_auth(admin_token_text(&conn.admin_token)?)
                     .send()
                     .await
-                    .map_err(send_err)?;
+                    .map_err(send_err(&conn.issuer))?;
                 emit(&format!("{}\n", to_json(&check(resp).await?)?))
             }
             AgentCommand::Disable { conn, id } => {
@@ -361,7 +425,7 @@ pub fn agent(cmd: AgentCommand) -> Result<(), Failure> {
                     .bearer_auth(admin_token_text(&conn.admin_token)?)
                     .send()
                     .await
-                    .map_err(send_err)?;
+                    .map_err(send_err(&conn.issuer))?;
                 emit(&format!("{}\n", to_json(&check(resp).await?)?))
             }
         }
@@ -441,7 +505,7 @@ pub fn request(args: RequestArgs) -> Result<(), Failure> {
         if let Some(p) = dpop {
             req = req.header("DPoP", p);
         }
-        let body = check(req.send().await.map_err(send_err)?).await?;
+        let body = check(req.send().await.map_err(send_err(&args.issuer))?).await?;
         if args.json {
             return emit(&format!("{}\n", to_json(&body)?));
         }
@@ -472,7 +536,7 @@ pub fn revoke(args: RevokeArgs) -> Result<(), Failure> {
                 .form(&form)
                 .send()
                 .await
-                .map_err(send_err)?;
+                .map_err(send_err(&args.issuer))?;
             check(resp).await?;
             return emit("revoked\n");
         }
@@ -496,7 +560,7 @@ pub fn revoke(args: RevokeArgs) -> Result<(), Failure> {
             .json(&body)
             .send()
             .await
-            .map_err(send_err)?;
+            .map_err(send_err(&args.issuer))?;
         emit(&format!("{}\n", to_json(&check(resp).await?)?))
     })
 }

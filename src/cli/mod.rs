@@ -10,10 +10,13 @@ use std::process::ExitCode;
 
 use biscuit_auth::{KeyPair, PrivateKey};
 use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches as _, Parser, Subcommand};
 
 #[cfg(feature = "server")]
 mod audit;
+mod help;
+#[cfg(feature = "verifier")]
+mod http;
 #[cfg(feature = "server")]
 mod issuer;
 #[cfg(feature = "server")]
@@ -72,6 +75,18 @@ enum Command {
     /// Read the issuer's audit log, by agent, person or token.
     #[cfg(feature = "server")]
     Audit(audit::AuditArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (or write one page per command with --out-dir).
+    Man {
+        /// Write `tessera.1`, `tessera-token.1`, … into this directory.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -292,7 +307,9 @@ impl From<token::InvalidInput> for Failure {
     }
 }
 
-/// Parses the command line and runs it; every error is one line on stderr.
+/// Parses the command line and runs it. A usage error is clap's own (the
+/// missing arguments, a similar argument, the usage line); the command's
+/// own errors are one line on stderr.
 pub fn main() -> ExitCode {
     // No panic is expected; if a dependency panics anyway, report one line
     // instead of a backtrace (and never the token or a key).
@@ -303,26 +320,28 @@ pub fn main() -> ExitCode {
             .unwrap_or_default();
         let _ = writeln!(io::stderr(), "tessera: internal error{place}");
     }));
-    let cli = match Cli::try_parse() {
+    let parsed = help::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                // Help and version go to stdout as clap formats them.
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            // A value refused by the project's own parser (an agent id, a
+            // lifetime...): one line that names the argument and the reason.
             let rendered = e.render().to_string();
-            let line = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
+            let line = rendered.lines().next().unwrap_or("invalid value");
             let _ = writeln!(
                 io::stderr(),
                 "tessera: {}",
                 line.trim_start_matches("error: ")
             );
             return ExitCode::from(2);
+        }
+        Err(e) => {
+            // Help and version go to stdout (exit 0); usage errors, and a
+            // group's help when no subcommand was given, to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
     match run(cli) {
@@ -438,6 +457,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Person(cmd) => person::person(cmd)?,
         #[cfg(feature = "server")]
         Command::Audit(args) => audit::audit(args)?,
+        Command::Completions { shell } => help::completions(shell)?,
+        Command::Man { out_dir } => help::man(out_dir.as_deref())?,
     }
     Ok(())
 }
@@ -623,6 +644,14 @@ fn read_token(arg: &str) -> Result<String, Failure> {
         s
     } else if Path::new(arg).is_file() {
         read_small_file(Path::new(arg), "token")?
+    } else if Path::new(arg).is_dir() {
+        return Err(Failure::new(format!(
+            "{arg} is a directory, not a token file"
+        )));
+    } else if looks_like_a_path(arg) {
+        return Err(Failure::new(format!(
+            "no such file: {arg} (a token is one base64url word, without `/` or `.`)"
+        )));
     } else {
         arg.to_owned()
     };
@@ -631,6 +660,13 @@ fn read_token(arg: &str) -> Result<String, Failure> {
         return Err(Failure::new("no token given"));
     }
     Ok(t.to_owned())
+}
+
+/// Whether a file-or-token argument that is not a file was meant as one: a
+/// token (base64url) never holds `/`, `\` or `.`, and a file name like
+/// `bot.tok` or `keys/feed.token` does.
+fn looks_like_a_path(arg: &str) -> bool {
+    arg.contains(['/', '\\', '.'])
 }
 
 fn read_small_file(path: &Path, what: &str) -> Result<String, Failure> {
@@ -648,6 +684,10 @@ fn read_keys(arg: &str) -> Result<KeySet, Failure> {
         KeySet::from_jwks_json(&json).map_err(Failure::new)
     } else if arg.contains("ed25519/") || arg.contains("secp256r1/") {
         KeySet::parse_inline(arg).map_err(Failure::new)
+    } else if looks_like_a_path(arg) {
+        Err(Failure::new(format!(
+            "no such file: {arg} (--keys takes a JWKS file or `ed25519/<hex>`)"
+        )))
     } else {
         Err(Failure::new(format!(
             "--keys `{arg}` is neither a JWKS file nor a public key"

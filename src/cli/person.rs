@@ -82,12 +82,26 @@ pub enum PersonCommand {
     },
 }
 
+impl PersonCommand {
+    /// Where the issuer is, whichever the command.
+    fn conn(&self) -> &AdminConn {
+        match self {
+            Self::Grant { conn, .. }
+            | Self::Revoke { conn, .. }
+            | Self::Show { conn, .. }
+            | Self::Consent { conn, .. }
+            | Self::Withdraw { conn, .. } => conn,
+        }
+    }
+}
+
 fn role(text: &str) -> Result<RoleName, Failure> {
     RoleName::parse(text).map_err(Failure::new)
 }
 
 /// `tessera person ...`.
 pub fn person(cmd: PersonCommand) -> Result<(), Failure> {
+    let issuer = cmd.conn().issuer.clone();
     runtime()?.block_on(async move {
         let http = client()?;
         let request = match cmd {
@@ -139,7 +153,7 @@ pub fn person(cmd: PersonCommand) -> Result<(), Failure> {
                     ])
             }
         };
-        let resp = request.send().await.map_err(send_err)?;
+        let resp = request.send().await.map_err(send_err(&issuer))?;
         emit(&format!("{}\n", to_json(&check(resp).await?)?))
     })
 }

@@ -103,20 +103,39 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
         facts: Vec::new(),
     };
     let source = key_source(&args)?;
+    let jwks_url = match &source {
+        KeySource::JwksUrl(url) => Some(url.clone()),
+        _ => None,
+    };
     let (revocations, revocation_check) = revocations(&args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::new(format!("cannot start the runtime: {e}")))?;
     let outcome = runtime.block_on(async {
+        match &revocations {
+            Revocations::Issuer { url, feed_token } => {
+                super::http::check_feed(url, feed_token).await?;
+            }
+            Revocations::Redis { url } => check_redis(url).await?,
+            _ => {}
+        }
         let verifier = Verifier::builder(service.as_str())
             .keys(source)
             .revocations(revocations)
             .limits(limits.clone())
             .max_staleness(LOAD_TIMEOUT)
             .build()
-            .await
-            .map_err(Failure::new)?;
+            .await;
+        let verifier = match (verifier, &jwks_url) {
+            (Ok(v), _) => v,
+            // Say why the key set could not be fetched when that is why.
+            (Err(e), Some(url)) => {
+                super::http::probe(url).await?;
+                return Err(Failure::new(e));
+            }
+            (Err(e), None) => return Err(Failure::new(e)),
+        };
         if let Some(view) = verifier.revocations() {
             let far = now() + chrono::Duration::days(365);
             view.apply(revoked.iter().map(|id| (id.as_slice(), far)), None)
@@ -149,6 +168,29 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
         args.json,
         revocation_check,
     )
+}
+
+/// Connects to the Redis at `url` once, so that one that is not running or
+/// does not answer is reported at once by its cause, instead of as a
+/// follower that never catches up. (A cluster URL is left to the follower.)
+async fn check_redis(url: &str) -> Result<(), Failure> {
+    if url.starts_with("redis+cluster://") {
+        return Ok(());
+    }
+    let shown = crate::verify::follow::redact_url(url);
+    let client =
+        redis::Client::open(url).map_err(|e| Failure::new(format!("--redis-url {shown}: {e}")))?;
+    let wait = super::http::QUICK_TIMEOUT;
+    match tokio::time::timeout(wait, client.get_multiplexed_async_connection()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Failure::new(format!(
+            "cannot connect to Redis at {shown}: {e}; is the issuer's Redis running there?"
+        ))),
+        Err(_) => Err(Failure::new(format!(
+            "Redis at {shown} did not answer within {} s; is the URL right?",
+            wait.as_secs()
+        ))),
+    }
 }
 
 fn dpop_proof(kp: &biscuit_auth::KeyPair, token: &str, url: &str) -> Result<String, Failure> {

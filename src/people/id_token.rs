@@ -10,6 +10,8 @@ use serde::Deserialize;
 use super::idp::IdpConfig;
 use super::jwk::{IdpKeys, SigningAlgorithm};
 
+/// The `typ` of an identity assertion (ID-JAG), never accepted as an ID token.
+pub const ID_JAG_TYP: &str = "oauth-id-jag+jwt";
 /// Largest ID token accepted, in bytes.
 pub const MAX_ID_TOKEN_BYTES: usize = 16 * 1024;
 /// Most groups read from the groups claim.
@@ -74,6 +76,9 @@ pub enum IdTokenError {
     /// A required claim is missing or has the wrong shape.
     #[error("the ID token's claims are invalid: {0}")]
     Claim(&'static str),
+    /// The JWT's `typ` header is not the one this kind of token must carry.
+    #[error("the token's type must be `{0}`")]
+    Type(&'static str),
     /// The IdP's keys could not be fetched and none are cached.
     #[error("the identity provider `{0}` is unavailable and its keys are not cached")]
     IdpUnavailable(String),
@@ -99,6 +104,8 @@ struct Header {
     kid: Option<String>,
     #[serde(default)]
     crit: Option<serde_json::Value>,
+    #[serde(default)]
+    typ: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +226,42 @@ pub fn validate_id_token(
     keys: &IdpKeys,
     now: DateTime<Utc>,
 ) -> Result<PersonIdentity, IdTokenError> {
+    validate_jwt(token, config, keys, now, &Expect::id_token(config)).map(|(p, _)| p)
+}
+
+/// What a kind of IdP-signed JWT must carry beyond the common checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect<'a> {
+    /// The audience `aud` must contain.
+    pub audience: &'a str,
+    /// The `typ` header it must have, if any.
+    pub typ: Option<&'static str>,
+}
+
+impl<'a> Expect<'a> {
+    /// An ID token (or JWT access token) for Tessera: the IdP's configured audience.
+    pub fn id_token(config: &'a IdpConfig) -> Self {
+        Self {
+            audience: &config.audience,
+            typ: None,
+        }
+    }
+}
+
+/// The claims of a validated JWT that are not read into the person.
+pub type OtherClaims = serde_json::Map<String, serde_json::Value>;
+
+/// Validates any JWT a trusted IdP signs for Tessera (ID token, JWT access
+/// token, identity assertion): the checks of [`validate_id_token`], with
+/// the audience and `typ` of `expect`. Returns the person and the claims
+/// not read into it.
+pub fn validate_jwt(
+    token: &str,
+    config: &IdpConfig,
+    keys: &IdpKeys,
+    now: DateTime<Utc>,
+    expect: &Expect<'_>,
+) -> Result<(PersonIdentity, OtherClaims), IdTokenError> {
     let parts = split(token)?;
     let alg = SigningAlgorithm::from_jose(&parts.header.alg)
         .filter(|a| config.algorithms.contains(a))
@@ -227,6 +270,19 @@ pub fn validate_id_token(
         return Err(IdTokenError::Malformed(
             "critical header extensions are not supported",
         ));
+    }
+    // RFC 8725 §3.11: explicit types keep one kind of JWT from passing for
+    // another (compared case-insensitively, `application/` optional).
+    let given = parts.header.typ.as_deref().unwrap_or("");
+    let given = given.strip_prefix("application/").unwrap_or(given);
+    match expect.typ {
+        Some(typ) if !given.eq_ignore_ascii_case(typ) => return Err(IdTokenError::Type(typ)),
+        None if given.eq_ignore_ascii_case(ID_JAG_TYP) => {
+            return Err(IdTokenError::Malformed(
+                "an identity assertion (ID-JAG) is not an ID token",
+            ))
+        }
+        _ => {}
     }
     let claims = &parts.claims;
     let issuer = claims
@@ -246,18 +302,22 @@ pub fn validate_id_token(
         return Err(IdTokenError::Signature);
     }
     let for_us = match &claims.aud {
-        Some(Aud::One(a)) => *a == config.audience,
-        Some(Aud::Many(all)) => all.contains(&config.audience),
+        Some(Aud::One(a)) => a == expect.audience,
+        Some(Aud::Many(all)) => all.iter().any(|a| a == expect.audience),
         None => false,
     };
     if !for_us {
         return Err(IdTokenError::Audience {
-            expected: config.audience.clone(),
+            expected: expect.audience.to_owned(),
         });
     }
     let skew = Duration::seconds(i64::from(config.clock_skew_secs));
     let expires_at = time(claims.exp.ok_or(IdTokenError::Claim("`exp` is missing"))?)?;
-    if now > expires_at + skew {
+    // Past the end of time plus the skew is never expired (and never overflows).
+    if expires_at
+        .checked_add_signed(skew)
+        .is_some_and(|end| now > end)
+    {
         return Err(IdTokenError::Expired);
     }
     for not_before in [claims.nbf, claims.iat].into_iter().flatten() {
@@ -269,13 +329,17 @@ pub fn validate_id_token(
         Some(sub) if !sub.is_empty() && sub.len() <= MAX_NAME_BYTES => sub.to_owned(),
         _ => return Err(IdTokenError::Claim("`sub` is missing, empty or too long")),
     };
-    Ok(PersonIdentity {
+    let person = PersonIdentity {
         issuer: issuer.to_owned(),
         subject,
         groups: groups(claims, &config.groups_claim)?,
         may_act: may_act(claims)?,
         expires_at,
-    })
+    };
+    let mut rest = parts.claims.rest;
+    rest.remove(&config.groups_claim);
+    rest.remove("may_act");
+    Ok((person, rest))
 }
 
 #[cfg(test)]
@@ -390,6 +454,43 @@ mod tests {
                 Err(IdTokenError::Algorithm(alg.into()))
             );
         }
+    }
+
+    #[test]
+    fn an_assertion_type_is_required_for_assertions_and_refused_for_id_tokens() {
+        let (key, keys, config) = setup();
+        let typed = |typ: &str| {
+            let input = format!(
+                "{}.{}",
+                b64json(&serde_json::json!({ "alg": "EdDSA", "kid": "k1", "typ": typ })),
+                b64json(&claims())
+            );
+            let sig = key.sign(input.as_bytes());
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+        };
+        let now = at(1_999_999_500);
+        let jag = Expect {
+            audience: "tessera",
+            typ: Some(ID_JAG_TYP),
+        };
+        assert!(validate_jwt(&typed("oauth-id-jag+jwt"), &config, &keys, now, &jag).is_ok());
+        assert!(validate_jwt(
+            &typed("application/OAUTH-ID-JAG+JWT"),
+            &config,
+            &keys,
+            now,
+            &jag
+        )
+        .is_ok());
+        assert_eq!(
+            validate_jwt(&typed("JWT"), &config, &keys, now, &jag).map(|_| ()),
+            Err(IdTokenError::Type(ID_JAG_TYP))
+        );
+        assert!(matches!(
+            validate_id_token(&typed("oauth-id-jag+jwt"), &config, &keys, now),
+            Err(IdTokenError::Malformed(_))
+        ));
+        assert!(validate_id_token(&typed("JWT"), &config, &keys, now).is_ok());
     }
 
     #[test]

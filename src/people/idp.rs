@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::id_token::{shown, unverified_issuer, validate_id_token, IdTokenError, PersonIdentity};
+use super::id_token::{
+    shown, unverified_issuer, validate_jwt, Expect, IdTokenError, OtherClaims, PersonIdentity,
+};
 use super::jwk::{IdpKeys, SigningAlgorithm};
 
 /// One trusted identity provider, as the operator configures it.
@@ -222,6 +224,29 @@ impl TrustedIdps {
         token: &str,
         now: DateTime<Utc>,
     ) -> Result<PersonIdentity, IdTokenError> {
+        self.validate_as(token, now, None).await.map(|(p, _)| p)
+    }
+
+    /// Validates an identity assertion (ID-JAG) from any trusted IdP: `typ`
+    /// `typ`, `aud` containing `audience` (Tessera's issuer URL), with the
+    /// same key handling as [`validate`](Self::validate). Returns the claims
+    /// not read into the person too (`client_id`, `jti`, `cnf`, ...).
+    pub async fn validate_assertion(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        audience: &str,
+        typ: &'static str,
+    ) -> Result<(PersonIdentity, OtherClaims), IdTokenError> {
+        self.validate_as(token, now, Some((audience, typ))).await
+    }
+
+    async fn validate_as(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        assertion: Option<(&str, &'static str)>,
+    ) -> Result<(PersonIdentity, OtherClaims), IdTokenError> {
         let issuer = unverified_issuer(token)?;
         let idp = self
             .find(&issuer)
@@ -236,13 +261,20 @@ impl TrustedIdps {
         let Some((keys, _)) = self.cached(idp) else {
             return Err(IdTokenError::IdpUnavailable(shown(&issuer)));
         };
-        match validate_id_token(token, &idp.config, &keys, now) {
+        let expect = match assertion {
+            None => Expect::id_token(&idp.config),
+            Some((audience, typ)) => Expect {
+                audience,
+                typ: Some(typ),
+            },
+        };
+        match validate_jwt(token, &idp.config, &keys, now, &expect) {
             Err(IdTokenError::UnknownKey(kid)) => {
                 if !self.refresh(idp).await {
                     return Err(IdTokenError::UnknownKey(kid));
                 }
                 let keys = self.cached(idp).map_or(keys, |(k, _)| k);
-                validate_id_token(token, &idp.config, &keys, now)
+                validate_jwt(token, &idp.config, &keys, now, &expect)
             }
             other => other,
         }

@@ -12,7 +12,10 @@ pub mod id_token;
 pub mod idp;
 #[cfg(feature = "server")]
 pub mod jwk;
+pub mod rights;
 pub mod roles;
+#[cfg(feature = "server")]
+pub mod subject;
 
 #[cfg(feature = "server")]
 pub use id_token::{validate_id_token, IdTokenError, PersonIdentity};
@@ -20,4 +23,5 @@ pub use id_token::{validate_id_token, IdTokenError, PersonIdentity};
 pub use idp::{FetchOptions, IdpConfig, TrustedIdps};
 #[cfg(feature = "server")]
 pub use jwk::{IdpKeys, SigningAlgorithm};
+pub use rights::{intersect, Rights, RightsError, Side, Wanted};
 pub use roles::{Role, RoleError, RoleName};

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod admin_people;
 pub mod config;
 pub mod error;
+pub mod exchange;
 pub mod keyring;
 pub mod metrics;
 pub mod oauth;
@@ -150,9 +151,32 @@ pub enum ServeError {
     /// The key ring could not be loaded or created.
     #[error("root keys: {0}")]
     Keys(#[from] keyring::KeyRingError),
-    /// Binding or serving failed.
+    /// An address to listen on is taken or not allowed (nothing was
+    /// created: the listeners are opened before the store and the keys).
+    #[error("cannot listen on {addr}: {source} (is another issuer or program using it? choose another address with {setting})")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The setting that named it.
+        setting: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Opens a listener on `addr`, naming the address and its `setting` when
+/// that fails.
+async fn bind(addr: SocketAddr, setting: &'static str) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr,
+            setting,
+            source,
+        })
 }
 
 /// Opens the stores named by the configuration.
@@ -166,6 +190,14 @@ pub async fn serve(
     config: Config,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServeError> {
+    // Listen first: a busy address is refused before anything is created
+    // (no data directory, no root key).
+    let listener = bind(config.listen, "--listen (or `listen` in the configuration)").await?;
+    let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(a) => Some(bind(a, "`metrics_listen` in the configuration").await?),
+        None => None,
+    };
     let keys_dir = config.keys_dir();
     let (ring, created) = KeyRing::load_or_create(&keys_dir)?;
     if created {
@@ -173,12 +205,6 @@ pub async fn serve(
     }
     tracing::info!(active_key_id = ring.active().id, "root key ring loaded");
     let stores = open_stores(&config).await?;
-    let listener = TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
-    let metrics_listener = match config.metrics_listen {
-        Some(a) => Some(TcpListener::bind(a).await?),
-        None => None,
-    };
     let mut config = config;
     if config.issuer_url.is_none() {
         config.issuer_url = Some(format!("http://{addr}"));
@@ -193,6 +219,7 @@ pub async fn serve(
     if let Some(m) = &metrics_listener {
         tracing::info!(addr = %m.local_addr()?, "metrics listening");
     }
+    tell_where(&state.config);
     spawn_reload_on_hangup(state.clone(), keys_dir);
     if let Some(tx) = ready {
         let _ = tx.send(addr);
@@ -235,6 +262,46 @@ pub async fn run(
             let _ = stop.send(true);
             servers.await
         }
+    }
+}
+
+/// Says where the data and the root keys are, and the exact command that
+/// prints an admin token for the `/v1` API.
+fn tell_where(config: &Config) {
+    let absolute =
+        |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let keys_dir = config.keys_dir();
+    if config.redis_url.is_none() {
+        tracing::info!(dir = %absolute(&config.data_dir).display(), "data (embedded store)");
+    }
+    tracing::info!(dir = %absolute(&keys_dir).display(), "root keys (private: keep this directory out of backups you share and out of git)");
+    // `admin token --data-dir D` reads the ring in `D/keys`.
+    match keys_dir.parent().filter(|_| keys_dir.ends_with("keys")) {
+        Some(dir) => tracing::info!(
+            "admin token for the /v1 API: tessera admin token --data-dir {}",
+            shell_word(&if dir.as_os_str().is_empty() {
+                ".".to_owned()
+            } else {
+                dir.display().to_string()
+            })
+        ),
+        None => tracing::info!(
+            "admin token for the /v1 API: tessera admin token --root-key <the active key file \
+             named in {}> --root-key-id <its id>",
+            keys_dir.join("ring.json").display()
+        ),
+    }
+}
+
+/// `s` as one shell word: as is when it needs no quoting, else in single quotes.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@+,".contains(&b));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -323,6 +390,15 @@ mod tests {
         assert!(!use_colour(true, Some(OsStr::new("1"))));
         assert!(!use_colour(false, None));
         assert!(!use_colour(false, Some(OsStr::new(""))));
+    }
+
+    #[test]
+    fn a_path_is_one_shell_word() {
+        assert_eq!(shell_word("tessera-data"), "tessera-data");
+        assert_eq!(shell_word("/var/lib/tessera"), "/var/lib/tessera");
+        assert_eq!(shell_word("my data"), "'my data'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word("$(rm -rf x)"), "'$(rm -rf x)'");
     }
 
     #[test]

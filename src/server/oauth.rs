@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::StoreOutage;
 use super::error::{bounded, quoted, ApiError, OAuthCode};
+use super::exchange;
 use super::state::AppState;
 use crate::jose::{self, AssertionClaims, AssertionRules, DpopRules, Jws};
 use crate::records::AuditOutcome;
@@ -26,7 +27,10 @@ use crate::store::{
     AgentRecord, AuditEvent, AuditKind, Issue, IssuedToken, OnceKey, OnceKind, Revocation,
     StoreError,
 };
-use crate::token::{self, Action, AgentId, Audience, Capability, Lifetime, ResourcePattern};
+use crate::token::{
+    self, Action, AgentId, Audience, Capability, Lifetime, OnBehalf, Person, ResourcePattern,
+};
+use biscuit_auth::PublicKey;
 
 /// RFC 7523 client assertion type.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -67,7 +71,7 @@ impl Form {
         }
     }
 
-    fn required(&self, name: &str) -> Result<&str, ApiError> {
+    pub(crate) fn required(&self, name: &str) -> Result<&str, ApiError> {
         self.one(name)?
             .filter(|v| !v.is_empty())
             .ok_or_else(|| ApiError::bad_request(format!("parameter `{name}` is required")))
@@ -80,7 +84,7 @@ pub(crate) fn remote(addr: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option
 }
 
 /// Whether `e` may be tolerated for minting under `store_outage = "local"`.
-fn tolerate(state: &AppState, e: &StoreError) -> bool {
+pub(crate) fn tolerate(state: &AppState, e: &StoreError) -> bool {
     matches!(e, StoreError::Unavailable(_)) && state.config.store_outage == StoreOutage::Local
 }
 
@@ -109,7 +113,7 @@ async fn agent_record(state: &AppState, id: &AgentId) -> Result<Option<AgentReco
 
 /// Accepts a one-time key, falling back on this process's cache during an
 /// outage if configured.
-async fn accept_once(
+pub(crate) async fn accept_once(
     state: &AppState,
     client: &AgentId,
     key: &str,
@@ -237,10 +241,10 @@ async fn authenticate_unspent(
 /// What the request asks for.
 #[derive(Debug)]
 pub(crate) struct Asked {
-    action: Action,
-    resource: ResourcePattern,
-    audience: Option<Audience>,
-    lifetime: Option<Duration>,
+    pub(crate) action: Action,
+    pub(crate) resource: ResourcePattern,
+    pub(crate) audience: Option<Audience>,
+    pub(crate) lifetime: Option<Duration>,
     via_details: bool,
 }
 
@@ -408,6 +412,9 @@ pub struct TokenResponse {
     pub authorization_details: serde_json::Value,
     /// The token id (for audit and revocation by id).
     pub token_id: String,
+    /// RFC 8693 §2.2.1: the type of the issued token (token exchange only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
 }
 
 /// Records an audit event; logs it as a structured event too.
@@ -431,7 +438,7 @@ fn log_audit(event: &AuditEvent) {
     );
 }
 
-fn event(state: &AppState, kind: AuditKind, outcome: AuditOutcome) -> AuditEvent {
+pub(crate) fn event(state: &AppState, kind: AuditKind, outcome: AuditOutcome) -> AuditEvent {
     AuditEvent {
         at: state.now(),
         kind,
@@ -456,12 +463,17 @@ pub async fn token(
     let remote = remote(addr);
     match issue(&state, &headers, &body, remote.clone()).await {
         Ok(r) => r,
-        Err(Refused { error: e, client }) => {
+        Err(Refused {
+            error: e,
+            client,
+            person,
+        }) => {
             state.metrics.refuse(e.reason());
             match client {
                 Some(client) => {
                     let mut ev = event(&state, AuditKind::Refusal, AuditOutcome::Refused);
                     ev.agent = Some(client.to_string());
+                    ev.person = person;
                     ev.reason = Some(bounded(&e.to_string(), MAX_REASON_CHARS));
                     ev.remote_addr = remote;
                     record_refusal(&state, ev).await;
@@ -535,6 +547,31 @@ struct Refused {
     error: ApiError,
     /// The client, when it was authenticated before the refusal.
     client: Option<AgentId>,
+    /// The person the request was for, when known.
+    person: Option<Person>,
+}
+
+/// An error, with the person the request was for when it is known.
+pub(crate) struct PersonError {
+    pub(crate) error: ApiError,
+    pub(crate) person: Option<Person>,
+}
+
+impl From<ApiError> for PersonError {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            person: None,
+        }
+    }
+}
+
+/// The grant types of the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GrantType {
+    ClientCredentials,
+    TokenExchange,
+    IdJag,
 }
 
 /// Answers a token request, or says why not and (once the client is
@@ -548,34 +585,44 @@ async fn issue(
     let stranger = |error| Refused {
         error,
         client: None,
+        person: None,
     };
     let form = Form::parse(headers, body).map_err(stranger)?;
-    let (client, jti) = authenticated(state, &form).await.map_err(stranger)?;
+    let (grant_type, client, jti) = authenticated(state, &form).await.map_err(stranger)?;
     let id = client.id.clone();
-    issue_to(state, headers, &form, client, jti, remote)
+    issue_to(state, headers, &form, grant_type, client, jti, remote)
         .await
-        .map_err(|error| Refused {
-            error,
+        .map_err(|e| Refused {
+            error: e.error,
             client: Some(id),
+            person: e.person,
         })
 }
 
 /// Checks the grant type and authenticates the client, leaving its
 /// assertion unspent.
-async fn authenticated(state: &AppState, form: &Form) -> Result<(Client, OnceKey), ApiError> {
-    match form.required("grant_type")? {
-        "client_credentials" => {}
+async fn authenticated(
+    state: &AppState,
+    form: &Form,
+) -> Result<(GrantType, Client, OnceKey), ApiError> {
+    let grant_type = match form.required("grant_type")? {
+        "client_credentials" => GrantType::ClientCredentials,
+        exchange::TOKEN_EXCHANGE => GrantType::TokenExchange,
+        exchange::JWT_BEARER_GRANT => GrantType::IdJag,
         other => {
             return Err(ApiError::oauth(
                 OAuthCode::UnsupportedGrantType,
                 format!(
-                    "grant_type {} is not supported; use client_credentials",
-                    quoted(other)
+                    "grant_type {} is not supported; use client_credentials, {} or {}",
+                    quoted(other),
+                    exchange::TOKEN_EXCHANGE,
+                    exchange::JWT_BEARER_GRANT
                 ),
             ))
         }
-    }
-    authenticate_unspent(state, form, &state.token_endpoint()).await
+    };
+    let (client, jti) = authenticate_unspent(state, form, &state.token_endpoint()).await?;
+    Ok((grant_type, client, jti))
 }
 
 /// Mints for an authenticated client: checks what it asks for, takes its
@@ -584,35 +631,62 @@ async fn issue_to(
     state: &AppState,
     headers: &HeaderMap,
     form: &Form,
+    grant_type: GrantType,
     client: Client,
     jti: OnceKey,
     remote: Option<String>,
-) -> Result<Response, ApiError> {
-    let granted = match grant(state, headers, form, &client, remote).await {
+) -> Result<Response, PersonError> {
+    let granted = match grant_type {
+        GrantType::ClientCredentials => grant(state, headers, form, &client, remote)
+            .await
+            .map_err(PersonError::from),
+        GrantType::TokenExchange => {
+            exchange::token_exchange(state, headers, form, &client, remote).await
+        }
+        GrantType::IdJag => exchange::id_jag(state, headers, form, &client, remote).await,
+    };
+    let granted = match granted {
         Ok(granted) => granted,
         Err(e) => {
             // A refused request spends its assertion all the same; a
             // replayed one is refused as a replay, whatever else is wrong.
             if !accept_once(state, &client.id, &jti.key, jti.expires_at, state.now()).await? {
-                return Err(replayed_assertion());
+                return Err(replayed_assertion().into());
             }
             return Err(e);
         }
     };
+    let person = granted.event.person.clone();
+    finish(state, &client, jti, granted)
+        .await
+        .map_err(|error| PersonError { error, person })
+}
+
+/// Takes the one-time keys of a granted request, records the token and
+/// answers with it.
+async fn finish(
+    state: &AppState,
+    client: &Client,
+    jti: OnceKey,
+    granted: Granted,
+) -> Result<Response, ApiError> {
     let Granted {
         minted,
         issued,
         event,
         dpop_jti,
+        once,
         detail,
         bound,
         expires_in,
         scope,
+        issued_token_type,
     } = granted;
     // One store call takes the one-time keys and records the ledger entry
     // and the audit event; the token is returned only once that is durable.
     let mut keys = vec![jti];
     keys.extend(dpop_jti);
+    keys.extend(once);
     let now = state.now();
     let replayed = match state
         .stores
@@ -665,6 +739,12 @@ async fn issue_to(
                 "DPoP proof jti was already used",
             ))
         }
+        Some(OnceKind::IdJag) => {
+            return Err(ApiError::oauth(
+                OAuthCode::InvalidGrant,
+                "the identity assertion (ID-JAG) jti was already used",
+            ))
+        }
     }
     log_audit(&event);
     state.metrics.minted.inc();
@@ -676,6 +756,7 @@ async fn issue_to(
         scope,
         authorization_details: json!([detail]),
         token_id: minted.token_id,
+        issued_token_type: issued_token_type.map(str::to_owned),
     };
     let mut r = Json(body).into_response();
     r.headers_mut()
@@ -686,16 +767,28 @@ async fn issue_to(
 }
 
 /// A token minted for an authenticated request, not yet recorded.
-struct Granted {
+pub(crate) struct Granted {
     minted: token::Minted,
     issued: IssuedToken,
     event: AuditEvent,
     /// The DPoP proof's one-time key, when the request has a proof.
     dpop_jti: Option<OnceKey>,
+    /// Other one-time keys of the grant (an ID-JAG's `jti`).
+    pub(crate) once: Vec<OnceKey>,
     detail: serde_json::Value,
     bound: bool,
     expires_in: u64,
     scope: String,
+    /// `issued_token_type` of the answer (RFC 8693), if any.
+    pub(crate) issued_token_type: Option<&'static str>,
+}
+
+/// A request's DPoP proof, checked: the key to bind the token to, and the
+/// proof's one-time key and key thumbprint.
+pub(crate) struct Proof {
+    pub(crate) holder_key: PublicKey,
+    pub(crate) jti: OnceKey,
+    pub(crate) jkt: String,
 }
 
 /// Checks what an authenticated client asks for (and its DPoP proof) and
@@ -709,10 +802,15 @@ async fn grant(
 ) -> Result<Granted, ApiError> {
     let asked = asked(form)?;
     let lifetime = within_ceiling(state, &client.record, &asked)?;
-    let now = state.now();
+    let proof = dpop(state, headers)?;
+    mint_for(state, client, &asked, lifetime, proof, None, remote)
+}
 
-    let (holder_key, dpop_jti) = match dpop_header(headers)? {
-        None => (None, None),
+/// Checks the request's DPoP proof, if it has one.
+pub(crate) fn dpop(state: &AppState, headers: &HeaderMap) -> Result<Option<Proof>, ApiError> {
+    let now = state.now();
+    Ok(match dpop_header(headers)? {
+        None => None,
         Some(proof) => {
             let endpoint = state.token_endpoint();
             let p = jose::verify_dpop(
@@ -735,15 +833,34 @@ async fn grant(
             let key = format!("dpop:{}", hex::encode(dpop_replay_key(&p.jkt, &p.jti)));
             let holder = jose::to_biscuit_key(&p.key)
                 .map_err(|e| ApiError::oauth(OAuthCode::InvalidDpopProof, e.to_string()))?;
-            (
-                Some(holder),
-                Some(OnceKey {
+            Some(Proof {
+                holder_key: holder,
+                jti: OnceKey {
                     kind: OnceKind::DpopProof,
                     key,
                     expires_at: until,
-                }),
-            )
+                },
+                jkt: p.jkt,
+            })
         }
+    })
+}
+
+/// Mints what was checked, for `client` (and the person it acts for), and
+/// prepares its ledger entry and audit event. Writes nothing.
+pub(crate) fn mint_for(
+    state: &AppState,
+    client: &Client,
+    asked: &Asked,
+    lifetime: Lifetime,
+    proof: Option<Proof>,
+    on_behalf: Option<OnBehalf>,
+    remote: Option<String>,
+) -> Result<Granted, ApiError> {
+    let now = state.now();
+    let (holder_key, dpop_jti) = match proof {
+        Some(p) => (Some(p.holder_key), Some(p.jti)),
+        None => (None, None),
     };
     let bound = holder_key.is_some();
     let cap = Capability {
@@ -753,7 +870,7 @@ async fn grant(
         audience: asked.audience.clone(),
         lifetime,
         holder_key,
-        on_behalf: None,
+        on_behalf,
     };
     let ring = state.ring();
     let minted = token::mint(&cap, ring.active(), now)
@@ -779,7 +896,16 @@ async fn grant(
     ev.agent = Some(client.id.to_string());
     ev.token_id = Some(minted.token_id.clone());
     ev.capability = Some(capability);
-    ev.chain = vec![client.id.to_string()];
+    ev.chain = match &cap.on_behalf {
+        None => vec![client.id.to_string()],
+        Some(on) => {
+            ev.person = Some(on.person.clone());
+            std::iter::once(on.person.to_string())
+                .chain(on.prior_actors.iter().map(ToString::to_string))
+                .chain(std::iter::once(client.id.to_string()))
+                .collect()
+        }
+    };
     ev.remote_addr = remote;
 
     let mut detail = json!({
@@ -796,10 +922,12 @@ async fn grant(
         issued,
         event: ev,
         dpop_jti,
+        once: Vec::new(),
         detail,
         bound,
         expires_in: lifetime.duration().as_secs(),
         scope: asked.action.to_string(),
+        issued_token_type: None,
     })
 }
 
@@ -880,7 +1008,13 @@ pub async fn metadata(State(state): State<AppState>) -> Json<serde_json::Value> 
         "token_endpoint": state.token_endpoint(),
         "revocation_endpoint": state.revocation_endpoint(),
         "jwks_uri": format!("{i}/.well-known/jwks.json"),
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": [
+            "client_credentials",
+            exchange::TOKEN_EXCHANGE,
+            exchange::JWT_BEARER_GRANT,
+        ],
+        "authorization_grant_profiles_supported": [exchange::ID_JAG_PROFILE],
+        "token_exchange_subject_token_types_supported": exchange::SUBJECT_TOKEN_TYPES,
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
         "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use super::config::Config;
 use super::keyring::KeyRing;
 use super::metrics::Metrics;
+use crate::people::{FetchOptions, TrustedIdps};
 use crate::replay::{MemoryReplayGuard, ReplayGuard};
 use crate::store::{AgentRecord, Stores};
 use crate::token::{AgentKey, Limits};
@@ -41,6 +42,9 @@ pub struct AppState {
     pub agent_keys: Arc<KeyCache>,
     /// Which refusals before client authentication reach the audit log.
     pub refusals: Arc<RefusalSampler>,
+    /// The trusted identity providers (`[[idp]]`) and their cached keys;
+    /// `None` when they could not be set up (every person grant is refused).
+    pub idps: Option<Arc<TrustedIdps>>,
 }
 
 /// Refusals of token requests before the client is authenticated.
@@ -301,7 +305,15 @@ impl AppState {
             config.audit_unauthenticated_interval.0,
             clock.now(),
         );
+        let idps = match TrustedIdps::new(config.idp.clone(), FetchOptions::default()) {
+            Ok(idps) => Some(Arc::new(idps)),
+            Err(e) => {
+                tracing::error!(error = %e, "trusted identity providers unusable");
+                None
+            }
+        };
         Self {
+            idps,
             issuer: config.issuer().into(),
             config: Arc::new(config),
             stores,

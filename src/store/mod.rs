@@ -172,6 +172,8 @@ pub enum OnceKind {
     ClientAssertion,
     /// The `jti` of the request's DPoP proof.
     DpopProof,
+    /// The `jti` of an identity assertion (ID-JAG), with its issuer.
+    IdJag,
 }
 
 /// A key to accept once (see [`ReplayCache::insert_once`]).

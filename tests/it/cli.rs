@@ -421,11 +421,16 @@ fn bad_input_is_one_line_on_stderr_and_never_a_panic() {
         2,
         "no token given",
     );
-    assert_one_line_failure(
-        &d.run(&["token", "frobnicate"]),
-        2,
-        "unrecognized subcommand",
+    // A usage error is clap's, in full (tests/it/cli_help.rs), and no panic.
+    let out = d.run(&["token", "frobnicate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unrecognized subcommand 'frobnicate'"),
+        "{stderr}"
     );
+    assert!(stderr.contains("Usage: tessera token"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]

@@ -6,7 +6,11 @@
 #[cfg(feature = "cli")]
 mod cli;
 #[cfg(feature = "server")]
+mod cli_help;
+#[cfg(feature = "server")]
 mod interop_biscuit_python;
+#[cfg(feature = "server")]
+mod interop_js;
 #[cfg(feature = "server")]
 mod interop_python;
 #[cfg(feature = "server")]

@@ -55,6 +55,11 @@ impl TestIdp {
     /// Starts the provider, or returns `None` (after saying so) when node or
     /// its packages are missing and `TESSERA_REQUIRE_NODE` is not `1`.
     pub fn start() -> Option<Self> {
+        Self::start_with(300)
+    }
+
+    /// Like [`start`](Self::start), with ID tokens living `id_token_secs`.
+    pub fn start_with(id_token_secs: u64) -> Option<Self> {
         if let Err(why) = node_ready() {
             if std::env::var("TESSERA_REQUIRE_NODE").as_deref() == Ok("1") {
                 panic!("TESSERA_REQUIRE_NODE=1 but {why}");
@@ -71,6 +76,7 @@ impl TestIdp {
             let mut child = Command::new("node")
                 .arg(idp_dir().join("provider.mjs"))
                 .arg(port.to_string())
+                .arg(id_token_secs.to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -193,6 +199,58 @@ impl TestIdp {
         );
         let body: serde_json::Value = resp.json().await.unwrap();
         body["id_token"].as_str().expect("an id_token").to_owned()
+    }
+}
+
+impl TestIdp {
+    /// An identity assertion (ID-JAG) from the IdP's token-exchange grant:
+    /// `client` (`tessera-eddsa`, ...) sends `id_token` (issued to it) and
+    /// asks for a JAG for `audience` (Tessera's issuer URL) naming `agent`
+    /// as `client_id`; `extra` adds `scope`, `resource`, `cnf_jkt` or
+    /// `jag_typ`.
+    pub async fn id_jag(
+        &self,
+        client: &str,
+        id_token: &str,
+        audience: &str,
+        agent: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let secret = format!("{client}-secret");
+        let mut form = vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("client_id", client),
+            ("client_secret", secret.as_str()),
+            ("subject_token", id_token),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:id_token",
+            ),
+            (
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:id-jag",
+            ),
+            ("audience", audience),
+            ("client_id_at_audience", agent),
+        ];
+        form.extend_from_slice(extra);
+        let resp = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "IdP token exchange: {status} {body}");
+        assert_eq!(
+            body["issued_token_type"],
+            "urn:ietf:params:oauth:token-type:id-jag"
+        );
+        body["access_token"].as_str().expect("a JAG").to_owned()
     }
 }
 

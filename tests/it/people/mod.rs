@@ -1,5 +1,11 @@
 //! People: trusted identity providers, tested against a real OpenID
-//! provider (tests/idp, oidc-provider) started per test.
+//! provider (tests/idp, oidc-provider) started per test; token exchange
+//! and ID-JAG at the token endpoint.
 
+mod attack;
+mod custody;
+mod exchange;
+mod fixture;
+mod id_jag;
 mod id_tokens;
 mod idp;

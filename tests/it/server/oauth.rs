@@ -29,7 +29,14 @@ async fn metadata_names_the_issuer_its_endpoints_and_private_key_jwt_with_eddsa(
         m["token_endpoint_auth_signing_alg_values_supported"],
         json!(["EdDSA"])
     );
-    assert_eq!(m["grant_types_supported"], json!(["client_credentials"]));
+    assert_eq!(
+        m["grant_types_supported"],
+        json!([
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        ])
+    );
 }
 
 #[tokio::test]
