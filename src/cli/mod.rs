@@ -12,6 +12,8 @@ use biscuit_auth::{KeyPair, PrivateKey};
 use chrono::{DateTime, Utc};
 use clap::{Args, FromArgMatches as _, Parser, Subcommand};
 
+#[cfg(feature = "server")]
+mod audit;
 mod help;
 #[cfg(feature = "verifier")]
 mod http;
@@ -19,6 +21,8 @@ mod http;
 mod issuer;
 #[cfg(feature = "server")]
 mod operator;
+#[cfg(feature = "server")]
+mod person;
 #[cfg(feature = "verifier")]
 mod verifier;
 
@@ -70,6 +74,13 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Revocations(operator::RevocationsCommand),
+    /// Give people roles and record their consents for agents, at an issuer.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Person(person::PersonCommand),
+    /// Read the issuer's audit log, by agent, person or token.
+    #[cfg(feature = "server")]
+    Audit(audit::AuditArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -440,6 +451,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Agent(cmd) => issuer::agent(cmd)?,
         #[cfg(feature = "server")]
         Command::Revocations(cmd) => operator::revocations(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Person(cmd) => person::person(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Audit(args) => audit::audit(args)?,
         Command::Completions { shell } => help::completions(shell)?,
         Command::Man { out_dir } => help::man(out_dir.as_deref())?,
     }

@@ -25,7 +25,9 @@ pub enum AuditKind {
 
 /// How an audited event ended. Stored and served as the text of
 /// [`as_str`](Self::as_str): `granted`, `refused`, `summary`, `revoked`,
-/// `denied`, `agent registered`, `agent disabled`, `agent updated`, `key rotated`.
+/// `denied`, `agent registered`, `agent disabled`, `agent updated`,
+/// `key rotated`, `role granted`, `role revoked`, `consent recorded`,
+/// `consent withdrawn`.
 ///
 /// A stored outcome this version does not know (written by a newer issuer
 /// or verifier) is kept as [`Other`](Self::Other) with its text, and written
@@ -51,6 +53,14 @@ pub enum AuditOutcome {
     AgentUpdated,
     /// An operator rotated the root key (`key rotated`).
     KeyRotated,
+    /// An operator gave a person a role (`role granted`).
+    RoleGranted,
+    /// An operator took a role from a person (`role revoked`).
+    RoleRevoked,
+    /// A person's standing consent for an agent was recorded (`consent recorded`).
+    ConsentRecorded,
+    /// A person's standing consent for an agent was withdrawn (`consent withdrawn`).
+    ConsentWithdrawn,
     /// Any other text, kept as it was stored. Never one of the texts above:
     /// [`From<&str>`](#impl-From<%26str>-for-AuditOutcome) and
     /// deserializing map those to their variant.
@@ -70,6 +80,10 @@ impl AuditOutcome {
             Self::AgentDisabled => "agent disabled",
             Self::AgentUpdated => "agent updated",
             Self::KeyRotated => "key rotated",
+            Self::RoleGranted => "role granted",
+            Self::RoleRevoked => "role revoked",
+            Self::ConsentRecorded => "consent recorded",
+            Self::ConsentWithdrawn => "consent withdrawn",
             Self::Other(text) => text,
         }
     }
@@ -87,6 +101,10 @@ impl From<&str> for AuditOutcome {
             "agent disabled" => Self::AgentDisabled,
             "agent updated" => Self::AgentUpdated,
             "key rotated" => Self::KeyRotated,
+            "role granted" => Self::RoleGranted,
+            "role revoked" => Self::RoleRevoked,
+            "consent recorded" => Self::ConsentRecorded,
+            "consent withdrawn" => Self::ConsentWithdrawn,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -164,6 +182,9 @@ pub struct AuditQuery {
     pub agent: Option<String>,
     /// Only events about this token id.
     pub token_id: Option<String>,
+    /// Only events about this person (acting for them, or an operator
+    /// changing their roles or consents).
+    pub person: Option<crate::token::Person>,
     /// Only events after this cursor; from the oldest kept event if `None`.
     pub after: Option<Cursor>,
     /// At most this many events.
@@ -171,7 +192,7 @@ pub struct AuditQuery {
 }
 
 impl AuditQuery {
-    /// Whether `event` passes the agent and token filters.
+    /// Whether `event` passes the agent, token and person filters.
     pub fn matches(&self, event: &AuditEvent) -> bool {
         let agent_ok = match &self.agent {
             Some(agent) => event.agent.as_deref() == Some(agent.as_str()),
@@ -181,7 +202,11 @@ impl AuditQuery {
             Some(token_id) => event.token_id.as_deref() == Some(token_id.as_str()),
             None => true,
         };
-        agent_ok && token_ok
+        let person_ok = match &self.person {
+            Some(person) => event.person.as_ref() == Some(person),
+            None => true,
+        };
+        agent_ok && token_ok && person_ok
     }
 }
 
@@ -189,7 +214,7 @@ impl AuditQuery {
 mod tests {
     use super::*;
 
-    const KNOWN: [(AuditOutcome, &str); 9] = [
+    const KNOWN: [(AuditOutcome, &str); 13] = [
         (AuditOutcome::Granted, "granted"),
         (AuditOutcome::Refused, "refused"),
         (AuditOutcome::Summary, "summary"),
@@ -199,6 +224,10 @@ mod tests {
         (AuditOutcome::AgentDisabled, "agent disabled"),
         (AuditOutcome::AgentUpdated, "agent updated"),
         (AuditOutcome::KeyRotated, "key rotated"),
+        (AuditOutcome::RoleGranted, "role granted"),
+        (AuditOutcome::RoleRevoked, "role revoked"),
+        (AuditOutcome::ConsentRecorded, "consent recorded"),
+        (AuditOutcome::ConsentWithdrawn, "consent withdrawn"),
     ];
 
     #[test]

@@ -622,18 +622,34 @@ pub async fn feed(
 pub struct AuditParams {
     agent: Option<String>,
     token_id: Option<String>,
+    person_issuer: Option<String>,
+    person_subject: Option<String>,
     after: Option<String>,
     limit: Option<usize>,
 }
 
-/// `GET /v1/audit?agent=&token_id=&after=&limit=`.
+/// `GET /v1/audit?agent=&token_id=&person_issuer=&person_subject=&after=&limit=`
+/// (the person filter needs both `person_issuer` and `person_subject`).
 pub async fn audit_log(
     State(state): State<AppState>,
     Query(q): Query<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
+    let person = match (q.person_issuer, q.person_subject) {
+        (None, None) => None,
+        (Some(issuer), Some(subject)) => Some(
+            token::Person::parse(&issuer, &subject)
+                .map_err(|e| ApiError::bad_request(format!("person: {e}")))?,
+        ),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give both person_issuer and person_subject, or neither",
+            ))
+        }
+    };
     let query = AuditQuery {
         agent: q.agent,
         token_id: q.token_id,
+        person,
         after: q.after.filter(|a| !a.is_empty()).map(Cursor::new),
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };

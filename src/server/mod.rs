@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admin_ops;
+pub mod admin_people;
 pub mod config;
 pub mod error;
 pub mod exchange;
@@ -58,6 +59,15 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/keys/rotate", post(admin_ops::rotate_keys))
         .route("/v1/revocations", post(admin::revoke).get(admin::feed))
         .route("/v1/audit", get(admin::audit_log))
+        .route("/v1/people", get(admin_people::show_person))
+        .route(
+            "/v1/people/roles",
+            post(admin_people::grant_role).delete(admin_people::revoke_role),
+        )
+        .route(
+            "/v1/people/consents",
+            post(admin_people::record_consent).delete(admin_people::withdraw_consent),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,

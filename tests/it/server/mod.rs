@@ -9,5 +9,6 @@ pub(crate) mod helpers;
 mod introspect;
 mod oauth;
 mod operator;
+mod people_admin;
 mod process;
 mod redis;

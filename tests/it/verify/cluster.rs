@@ -204,10 +204,9 @@ async fn an_audit_sink_on_a_cluster_writes_to_the_issuers_audit_log() {
     let events = stores
         .audit
         .query(&AuditQuery {
-            agent: None,
             token_id: Some(token_id),
-            after: None,
             limit: 100,
+            ..AuditQuery::default()
         })
         .await
         .unwrap();
