@@ -371,3 +371,85 @@ pub fn walk(payloads: &[&[u8]], external_keys: &[Option<PublicKey>]) -> Result<C
     }
     Ok(chain)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(name: &str, terms: Vec<Value>) -> RawFact {
+        RawFact {
+            name: name.to_owned(),
+            terms,
+        }
+    }
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.to_owned())
+    }
+
+    fn person() -> RawFact {
+        fact("on_behalf_of", vec![s("https://idp.example"), s("alice")])
+    }
+
+    fn actor(position: i64, agent: &str) -> RawFact {
+        fact("prior_actor", vec![Value::Int(position), s(agent)])
+    }
+
+    #[test]
+    fn earlier_actors_are_read_in_position_order_whatever_the_fact_order() {
+        let got = on_behalf(&[actor(1, "agent://a/b"), person(), actor(0, "agent://a/a")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.person.subject(), "alice");
+        let ids: Vec<&str> = got.prior_actors.iter().map(AgentId::as_str).collect();
+        assert_eq!(ids, ["agent://a/a", "agent://a/b"]);
+        assert_eq!(on_behalf(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn two_persons_gaps_duplicates_and_orphans_are_schema_errors() {
+        for facts in [
+            vec![person(), person()],
+            vec![person(), actor(1, "agent://a/a")],
+            vec![person(), actor(0, "agent://a/a"), actor(0, "agent://a/b")],
+            vec![person(), actor(-1, "agent://a/a")],
+            vec![person(), actor(i64::MAX, "agent://a/a")],
+            vec![actor(0, "agent://a/a")],
+            vec![fact("on_behalf_of", vec![s("https://idp.example")])],
+            vec![fact("on_behalf_of", vec![s("idp"), s("alice")])],
+            vec![person(), fact("prior_actor", vec![s("0"), s("agent://a/a")])],
+            vec![person(), actor(0, "not an agent")],
+        ] {
+            assert!(
+                matches!(on_behalf(&facts), Err(ChainError::Schema(_))),
+                "{facts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn custody_prints_the_person_then_every_actor_in_order() {
+        let agents = [
+            AgentId::parse("agent://a/main").unwrap(),
+            AgentId::parse("agent://a/sub").unwrap(),
+        ];
+        let on = OnBehalf {
+            person: Person::parse("https://idp.example", "alice").unwrap(),
+            prior_actors: vec![AgentId::parse("agent://a/first").unwrap()],
+        };
+        let with = Custody {
+            on_behalf: Some(&on),
+            agents: &agents,
+        };
+        assert_eq!(
+            with.to_string(),
+            "for alice at https://idp.example via agent://a/first -> agent://a/main -> agent://a/sub"
+        );
+        let without = Custody {
+            on_behalf: None,
+            agents: &agents,
+        };
+        assert_eq!(without.to_string(), "agent://a/main -> agent://a/sub");
+        assert_eq!(without.person(), None);
+    }
+}
