@@ -417,7 +417,10 @@ mod tests {
             vec![actor(0, "agent://a/a")],
             vec![fact("on_behalf_of", vec![s("https://idp.example")])],
             vec![fact("on_behalf_of", vec![s("idp"), s("alice")])],
-            vec![person(), fact("prior_actor", vec![s("0"), s("agent://a/a")])],
+            vec![
+                person(),
+                fact("prior_actor", vec![s("0"), s("agent://a/a")]),
+            ],
             vec![person(), actor(0, "not an agent")],
         ] {
             assert!(

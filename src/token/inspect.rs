@@ -200,7 +200,12 @@ impl fmt::Display for Inspection {
             .chain(self.chain.iter().map(String::as_str))
             .collect();
         match &self.on_behalf {
-            Some(on) => writeln!(f, "chain:       for {} via {}", on.person, actors.join(" -> "))?,
+            Some(on) => writeln!(
+                f,
+                "chain:       for {} via {}",
+                on.person,
+                actors.join(" -> ")
+            )?,
             None => writeln!(f, "chain:       {}", actors.join(" -> "))?,
         }
         match &self.holder {

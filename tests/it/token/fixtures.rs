@@ -453,10 +453,9 @@ fn the_token_schema_guide_prints_the_golden_person_token_as_inspect_does() {
         .unwrap()
         .to_string();
     assert_eq!(read("person.inspect.txt"), printed);
-    let guide = fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/token-schema.md"),
-    )
-    .unwrap();
+    let guide =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/token-schema.md"))
+            .unwrap();
     assert!(
         guide.contains(&format!("```\n{printed}```\n")),
         "docs/token-schema.md must show tests/fixtures/person.inspect.txt verbatim"

@@ -13,6 +13,9 @@ use super::support::*;
 
 const IDP: &str = "https://login.acme.example";
 
+/// Named parameters of a Datalog snippet.
+type Params<'a> = Vec<(&'a str, Term)>;
+
 fn alice_via(prior: &[&str]) -> OnBehalf {
     OnBehalf {
         person: Person::parse(IDP, "alice").unwrap(),
@@ -127,14 +130,16 @@ fn a_token_for_nobody_reports_nobody_and_prints_as_before() {
 /// refused by the shape gate (`limits_exceeded`), and inspection, which
 /// reads a token without deciding, still reports the authority block's.
 #[test]
-fn a_holder_block_that_adds_on_behalf_of_or_prior_actor_is_refused_and_changes_nothing_reported()
-{
+fn a_holder_block_that_adds_on_behalf_of_or_prior_actor_is_refused_and_changes_nothing_reported() {
     let issuer = Issuer::new();
     let holder = keypair(10);
     let mallory = || {
         block(
             "on_behalf_of({issuer}, {subject});",
-            &[("issuer", s("https://evil.example")), ("subject", s("mallory"))],
+            &[
+                ("issuer", s("https://evil.example")),
+                ("subject", s("mallory")),
+            ],
         )
     };
     let actor = || {
@@ -161,13 +166,7 @@ fn a_holder_block_that_adds_on_behalf_of_or_prior_actor_is_refused_and_changes_n
             with_delegation(mallory()),
             with_delegation(actor()),
         ] {
-            let r = req(
-                "docs:read",
-                "docs/a/1",
-                Some(SERVICE),
-                t0(),
-                Some(&holder),
-            );
+            let r = req("docs:read", "docs/a/1", Some(SERVICE), t0(), Some(&holder));
             assert_eq!(issuer.denied(&forged, &r), Reason::LimitsExceeded);
             let after = inspect(&forged, Some(&issuer.keys), &issuer.limits)
                 .unwrap()
@@ -182,7 +181,7 @@ fn malformed_person_facts_in_the_authority_block_are_refused_as_malformed() {
     let issuer = Issuer::new();
     let a = |v: &str| s(v);
     let n = Term::Integer;
-    let cases: Vec<(&str, &str, Vec<(&str, Term)>)> = vec![
+    let cases: Vec<(&str, &str, Params)> = vec![
         (
             "two persons",
             "on_behalf_of({i}, {s}); on_behalf_of({i}, {t});",
@@ -276,7 +275,11 @@ fn malformed_person_facts_in_the_authority_block_are_refused_as_malformed() {
     ];
     for (what, extra, params) in cases {
         let t = authority_with(&issuer, extra, &params);
-        assert_eq!(issuer.denied(&t, &allowed_req()), Reason::Malformed, "{what}");
+        assert_eq!(
+            issuer.denied(&t, &allowed_req()),
+            Reason::Malformed,
+            "{what}"
+        );
         assert!(
             matches!(
                 inspect(&t, Some(&issuer.keys), &issuer.limits),
@@ -332,7 +335,13 @@ fn a_verifier_that_ignores_the_person_still_denies_outside_the_right() {
             Reason::HolderNotProven,
         ),
         (
-            req("docs:read", "docs/a/1", Some(SERVICE), t0() + secs(301), proven),
+            req(
+                "docs:read",
+                "docs/a/1",
+                Some(SERVICE),
+                t0() + secs(301),
+                proven,
+            ),
             Reason::Expired,
         ),
     ] {

@@ -13,8 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tessera::server::admin::feed_capability;
 use tessera::token::{
-    self, Action, AgentId, Audience, Lifetime, Limits, Narrowing, OnBehalf, Person,
-    ResourcePattern,
+    self, Action, AgentId, Audience, Lifetime, Limits, Narrowing, OnBehalf, Person, ResourcePattern,
 };
 use tokio::sync::oneshot;
 

@@ -211,7 +211,11 @@ async fn the_cli_verify_line_and_json_name_the_person_and_the_chain() {
     let issuer = Issuer::new();
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
-    std::fs::write(&jwks, serde_json::to_string(&issuer.keys.to_jwks()).unwrap()).unwrap();
+    std::fs::write(
+        &jwks,
+        serde_json::to_string(&issuer.keys.to_jwks()).unwrap(),
+    )
+    .unwrap();
     let mut c = cap("docs:read", "docs/a/*", Some(SERVICE), None);
     c.on_behalf = for_alice_via(&["agent://acme/assistant", "agent://acme/desk"]);
     c.resource = ResourcePattern::parse("docs/a/*").unwrap();
