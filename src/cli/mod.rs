@@ -498,7 +498,7 @@ fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
     );
     report_verdict(
         verdict,
-        |g| (&g.chain, &g.token_id, g.expires_at),
+        |g| (g.custody(), &g.token_id, g.expires_at),
         (&req.operation, &req.resource),
         args.json,
         revocation,
@@ -509,7 +509,7 @@ fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
 /// ([`token::Grant`]) or through the Verifier ([`crate::verify::Grant`]).
 fn report_verdict<G: serde::Serialize, E: std::fmt::Display>(
     verdict: Result<G, E>,
-    summary: impl FnOnce(&G) -> (&[AgentId], &str, DateTime<Utc>),
+    summary: impl FnOnce(&G) -> (token::Custody<'_>, &str, DateTime<Utc>),
     (operation, resource): (&Action, &Resource),
     json: bool,
     revocation: RevocationCheck,
@@ -571,19 +571,15 @@ fn note_revocation(check: RevocationCheck) {
     let _ = writeln!(io::stderr(), "{note}");
 }
 
-/// The one line `token verify` prints for an allowed request.
+/// The one line `token verify` prints for an allowed request:
+/// `allowed: [for <subject> at <issuer> via ]a -> b -> c may …`.
 fn emit_allowed(
-    chain: &[AgentId],
+    chain: token::Custody<'_>,
     operation: &Action,
     resource: &Resource,
     token_id: &str,
     expires_at: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    let chain = chain
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" -> ");
     emit(&format!(
         "allowed: {chain} may {operation} on {:?} (token {token_id}, expires {})\n",
         resource.as_str(),

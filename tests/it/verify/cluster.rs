@@ -196,6 +196,7 @@ async fn an_audit_sink_on_a_cluster_writes_to_the_issuers_audit_log() {
             granted: true,
             reason: None,
             chain: vec!["agent://acme/reader".into()],
+            person: None,
             remote_addr: None,
         }));
     }
