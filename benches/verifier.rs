@@ -10,6 +10,14 @@
 //! - `dpop/cold` and `dpop/ed25519_verify`: a bound token with a fresh DPoP
 //!   proof on every call beside one bare Ed25519 signature check, and
 //!   one with the key decoded from bytes and strict verification.
+//! - `person/cold`: a bound token acting for a person (two earlier actors),
+//!   delegated once, presented by the sub-agent with a fresh DPoP proof per
+//!   call, cache off. `person/raw`: raw biscuit-auth on the same token with
+//!   `holder_proven(true)` supplied (no proof checked).
+//!   `person/raw_with_proof`: the same plus `jose::verify_dpop` of a fresh
+//!   proof, the least a hand-written verifier of a bound token must do.
+//!   `person/core_cold`: `token::authorize` on the same token with the
+//!   sub-agent's key as proven (no JWS), beside `person/raw`.
 
 // Benches are test code: a failed setup should stop the run loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -27,8 +35,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use tessera::jose::{self, DpopClaims};
 use tessera::token::{
-    attenuate_with_rng, mint_with_rng, Action, AgentId, Audience, Capability, KeySet, Lifetime,
-    Limits, Narrowing, ResourcePattern, RootKeyPair,
+    attenuate_with_rng, authorize, delegate_with_rng, mint_with_rng, Action, AgentId, Audience,
+    Capability, KeySet, Lifetime, Limits, Narrowing, OnBehalf, Person, Request, Resource,
+    ResourcePattern, RootKeyPair,
 };
 use tessera::verify::{
     CheckRequest, KeySource, MemoryReplayGuard, Presentation, RevocationView, Revocations, Verifier,
@@ -115,8 +124,19 @@ fn verifier(rt: &tokio::runtime::Runtime, f: &Fixture, cache: usize) -> Verifier
 }
 
 fn raw_check(token: &str, root: PublicKey, limits: &AuthorizerLimits) -> usize {
+    raw_check_with(token, root, limits, false)
+}
+
+/// [`raw_check`], with `holder_proven(true)` when `proven`.
+fn raw_check_with(token: &str, root: PublicKey, limits: &AuthorizerLimits, proven: bool) -> usize {
     let biscuit = Biscuit::from_base64(token, root).unwrap();
-    let mut authorizer = AuthorizerBuilder::new()
+    let mut ab = AuthorizerBuilder::new();
+    if proven {
+        ab = ab
+            .fact(builder::fact("holder_proven", &[builder::boolean(true)]))
+            .unwrap();
+    }
+    let mut authorizer = ab
         .fact(builder::fact("time", &[date(t0())]))
         .unwrap()
         .fact(builder::fact("operation", &[builder::string(ACTION)]))
@@ -267,6 +287,139 @@ fn bench_check(c: &mut Criterion) {
     g.finish();
 }
 
+/// A bound token acting for alice, exchanged twice before (two earlier
+/// actors), delegated once to `sub`: the shape of a tool server's call
+/// made for a person through a sub-agent.
+fn person_token(f: &Fixture, sub: &KeyPair) -> String {
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let cap = Capability {
+        agent: AgentId::parse("agent://acme/planner").unwrap(),
+        action: Action::parse(ACTION).unwrap(),
+        resource: ResourcePattern::parse("docs/team-a/*").unwrap(),
+        audience: Some(Audience::parse(SERVICE).unwrap()),
+        lifetime: Lifetime::parse("5m").unwrap(),
+        holder_key: Some(f.holder.public()),
+        on_behalf: Some(OnBehalf {
+            person: Person::parse("https://login.acme.example", "alice").unwrap(),
+            prior_actors: vec![
+                AgentId::parse("agent://acme/assistant").unwrap(),
+                AgentId::parse("agent://acme/travel-desk").unwrap(),
+            ],
+        }),
+    };
+    let t = mint_with_rng(&cap, &f.root, t0(), &mut rng).unwrap().token;
+    delegate_with_rng(
+        &t,
+        &f.holder,
+        &AgentId::parse("agent://acme/planner/sub").unwrap(),
+        &sub.public(),
+        &Narrowing::default(),
+        &limits(),
+        &mut rng,
+    )
+    .unwrap()
+}
+
+fn bench_person(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let f = fixture();
+    let sub = KeyPair::new_with_rng(Algorithm::Ed25519, &mut ChaCha20Rng::seed_from_u64(17));
+    let root = f.root.keypair.public();
+    let l = limits();
+    let raw_limits = AuthorizerLimits {
+        max_facts: l.max_facts,
+        max_iterations: l.max_iterations,
+        max_time: l.max_time,
+    };
+    let cold = verifier(&rt, &f, 0);
+    let req = CheckRequest::new(ACTION, RESOURCE).unwrap();
+    let t = person_token(&f, &sub);
+    let signer: [u8; 32] = sub.private().to_bytes().as_slice().try_into().unwrap();
+    let signer = SigningKey::from_bytes(&signer);
+    let mut n = 0u64;
+    let mut proof = || {
+        n += 1;
+        let claims = DpopClaims {
+            jti: format!("p-{n}"),
+            htm: "POST".into(),
+            htu: URL.into(),
+            iat: t0().timestamp(),
+            ath: Some(jose::access_token_hash(&t)),
+        };
+        jose::sign(&signer, Some("dpop+jwt"), true, &claims).unwrap()
+    };
+    let present = |p: &str| {
+        rt.block_on(cold.check(
+            &Presentation {
+                token: &t,
+                dpop: Some(p),
+                method: "POST",
+                url: URL,
+            },
+            &req,
+        ))
+        .unwrap()
+    };
+    // Setup: every side allows, and the grant names alice and the chain.
+    let grant = present(&proof());
+    assert_eq!(
+        grant.custody().to_string(),
+        "for alice at https://login.acme.example via agent://acme/assistant -> \
+         agent://acme/travel-desk -> agent://acme/planner -> agent://acme/planner/sub"
+    );
+    raw_check_with(&t, root, &raw_limits, true);
+    let core_req = Request {
+        operation: Action::parse(ACTION).unwrap(),
+        resource: Resource::parse(RESOURCE).unwrap(),
+        service: Some(Audience::parse(SERVICE).unwrap()),
+        now: t0(),
+        proven_key: Some(sub.public()),
+    };
+    let core = |t: &str| authorize(t, &f.keys, &core_req, |_| false, &l).unwrap();
+    assert!(core(&t).on_behalf.is_some());
+    let rules = jose::DpopRules {
+        method: "POST",
+        url: URL,
+        access_token: Some(&t),
+        now: t0(),
+        window_secs: 60,
+    };
+    let mut g = c.benchmark_group("person");
+    g.bench_function("cold", |b| {
+        b.iter_batched(&mut proof, |p| present(&p), BatchSize::SmallInput)
+    });
+    g.bench_function("raw", |b| {
+        b.iter(|| raw_check_with(black_box(&t), root, &raw_limits, true))
+    });
+    let mut m = 0u64;
+    let mut raw_proof = || {
+        m += 1;
+        let claims = DpopClaims {
+            jti: format!("r-{m}"),
+            htm: "POST".into(),
+            htu: URL.into(),
+            iat: t0().timestamp(),
+            ath: Some(jose::access_token_hash(&t)),
+        };
+        jose::sign(&signer, Some("dpop+jwt"), true, &claims).unwrap()
+    };
+    g.bench_function("raw_with_proof", |b| {
+        b.iter_batched(
+            &mut raw_proof,
+            |p| {
+                jose::verify_dpop(&p, &rules).unwrap();
+                raw_check_with(black_box(&t), root, &raw_limits, true)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("core_cold", |b| b.iter(|| core(black_box(&t))));
+    g.finish();
+}
+
 /// Private, so the `pub fn` that `criterion_group!` generates needs no doc.
 mod group {
     use super::*;
@@ -277,7 +430,7 @@ mod group {
             .sample_size(30)
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(3));
-        targets = bench_check
+        targets = bench_check, bench_person
     }
 }
 criterion_main!(group::benches);

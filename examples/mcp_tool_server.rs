@@ -208,15 +208,28 @@ pub struct OrdersServer {
 }
 
 /// A tool answer: success, or a tool error (`isError: true`) with a message.
+/// A success says for whom the tool acted in a second text block.
 type ToolResult = Result<CallToolResult, CallToolResult>;
 
 fn failure(message: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
-fn success<T: Serialize>(value: &T) -> ToolResult {
+/// The answer: the value, then for whom and through whom the tool acted,
+/// from the verified grant: `acting for alice at https://idp.example via
+/// agent://acme/bot -> agent://acme/helper` for a token that acts for a
+/// person, `acting as agent://acme/bot` for one that acts for its agent.
+fn success<T: Serialize>(grant: &Grant, value: &T) -> ToolResult {
     let block = ContentBlock::json(value).map_err(|e| failure(e.message.to_string()))?;
-    Ok(CallToolResult::success(vec![block]))
+    let custody = grant.custody();
+    let acting = match custody.person() {
+        Some(_) => format!("acting {custody}"),
+        None => format!("acting as {custody}"),
+    };
+    Ok(CallToolResult::success(vec![
+        block,
+        ContentBlock::text(acting),
+    ]))
 }
 
 impl OrdersServer {
@@ -251,7 +264,7 @@ impl OrdersServer {
                     tool,
                     resource,
                     agent = %grant.acting(),
-                    chain = ?grant.chain,
+                    chain = %grant.custody(),
                     token_id = %grant.token_id,
                     "allowed"
                 );
@@ -269,9 +282,9 @@ impl OrdersServer {
 impl OrdersServer {
     #[tool(description = "List all orders. Needs a token for `list_orders` on `orders`.")]
     async fn list_orders(&self, Extension(parts): Extension<Parts>) -> ToolResult {
-        self.authorize(&parts, "list_orders", "orders").await?;
+        let grant = self.authorize(&parts, "list_orders", "orders").await?;
         let orders = self.orders.lock().await;
-        success(&orders.by_id.values().collect::<Vec<_>>())
+        success(&grant, &orders.by_id.values().collect::<Vec<_>>())
     }
 
     #[tool(description = "Get one order. Needs a token for `get_order` on `orders/<id>`.")]
@@ -280,10 +293,11 @@ impl OrdersServer {
         Parameters(OrderId { id }): Parameters<OrderId>,
         Extension(parts): Extension<Parts>,
     ) -> ToolResult {
-        self.authorize(&parts, "get_order", &format!("orders/{id}"))
+        let grant = self
+            .authorize(&parts, "get_order", &format!("orders/{id}"))
             .await?;
         match self.orders.lock().await.by_id.get(&id) {
-            Some(order) => success(order),
+            Some(order) => success(&grant, order),
             None => Err(failure(format!("no order {id}"))),
         }
     }
@@ -294,9 +308,9 @@ impl OrdersServer {
         Parameters(NewOrder { item }): Parameters<NewOrder>,
         Extension(parts): Extension<Parts>,
     ) -> ToolResult {
-        self.authorize(&parts, "create_order", "orders").await?;
+        let grant = self.authorize(&parts, "create_order", "orders").await?;
         let order = self.orders.lock().await.create(item);
-        success(&order)
+        success(&grant, &order)
     }
 
     #[tool(description = "Delete one order. Needs a token for `delete_order` on `orders/<id>`.")]
@@ -305,10 +319,11 @@ impl OrdersServer {
         Parameters(OrderId { id }): Parameters<OrderId>,
         Extension(parts): Extension<Parts>,
     ) -> ToolResult {
-        self.authorize(&parts, "delete_order", &format!("orders/{id}"))
+        let grant = self
+            .authorize(&parts, "delete_order", &format!("orders/{id}"))
             .await?;
         match self.orders.lock().await.by_id.remove(&id) {
-            Some(order) => success(&order),
+            Some(order) => success(&grant, &order),
             None => Err(failure(format!("no order {id}"))),
         }
     }

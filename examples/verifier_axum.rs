@@ -2,7 +2,8 @@
 //! example of `docs/verifier.md`, "Add it to an axum service".
 //!
 //! - `GET /orders/{id}` needs `orders:read` on `orders/{id}`; the handler
-//!   receives the [`Grant`] (who is calling, through which agents).
+//!   receives the [`Grant`] (who is calling, through which agents, and for
+//!   which person when the token acts for one).
 //! - `GET /.well-known/oauth-protected-resource`: the RFC 9728 metadata
 //!   naming the issuer, with no token needed. A request without a token is
 //!   answered 401 with `WWW-Authenticate: Bearer resource_metadata="…"`
@@ -79,7 +80,12 @@ pub async fn app(config: &Config) -> Result<Router, BuildError> {
         .route(
             "/orders/{id}",
             get(|Path(id): Path<String>, grant: Grant| async move {
-                format!("order {id}, read by {}\n", grant.acting())
+                // A token that acts for a person names them, and the
+                // whole chain: for <person> via <agents, oldest first>.
+                match grant.person() {
+                    Some(_) => format!("order {id}, read {}\n", grant.custody()),
+                    None => format!("order {id}, read by {}\n", grant.acting()),
+                }
             }),
         )
         .route(

@@ -117,6 +117,8 @@ pub enum AgentCommand {
         #[arg(long, value_name = "URI")]
         id: AgentId,
     },
+    #[command(flatten)]
+    Operator(super::operator::AgentOperatorCommand),
 }
 
 /// Where the issuer is and the admin token.
@@ -124,7 +126,7 @@ pub enum AgentCommand {
 pub struct AdminConn {
     /// Issuer URL.
     #[arg(long, value_name = "URL", env = "TESSERA_ISSUER")]
-    issuer: String,
+    pub(super) issuer: String,
     /// Admin token (or a file holding it).
     #[arg(
         long,
@@ -132,7 +134,7 @@ pub struct AdminConn {
         env = "TESSERA_ADMIN_TOKEN",
         hide_env_values = true
     )]
-    admin_token: String,
+    pub(super) admin_token: String,
 }
 
 /// `tessera token request`.
@@ -200,7 +202,7 @@ pub struct RevokeArgs {
     key: Option<PathBuf>,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -309,7 +311,7 @@ pub fn rotate(data_dir: &Path, retire_after: &str) -> Result<(), Failure> {
 /// How long a request to the issuer may take in all.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(70);
 
-fn client() -> Result<reqwest::Client, Failure> {
+pub(super) fn client() -> Result<reqwest::Client, Failure> {
     reqwest::Client::builder()
         .connect_timeout(super::http::CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
@@ -317,12 +319,12 @@ fn client() -> Result<reqwest::Client, Failure> {
         .map_err(|e| Failure::new(format!("HTTP client: {e}")))
 }
 
-fn url(issuer: &str, path: &str) -> String {
+pub(super) fn url(issuer: &str, path: &str) -> String {
     format!("{}{path}", issuer.trim_end_matches('/'))
 }
 
 /// Percent-encodes a path segment.
-fn segment(s: &str) -> String {
+pub(super) fn segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
@@ -334,7 +336,7 @@ fn segment(s: &str) -> String {
 }
 
 /// Turns a non-success response into a one-line failure.
-async fn check(resp: reqwest::Response) -> Result<serde_json::Value, Failure> {
+pub(super) async fn check(resp: reqwest::Response) -> Result<serde_json::Value, Failure> {
     let status = resp.status();
     let text = resp
         .text()
@@ -363,11 +365,11 @@ async fn check(resp: reqwest::Response) -> Result<serde_json::Value, Failure> {
 }
 
 /// A request that got no answer: the cause, and the next step.
-fn send_err(issuer: &str) -> impl FnOnce(reqwest::Error) -> Failure + '_ {
+pub(super) fn send_err(issuer: &str) -> impl FnOnce(reqwest::Error) -> Failure + '_ {
     move |e| super::http::unreachable(&e, issuer, REQUEST_TIMEOUT)
 }
 
-fn admin_token_text(t: &str) -> Result<String, Failure> {
+pub(super) fn admin_token_text(t: &str) -> Result<String, Failure> {
     read_token(t)
 }
 
@@ -428,6 +430,7 @@ pub fn agent(cmd: AgentCommand) -> Result<(), Failure> {
                     .map_err(send_err(&conn.issuer))?;
                 emit(&format!("{}\n", to_json(&check(resp).await?)?))
             }
+            AgentCommand::Operator(cmd) => super::operator::agent(&http, cmd).await,
         }
     })
 }

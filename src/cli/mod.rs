@@ -12,11 +12,17 @@ use biscuit_auth::{KeyPair, PrivateKey};
 use chrono::{DateTime, Utc};
 use clap::{Args, FromArgMatches as _, Parser, Subcommand};
 
+#[cfg(feature = "server")]
+mod audit;
 mod help;
 #[cfg(feature = "verifier")]
 mod http;
 #[cfg(feature = "server")]
 mod issuer;
+#[cfg(feature = "server")]
+mod operator;
+#[cfg(feature = "server")]
+mod person;
 #[cfg(feature = "verifier")]
 mod verifier;
 
@@ -60,10 +66,21 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Admin(issuer::AdminCommand),
-    /// Register, list and disable agents at an issuer.
+    /// Register, list, show, update and disable agents at an issuer.
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Agent(issuer::AgentCommand),
+    /// List an issuer's revocations.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Revocations(operator::RevocationsCommand),
+    /// Give people roles and record their consents for agents, at an issuer.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Person(person::PersonCommand),
+    /// Read the issuer's audit log, by agent, person or token.
+    #[cfg(feature = "server")]
+    Audit(audit::AuditArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -95,14 +112,7 @@ enum KeysCommand {
     /// Add a new active root key to an issuer's key ring; the previous one is
     /// retired but stays published (and verifying) for a while.
     #[cfg(feature = "server")]
-    Rotate {
-        /// The issuer's data directory.
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
-        /// How long the retired key stays published (at least the longest token lifetime).
-        #[arg(long, value_name = "DURATION", default_value = "24h")]
-        retire_after: String,
-    },
+    Rotate(operator::RotateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,16 +442,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
         #[cfg(feature = "server")]
         Command::Token(TokenCommand::Revoke(args)) => issuer::revoke(args)?,
         #[cfg(feature = "server")]
-        Command::Keys(KeysCommand::Rotate {
-            data_dir,
-            retire_after,
-        }) => issuer::rotate(&data_dir, &retire_after)?,
+        Command::Keys(KeysCommand::Rotate(args)) => operator::rotate(args)?,
         #[cfg(feature = "server")]
         Command::Serve(args) => issuer::serve(args)?,
         #[cfg(feature = "server")]
         Command::Admin(cmd) => issuer::admin_token(cmd)?,
         #[cfg(feature = "server")]
         Command::Agent(cmd) => issuer::agent(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Revocations(cmd) => operator::revocations(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Person(cmd) => person::person(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Audit(args) => audit::audit(args)?,
         Command::Completions { shell } => help::completions(shell)?,
         Command::Man { out_dir } => help::man(out_dir.as_deref())?,
     }
@@ -485,7 +498,7 @@ fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
     );
     report_verdict(
         verdict,
-        |g| (&g.chain, &g.token_id, g.expires_at),
+        |g| (g.custody(), &g.token_id, g.expires_at),
         (&req.operation, &req.resource),
         args.json,
         revocation,
@@ -496,7 +509,7 @@ fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
 /// ([`token::Grant`]) or through the Verifier ([`crate::verify::Grant`]).
 fn report_verdict<G: serde::Serialize, E: std::fmt::Display>(
     verdict: Result<G, E>,
-    summary: impl FnOnce(&G) -> (&[AgentId], &str, DateTime<Utc>),
+    summary: impl FnOnce(&G) -> (token::Custody<'_>, &str, DateTime<Utc>),
     (operation, resource): (&Action, &Resource),
     json: bool,
     revocation: RevocationCheck,
@@ -558,19 +571,15 @@ fn note_revocation(check: RevocationCheck) {
     let _ = writeln!(io::stderr(), "{note}");
 }
 
-/// The one line `token verify` prints for an allowed request.
+/// The one line `token verify` prints for an allowed request:
+/// `allowed: [for <subject> at <issuer> via ]a -> b -> c may …`.
 fn emit_allowed(
-    chain: &[AgentId],
+    chain: token::Custody<'_>,
     operation: &Action,
     resource: &Resource,
     token_id: &str,
     expires_at: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    let chain = chain
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" -> ");
     emit(&format!(
         "allowed: {chain} may {operation} on {:?} (token {token_id}, expires {})\n",
         resource.as_str(),

@@ -163,7 +163,7 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
     })?;
     report_verdict(
         outcome,
-        |g| (&g.chain, &g.token_id, g.expires_at),
+        |g| (g.custody(), &g.token_id, g.expires_at),
         (&request.operation, &request.resource),
         args.json,
         revocation_check,

@@ -25,7 +25,9 @@ pub enum AuditKind {
 
 /// How an audited event ended. Stored and served as the text of
 /// [`as_str`](Self::as_str): `granted`, `refused`, `summary`, `revoked`,
-/// `denied`, `agent registered`, `agent disabled`.
+/// `denied`, `agent registered`, `agent disabled`, `agent updated`,
+/// `key rotated`, `role granted`, `role revoked`, `consent recorded`,
+/// `consent withdrawn`.
 ///
 /// A stored outcome this version does not know (written by a newer issuer
 /// or verifier) is kept as [`Other`](Self::Other) with its text, and written
@@ -47,6 +49,18 @@ pub enum AuditOutcome {
     AgentRegistered,
     /// An operator disabled an agent (`agent disabled`).
     AgentDisabled,
+    /// An operator changed an agent's description or ceiling (`agent updated`).
+    AgentUpdated,
+    /// An operator rotated the root key (`key rotated`).
+    KeyRotated,
+    /// An operator gave a person a role (`role granted`).
+    RoleGranted,
+    /// An operator took a role from a person (`role revoked`).
+    RoleRevoked,
+    /// A person's standing consent for an agent was recorded (`consent recorded`).
+    ConsentRecorded,
+    /// A person's standing consent for an agent was withdrawn (`consent withdrawn`).
+    ConsentWithdrawn,
     /// Any other text, kept as it was stored. Never one of the texts above:
     /// [`From<&str>`](#impl-From<%26str>-for-AuditOutcome) and
     /// deserializing map those to their variant.
@@ -64,6 +78,12 @@ impl AuditOutcome {
             Self::Denied => "denied",
             Self::AgentRegistered => "agent registered",
             Self::AgentDisabled => "agent disabled",
+            Self::AgentUpdated => "agent updated",
+            Self::KeyRotated => "key rotated",
+            Self::RoleGranted => "role granted",
+            Self::RoleRevoked => "role revoked",
+            Self::ConsentRecorded => "consent recorded",
+            Self::ConsentWithdrawn => "consent withdrawn",
             Self::Other(text) => text,
         }
     }
@@ -79,6 +99,12 @@ impl From<&str> for AuditOutcome {
             "denied" => Self::Denied,
             "agent registered" => Self::AgentRegistered,
             "agent disabled" => Self::AgentDisabled,
+            "agent updated" => Self::AgentUpdated,
+            "key rotated" => Self::KeyRotated,
+            "role granted" => Self::RoleGranted,
+            "role revoked" => Self::RoleRevoked,
+            "consent recorded" => Self::ConsentRecorded,
+            "consent withdrawn" => Self::ConsentWithdrawn,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -156,6 +182,9 @@ pub struct AuditQuery {
     pub agent: Option<String>,
     /// Only events about this token id.
     pub token_id: Option<String>,
+    /// Only events about this person (acting for them, or an operator
+    /// changing their roles or consents).
+    pub person: Option<crate::token::Person>,
     /// Only events after this cursor; from the oldest kept event if `None`.
     pub after: Option<Cursor>,
     /// At most this many events.
@@ -163,7 +192,7 @@ pub struct AuditQuery {
 }
 
 impl AuditQuery {
-    /// Whether `event` passes the agent and token filters.
+    /// Whether `event` passes the agent, token and person filters.
     pub fn matches(&self, event: &AuditEvent) -> bool {
         let agent_ok = match &self.agent {
             Some(agent) => event.agent.as_deref() == Some(agent.as_str()),
@@ -173,7 +202,11 @@ impl AuditQuery {
             Some(token_id) => event.token_id.as_deref() == Some(token_id.as_str()),
             None => true,
         };
-        agent_ok && token_ok
+        let person_ok = match &self.person {
+            Some(person) => event.person.as_ref() == Some(person),
+            None => true,
+        };
+        agent_ok && token_ok && person_ok
     }
 }
 
@@ -181,7 +214,7 @@ impl AuditQuery {
 mod tests {
     use super::*;
 
-    const KNOWN: [(AuditOutcome, &str); 7] = [
+    const KNOWN: [(AuditOutcome, &str); 13] = [
         (AuditOutcome::Granted, "granted"),
         (AuditOutcome::Refused, "refused"),
         (AuditOutcome::Summary, "summary"),
@@ -189,6 +222,12 @@ mod tests {
         (AuditOutcome::Denied, "denied"),
         (AuditOutcome::AgentRegistered, "agent registered"),
         (AuditOutcome::AgentDisabled, "agent disabled"),
+        (AuditOutcome::AgentUpdated, "agent updated"),
+        (AuditOutcome::KeyRotated, "key rotated"),
+        (AuditOutcome::RoleGranted, "role granted"),
+        (AuditOutcome::RoleRevoked, "role revoked"),
+        (AuditOutcome::ConsentRecorded, "consent recorded"),
+        (AuditOutcome::ConsentWithdrawn, "consent withdrawn"),
     ];
 
     #[test]

@@ -12,6 +12,7 @@
 //! | `mint` | `replay:<key>` (string), `token:<id>` (string), `agent-tokens:<agent>` (sorted set) |
 //! | `audit` | `audit` (stream) |
 //! | `agents` | `agent:<id>` (hash), `agents` (set) |
+//! | `people` | `roles:<person>` (set), `consents:<person>` (set) |
 //! | `meta` | `layout` (string: the layout version) |
 //!
 //! This module is strings and serde only: no I/O, no Redis client.
@@ -19,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{AuditEvent, Cursor, Revocation};
+use crate::token::Person;
 
 /// The key prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "tessera:";
@@ -133,6 +135,19 @@ impl RedisLayout {
         self.key("agents", "agents")
     }
 
+    /// `P{people}:roles:<person>`: set of the role names given to one
+    /// person explicitly. `<person>` is [`person_id`].
+    pub fn person_roles(&self, person: &Person) -> String {
+        self.keyed("people", "roles", &person_id(person))
+    }
+
+    /// `P{people}:consents:<person>`: set of the agent ids one person has a
+    /// standing consent for. Same tag as [`person_roles`](Self::person_roles),
+    /// so both are read in one round trip, on one node of a cluster.
+    pub fn person_consents(&self, person: &Person) -> String {
+        self.keyed("people", "consents", &person_id(person))
+    }
+
     /// `P{meta}:layout`: the layout version ([`LAYOUT_VERSION`]).
     pub fn layout_version(&self) -> String {
         self.key("meta", "layout")
@@ -181,6 +196,18 @@ impl LegacyLayout<'_> {
     pub fn kind_prefix(&self, kind: &str) -> String {
         format!("{}{kind}:", self.layout.prefix)
     }
+}
+
+/// A person in a key name: `<bytes of the issuer>:<issuer>:<subject>`. The
+/// length makes it unambiguous whatever the issuer and subject contain, so
+/// the same subject at two IdPs never shares a key.
+pub fn person_id(person: &Person) -> String {
+    format!(
+        "{}:{}:{}",
+        person.issuer().len(),
+        person.issuer(),
+        person.subject()
+    )
 }
 
 /// The value of a revoked key: the cursor of its (first) stream entry and
@@ -287,6 +314,19 @@ mod tests {
         assert_eq!(layout.audit(), "t:{audit}:audit");
         assert_eq!(layout.agent("a"), "t:{agents}:agent:a");
         assert_eq!(layout.agents(), "t:{agents}:agents");
+        let alice = Person::parse("https://idp.example", "alice").unwrap();
+        assert_eq!(
+            layout.person_roles(&alice),
+            "t:{people}:roles:19:https://idp.example:alice"
+        );
+        assert_eq!(
+            layout.person_consents(&alice),
+            "t:{people}:consents:19:https://idp.example:alice"
+        );
+        // An issuer that ends where another begins cannot collide.
+        let a = Person::parse("https://a.example/x", "y").unwrap();
+        let b = Person::parse("https://a.example/x:y", "z").unwrap();
+        assert_ne!(person_id(&a), person_id(&b));
         assert_eq!(layout.legacy().revocations(), "t:revocations");
         assert_eq!(layout.legacy().kind_prefix("revoked"), "t:revoked:");
         // A brace in a user-given id does not move the key: the first

@@ -77,23 +77,40 @@ pub async fn require_admin(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = req
-        .headers()
+    let token = bearer(req.headers())
+        .ok_or_else(|| ApiError::Unauthenticated("an admin token is required (Bearer)".into()))?
+        .to_owned();
+    let path = req.uri().path().to_owned();
+    let reads_feed = req.method() == Method::GET && path == FEED_RESOURCE;
+    let grant = admin_grant(&state, &token, &path, reads_feed).await?;
+    req.extensions_mut().insert(grant);
+    Ok(next.run(req).await)
+}
+
+/// The token of an `Authorization: Bearer` header, if there is one.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or_else(|| ApiError::Unauthenticated("an admin token is required (Bearer)".into()))?
-        .to_owned();
+}
+
+/// Checks an admin token for `path` (the rules of [`require_admin`]);
+/// with `or_feed`, a feed token is accepted too.
+pub(crate) async fn admin_grant(
+    state: &AppState,
+    token: &str,
+    path: &str,
+    or_feed: bool,
+) -> Result<Authorized, ApiError> {
     let now = state.now();
-    let path = req.uri().path().to_owned();
-    let reads_feed = req.method() == Method::GET && path == FEED_RESOURCE;
-    let resource = Resource::parse(&path).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let resource = Resource::parse(path).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let unauthenticated = |d: token::Denial| ApiError::Unauthenticated(d.to_string());
 
     // Size, signatures, holder chain: no Datalog.
-    let bytes = token::decode(&token, &state.limits)
-        .map_err(|e| unauthenticated(token::Denial::from(e)))?;
+    let bytes =
+        token::decode(token, &state.limits).map_err(|e| unauthenticated(token::Denial::from(e)))?;
     let keys = state.ring().key_set(now);
     let verified =
         token::Verified::from_bytes(&bytes, &keys, &state.limits).map_err(unauthenticated)?;
@@ -143,14 +160,12 @@ pub async fn require_admin(
                 _ => ApiError::Unauthenticated(d.to_string()),
             })
     };
-    let grant = tokio::task::spawn_blocking(move || match decide(ADMIN_ACTION) {
-        Err(ApiError::Forbidden(_)) if reads_feed => decide(FEED_ACTION),
+    tokio::task::spawn_blocking(move || match decide(ADMIN_ACTION) {
+        Err(ApiError::Forbidden(_)) if or_feed => decide(FEED_ACTION),
         other => other,
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("admin token check failed: {e}")))??;
-    req.extensions_mut().insert(grant);
-    Ok(next.run(req).await)
+    .map_err(|e| ApiError::Internal(format!("admin token check failed: {e}")))?
 }
 
 /// A public key as `ed25519/<hex>` or as an OKP JWK.
@@ -163,7 +178,7 @@ enum KeyInput {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CeilingInput {
+pub(super) struct CeilingInput {
     actions: Vec<String>,
     resources: Vec<String>,
     #[serde(default)]
@@ -206,7 +221,18 @@ fn validate(input: AgentInput, max_ttl: Duration) -> Result<ValidAgent, ApiError
     if id.as_str().starts_with("agent://tessera/") {
         return Err(bad("agent ids under agent://tessera/ are reserved".into()));
     }
-    let c = input.ceiling;
+    Ok(ValidAgent {
+        id,
+        public_key,
+        ceiling: validate_ceiling(input.ceiling, max_ttl)?,
+        description: input.description,
+    })
+}
+
+/// A ceiling as given, checked: reserved actions refused, patterns parsed,
+/// `max_ttl` within the issuer's maximum.
+pub(super) fn validate_ceiling(c: CeilingInput, max_ttl: Duration) -> Result<Ceiling, ApiError> {
+    let bad = |m: String| ApiError::bad_request(m);
     if c.actions.iter().any(|a| a.starts_with("tessera:")) {
         return Err(bad(
             "actions starting with `tessera:` are reserved for the issuer".into(),
@@ -245,16 +271,11 @@ fn validate(input: AgentInput, max_ttl: Duration) -> Result<ValidAgent, ApiError
             max_ttl.as_secs()
         )));
     }
-    Ok(ValidAgent {
-        id,
-        public_key,
-        ceiling: Ceiling {
-            actions: dedup(actions),
-            resources: dedup(resources),
-            audiences: dedup(audiences),
-            max_ttl: Duration::from_secs(ttl.as_secs()),
-        },
-        description: input.description,
+    Ok(Ceiling {
+        actions: dedup(actions),
+        resources: dedup(resources),
+        audiences: dedup(audiences),
+        max_ttl: Duration::from_secs(ttl.as_secs()),
     })
 }
 
@@ -264,7 +285,7 @@ fn dedup<T: Clone + Eq + std::hash::Hash>(v: Vec<T>) -> Vec<T> {
     v.into_iter().filter(|x| seen.insert(x.clone())).collect()
 }
 
-fn admin_event(
+pub(super) fn admin_event(
     state: &AppState,
     outcome: AuditOutcome,
     agent: Option<String>,
@@ -601,18 +622,34 @@ pub async fn feed(
 pub struct AuditParams {
     agent: Option<String>,
     token_id: Option<String>,
+    person_issuer: Option<String>,
+    person_subject: Option<String>,
     after: Option<String>,
     limit: Option<usize>,
 }
 
-/// `GET /v1/audit?agent=&token_id=&after=&limit=`.
+/// `GET /v1/audit?agent=&token_id=&person_issuer=&person_subject=&after=&limit=`
+/// (the person filter needs both `person_issuer` and `person_subject`).
 pub async fn audit_log(
     State(state): State<AppState>,
     Query(q): Query<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
+    let person = match (q.person_issuer, q.person_subject) {
+        (None, None) => None,
+        (Some(issuer), Some(subject)) => Some(
+            token::Person::parse(&issuer, &subject)
+                .map_err(|e| ApiError::bad_request(format!("person: {e}")))?,
+        ),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give both person_issuer and person_subject, or neither",
+            ))
+        }
+    };
     let query = AuditQuery {
         agent: q.agent,
         token_id: q.token_id,
+        person,
         after: q.after.filter(|a| !a.is_empty()).map(Cursor::new),
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };

@@ -145,6 +145,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(m) => Self::Unavailable(m),
             StoreError::InvalidCursor(c) => Self::bad_request(format!("invalid cursor {c:?}")),
+            StoreError::Limit(m) => Self::bad_request(m),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -7,9 +7,12 @@
 //! served only on the `metrics_listen` address, by [`metrics_app`].
 
 pub mod admin;
+pub mod admin_ops;
+pub mod admin_people;
 pub mod config;
 pub mod error;
 pub mod exchange;
+pub mod introspect;
 pub mod keyring;
 pub mod metrics;
 pub mod oauth;
@@ -49,10 +52,22 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/v1/agents/{id}",
-            get(admin::get_agent).delete(admin::disable_agent),
+            get(admin::get_agent)
+                .delete(admin::disable_agent)
+                .patch(admin_ops::update_agent),
         )
+        .route("/v1/keys/rotate", post(admin_ops::rotate_keys))
         .route("/v1/revocations", post(admin::revoke).get(admin::feed))
         .route("/v1/audit", get(admin::audit_log))
+        .route("/v1/people", get(admin_people::show_person))
+        .route(
+            "/v1/people/roles",
+            post(admin_people::grant_role).delete(admin_people::revoke_role),
+        )
+        .route(
+            "/v1/people/consents",
+            post(admin_people::record_consent).delete(admin_people::withdraw_consent),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
@@ -65,6 +80,7 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/introspect", post(introspect::introspect))
         .merge(admin)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

@@ -1007,6 +1007,7 @@ pub async fn metadata(State(state): State<AppState>) -> Json<serde_json::Value> 
         "issuer": i.as_ref(),
         "token_endpoint": state.token_endpoint(),
         "revocation_endpoint": state.revocation_endpoint(),
+        "introspection_endpoint": super::introspect::endpoint(&state),
         "jwks_uri": format!("{i}/.well-known/jwks.json"),
         "grant_types_supported": [
             "client_credentials",

@@ -45,6 +45,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
+mod people;
+
 use super::files;
 use super::{
     AgentRecord, AgentStore, AuditEvent, AuditLog, AuditQuery, AuditRetention, Cursor, Issuance,
@@ -128,6 +130,7 @@ impl RedbStore {
         txn.delete_table(LEGACY_REPLAY).db()?;
         let replay = ReplayIndex::load(&txn.open_table(REPLAY_EXPIRY).db()?)?;
         txn.open_table(AUDIT).db()?;
+        txn.open_table(people::PEOPLE).db()?;
         txn.commit().db()?;
         let db = Arc::new(db);
         let feed_head = Arc::new(watch::Sender::new(head));
@@ -476,6 +479,7 @@ fn copy_error(error: &StoreError) -> StoreError {
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::Decode(m) => StoreError::Decode(m.clone()),
         StoreError::InvalidCursor(m) => StoreError::InvalidCursor(m.clone()),
+        StoreError::Limit(m) => StoreError::Limit(m.clone()),
         StoreError::Io(e) => StoreError::Io(std::io::Error::new(e.kind(), e.to_string())),
         StoreError::Backend(m) => StoreError::Backend(m.clone()),
     }

@@ -18,6 +18,11 @@ pub enum StoreError {
     /// A cursor given by the caller is not one this store hands out.
     #[error("invalid cursor: {0:?}")]
     InvalidCursor(String),
+    /// The write would take a record past one of the store's bounds (for
+    /// example a person's most explicit roles); nothing was written. The
+    /// server answers 400 `invalid_request` with this message.
+    #[error("store limit: {0}")]
+    Limit(String),
     /// Reading or writing local files failed.
     #[error("store I/O: {0}")]
     Io(#[from] std::io::Error),

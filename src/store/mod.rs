@@ -31,7 +31,6 @@ mod embedded;
 mod error;
 pub mod files;
 mod model;
-mod people_impls;
 mod redis;
 
 pub use embedded::RedbStore;
@@ -251,6 +250,13 @@ pub struct Standing {
     /// Whether the person has a standing consent for the agent asked about.
     pub consents: bool,
 }
+
+/// Most roles one person may be given explicitly; [`PeopleStore::grant_role`]
+/// refuses one more with [`StoreError::Limit`].
+pub const MAX_ROLES_PER_PERSON: usize = 64;
+/// Most agents one person may have a standing consent for;
+/// [`PeopleStore::consent`] refuses one more with [`StoreError::Limit`].
+pub const MAX_CONSENTS_PER_PERSON: usize = 256;
 
 /// Roles given to people explicitly, and people's standing consents for
 /// agents to act for them. A person is the pair (IdP issuer, subject).

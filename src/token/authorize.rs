@@ -9,12 +9,12 @@ use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::chain::{walk, Chain, ChainError};
+use super::chain::{walk, Chain, ChainError, Custody};
 use super::gate;
 use super::keys::KeySet;
 use super::reason::Reason;
 use super::schema::date;
-use super::types::{Action, AgentId, Audience, Resource};
+use super::types::{Action, AgentId, Audience, OnBehalf, Resource};
 use super::wire::{check_predicates, scan, WireError};
 use super::{decode, TokenError};
 
@@ -99,6 +99,11 @@ pub struct Authorized {
     /// delegator's key, not verified. Ids under `agent://tessera/` are
     /// refused there.
     pub chain: Vec<AgentId>,
+    /// The person the token acts for and the earlier actors, from the
+    /// authority block only (serialized as `person` and `prior_actors`, absent
+    /// for a token that acts for nobody).
+    #[serde(flatten)]
+    pub on_behalf: Option<OnBehalf>,
     /// The token id.
     pub token_id: String,
     /// When the token stops being valid: the earliest expiry of the whole
@@ -119,6 +124,14 @@ impl Authorized {
     /// The agent presenting the token (the last holder).
     pub fn acting(&self) -> Option<&AgentId> {
         self.chain.last()
+    }
+
+    /// The whole chain: person -> earlier actors -> agent -> sub-agents.
+    pub fn custody(&self) -> Custody<'_> {
+        Custody {
+            on_behalf: self.on_behalf.as_ref(),
+            agents: &self.chain,
+        }
     }
 }
 
@@ -525,6 +538,7 @@ impl Verified {
 
         Ok(Authorized {
             chain: chain.agents(),
+            on_behalf: chain.claims.on_behalf.clone(),
             token_id: chain.claims.token_id.clone(),
             expires_at: self.expires_at,
             revocation_ids: self.revocation_ids.iter().map(hex::encode).collect(),

@@ -4,6 +4,13 @@
 //! block must be signed by the current holder and name exactly one next
 //! holder with `delegated_to(<agent>, <key>)`; first-party blocks only narrow.
 //!
+//! The person a token acts for (`on_behalf_of`) and the earlier actors
+//! (`prior_actor`) are read from the authority block only, the issuer's: a
+//! later block is written by a holder, and the shape gate refuses any such
+//! fact there, so no holder can make a token act for someone. At most one
+//! `on_behalf_of`, positions `0..n` each exactly once, well-formed values,
+//! and no `prior_actor` without a person; anything else is malformed.
+//!
 //! The agent a delegation names is the delegator's claim: nothing checks it
 //! against a registry. It is attributable to the delegator's key (which
 //! signed the block), and the sub-agent's key is what must prove
@@ -14,7 +21,7 @@ use std::fmt;
 use biscuit_auth::PublicKey;
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::types::{AgentId, Resource, ResourcePattern, RESERVED_AGENT_PREFIX};
+use super::types::{AgentId, OnBehalf, Person, Resource, ResourcePattern, RESERVED_AGENT_PREFIX};
 use super::wire::{block_facts, RawFact, Value};
 
 /// Why the claims or the chain could not be read.
@@ -110,6 +117,9 @@ pub struct Claims {
     pub issued_at: Option<DateTime<Utc>>,
     /// `expires_at`.
     pub expires_at: DateTime<Utc>,
+    /// `on_behalf_of` and `prior_actor`: the person the token acts for and
+    /// the agents that held a token for them before, oldest first.
+    pub on_behalf: Option<OnBehalf>,
 }
 
 /// The claims plus the hand-overs that follow them.
@@ -135,6 +145,50 @@ impl Chain {
         std::iter::once(self.claims.agent.clone())
             .chain(self.hops.iter().map(|h| h.agent.clone()))
             .collect()
+    }
+}
+
+/// The whole chain of one token, for people and logs: the person it acts
+/// for (if any), the earlier actors, the token's agent, then each sub-agent.
+///
+/// Displayed as `for <subject> at <issuer> via a -> b -> c` (`a -> b -> c`
+/// for a token that acts for nobody). The person and the earlier actors come
+/// from the authority block (the issuer's word); see [`Chain::agents`] for
+/// what the sub-agent ids are worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Custody<'a> {
+    /// The person and the earlier actors, if the token acts for someone.
+    pub on_behalf: Option<&'a OnBehalf>,
+    /// The token's agent, then each sub-agent.
+    pub agents: &'a [AgentId],
+}
+
+impl<'a> Custody<'a> {
+    /// The person the token acts for.
+    pub fn person(&self) -> Option<&'a Person> {
+        self.on_behalf.map(|o| &o.person)
+    }
+
+    /// Every agent in order: the earlier actors, the token's agent, then
+    /// each sub-agent. The last one is acting.
+    pub fn actors(&self) -> impl Iterator<Item = &'a AgentId> {
+        let prior: &'a [AgentId] = self.on_behalf.map_or(&[], |o| &o.prior_actors);
+        prior.iter().chain(self.agents)
+    }
+}
+
+impl fmt::Display for Custody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(person) = self.person() {
+            write!(f, "for {person} via ")?;
+        }
+        for (i, agent) in self.actors().enumerate() {
+            if i > 0 {
+                f.write_str(" -> ")?;
+            }
+            write!(f, "{agent}")?;
+        }
+        Ok(())
     }
 }
 
@@ -169,6 +223,59 @@ fn one_date(facts: &[RawFact], name: &str) -> Result<Option<DateTime<Utc>>, Chai
             .ok_or_else(|| ChainError::Schema(format!("`{name}` is out of range"))),
         Some(_) => Err(ChainError::Schema(format!("`{name}` must hold one date"))),
     }
+}
+
+/// Reads `on_behalf_of(<issuer>, <subject>)` and `prior_actor(<position>,
+/// <agent>)` from the authority block's facts, failing closed on anything
+/// but one person and positions `0..n` each exactly once.
+fn on_behalf(facts: &[RawFact]) -> Result<Option<OnBehalf>, ChainError> {
+    let person = match one(facts, "on_behalf_of")? {
+        None => None,
+        Some([Value::Str(issuer), Value::Str(subject)]) => Some(
+            Person::parse(issuer, subject)
+                .map_err(|e| ChainError::Schema(format!("`on_behalf_of`: {e}")))?,
+        ),
+        Some(_) => {
+            return Err(ChainError::Schema(
+                "`on_behalf_of` must hold an issuer and a subject".into(),
+            ))
+        }
+    };
+    let mut actors: Vec<(i64, AgentId)> = Vec::new();
+    for f in facts.iter().filter(|f| f.name == "prior_actor") {
+        match f.terms.as_slice() {
+            [Value::Int(position), Value::Str(agent)] => {
+                let agent = AgentId::parse(agent)
+                    .map_err(|e| ChainError::Schema(format!("`prior_actor`: {e}")))?;
+                actors.push((*position, agent));
+            }
+            _ => {
+                return Err(ChainError::Schema(
+                    "`prior_actor` must hold a position and an agent".into(),
+                ))
+            }
+        }
+    }
+    let Some(person) = person else {
+        return match actors.is_empty() {
+            true => Ok(None),
+            false => Err(ChainError::Schema(
+                "`prior_actor` in a token that acts for nobody".into(),
+            )),
+        };
+    };
+    actors.sort_by_key(|(position, _)| *position);
+    for (expected, (position, _)) in actors.iter().enumerate() {
+        if i64::try_from(expected).ok() != Some(*position) {
+            return Err(ChainError::Schema(
+                "`prior_actor` positions must be 0, 1, … each exactly once".into(),
+            ));
+        }
+    }
+    Ok(Some(OnBehalf {
+        person,
+        prior_actors: actors.into_iter().map(|(_, agent)| agent).collect(),
+    }))
 }
 
 /// Reads the authority block's claims from its payload.
@@ -212,6 +319,7 @@ pub fn claims(authority_payload: &[u8]) -> Result<Claims, ChainError> {
         audience: one_str(&facts, "audience")?,
         issued_at: one_date(&facts, "issued_at")?,
         expires_at: one_date(&facts, "expires_at")?.ok_or_else(|| missing("expires_at"))?,
+        on_behalf: on_behalf(&facts)?,
     })
 }
 
@@ -262,4 +370,89 @@ pub fn walk(payloads: &[&[u8]], external_keys: &[Option<PublicKey>]) -> Result<C
         chain.hops.push(hop);
     }
     Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(name: &str, terms: Vec<Value>) -> RawFact {
+        RawFact {
+            name: name.to_owned(),
+            terms,
+        }
+    }
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.to_owned())
+    }
+
+    fn person() -> RawFact {
+        fact("on_behalf_of", vec![s("https://idp.example"), s("alice")])
+    }
+
+    fn actor(position: i64, agent: &str) -> RawFact {
+        fact("prior_actor", vec![Value::Int(position), s(agent)])
+    }
+
+    #[test]
+    fn earlier_actors_are_read_in_position_order_whatever_the_fact_order() {
+        let got = on_behalf(&[actor(1, "agent://a/b"), person(), actor(0, "agent://a/a")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.person.subject(), "alice");
+        let ids: Vec<&str> = got.prior_actors.iter().map(AgentId::as_str).collect();
+        assert_eq!(ids, ["agent://a/a", "agent://a/b"]);
+        assert_eq!(on_behalf(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn two_persons_gaps_duplicates_and_orphans_are_schema_errors() {
+        for facts in [
+            vec![person(), person()],
+            vec![person(), actor(1, "agent://a/a")],
+            vec![person(), actor(0, "agent://a/a"), actor(0, "agent://a/b")],
+            vec![person(), actor(-1, "agent://a/a")],
+            vec![person(), actor(i64::MAX, "agent://a/a")],
+            vec![actor(0, "agent://a/a")],
+            vec![fact("on_behalf_of", vec![s("https://idp.example")])],
+            vec![fact("on_behalf_of", vec![s("idp"), s("alice")])],
+            vec![
+                person(),
+                fact("prior_actor", vec![s("0"), s("agent://a/a")]),
+            ],
+            vec![person(), actor(0, "not an agent")],
+        ] {
+            assert!(
+                matches!(on_behalf(&facts), Err(ChainError::Schema(_))),
+                "{facts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn custody_prints_the_person_then_every_actor_in_order() {
+        let agents = [
+            AgentId::parse("agent://a/main").unwrap(),
+            AgentId::parse("agent://a/sub").unwrap(),
+        ];
+        let on = OnBehalf {
+            person: Person::parse("https://idp.example", "alice").unwrap(),
+            prior_actors: vec![AgentId::parse("agent://a/first").unwrap()],
+        };
+        let with = Custody {
+            on_behalf: Some(&on),
+            agents: &agents,
+        };
+        assert_eq!(
+            with.to_string(),
+            "for alice at https://idp.example via agent://a/first -> agent://a/main -> agent://a/sub"
+        );
+        let without = Custody {
+            on_behalf: None,
+            agents: &agents,
+        };
+        assert_eq!(without.to_string(), "agent://a/main -> agent://a/sub");
+        assert_eq!(without.person(), None);
+    }
 }

@@ -10,7 +10,7 @@ use super::authorize::{denial_from_biscuit, Denial};
 use super::chain::walk;
 use super::keys::KeySet;
 use super::reason::Reason;
-use super::types::ResourcePattern;
+use super::types::{AgentId, OnBehalf, ResourcePattern};
 use super::wire::scan;
 use super::{decode, Limits, TokenError};
 
@@ -36,6 +36,11 @@ pub struct Inspection {
     pub issued_at: Option<DateTime<Utc>>,
     /// When it expires (blocks may narrow this further).
     pub expires_at: DateTime<Utc>,
+    /// The person the token acts for and the earlier actors, oldest first,
+    /// read from the authority block only (serialized as `person` and
+    /// `prior_actors`, absent for a token that acts for nobody).
+    #[serde(flatten)]
+    pub on_behalf: Option<OnBehalf>,
     /// The agents in order: the token's agent, then each sub-agent.
     pub chain: Vec<String>,
     /// The key that must prove possession, if the token is bound.
@@ -145,6 +150,7 @@ pub fn inspect(
         audience: c.audience.clone(),
         issued_at: c.issued_at,
         expires_at: c.expires_at,
+        on_behalf: c.on_behalf.clone(),
         chain: chain.agents().iter().map(ToString::to_string).collect(),
         holder: chain.holder().map(ToString::to_string),
         blocks,
@@ -165,6 +171,13 @@ impl fmt::Display for Inspection {
         }
         writeln!(f, "token id:    {}", self.token_id)?;
         writeln!(f, "agent:       {}", self.agent)?;
+        if let Some(on) = &self.on_behalf {
+            writeln!(f, "acts for:    {}", on.person)?;
+            if !on.prior_actors.is_empty() {
+                let earlier: Vec<&str> = on.prior_actors.iter().map(AgentId::as_str).collect();
+                writeln!(f, "earlier:     {}", earlier.join(" -> "))?;
+            }
+        }
         for r in &self.rights {
             let what = if r.prefix {
                 "every resource starting with "
@@ -180,7 +193,21 @@ impl fmt::Display for Inspection {
             writeln!(f, "issued at:   {}", t.to_rfc3339())?;
         }
         writeln!(f, "expires at:  {}", self.expires_at.to_rfc3339())?;
-        writeln!(f, "chain:       {}", self.chain.join(" -> "))?;
+        // The whole chain, as `Custody` prints it for a verified grant.
+        let prior = self.on_behalf.iter().flat_map(|o| &o.prior_actors);
+        let actors: Vec<&str> = prior
+            .map(AgentId::as_str)
+            .chain(self.chain.iter().map(String::as_str))
+            .collect();
+        match &self.on_behalf {
+            Some(on) => writeln!(
+                f,
+                "chain:       for {} via {}",
+                on.person,
+                actors.join(" -> ")
+            )?,
+            None => writeln!(f, "chain:       {}", actors.join(" -> "))?,
+        }
         match &self.holder {
             Some(h) => writeln!(f, "holder key:  {h}")?,
             None => writeln!(f, "holder key:  none (bearer token)")?,

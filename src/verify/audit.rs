@@ -25,6 +25,7 @@ use super::follow::{redact_url, Backoff, Retry};
 use super::redis_conn::{Conn, Target};
 use crate::records::redis::{self as redis_layout, LayoutError, RedisLayout};
 use crate::records::{AuditEvent, AuditKind, AuditOutcome};
+use crate::token::Person;
 
 /// An authorization decision to record: who asked for what, and the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +46,12 @@ pub struct DecisionAudit {
     pub granted: bool,
     /// Why it was denied (the deny reason), if it was.
     pub reason: Option<String>,
-    /// Who acted through whom: `[user?, agent, sub-agent, …]`.
+    /// Who acted through whom: the earlier actors (of a token exchanged
+    /// from another one for the same person), the token's agent, then each
+    /// sub-agent.
     pub chain: Vec<String>,
+    /// The person the token acts for, if any (from its authority block).
+    pub person: Option<Person>,
     /// The caller's address, if known.
     pub remote_addr: Option<String>,
 }
@@ -70,7 +75,7 @@ impl From<DecisionAudit> for AuditEvent {
             reason: d.reason,
             remote_addr: d.remote_addr,
             chain: d.chain,
-            person: None,
+            person: d.person,
         }
     }
 }
@@ -410,10 +415,15 @@ mod tests {
             granted: false,
             reason: Some("revoked".into()),
             chain: vec!["agent://acme/a".into()],
+            person: Some(Person::parse("https://login.acme.example", "alice").unwrap()),
             remote_addr: None,
         };
         let e = AuditEvent::from(d);
         assert_eq!(e.kind, AuditKind::Decision);
+        assert_eq!(
+            e.person.as_ref().map(ToString::to_string).as_deref(),
+            Some("alice at https://login.acme.example")
+        );
         assert_eq!(e.capability.as_deref(), Some("docs:read docs/a b"));
         assert_eq!(e.outcome, "denied");
     }

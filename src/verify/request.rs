@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::cache::Entry;
-use crate::token::{Action, AgentId, InvalidInput, Resource};
+use crate::token::{Action, AgentId, Custody, InvalidInput, OnBehalf, Person, Resource};
 
 /// What the caller presented: the token, an optional DPoP proof, and the
 /// HTTP method and URL the proof must match.
@@ -69,19 +69,28 @@ impl CheckRequest {
     }
 }
 
-/// An allowed call, as a tool server's handler sees it: who acted, through
-/// whom, and whether the holder proved its key. Built from the token core's
+/// An allowed call, as a tool server's handler sees it: for whom, who acted,
+/// through whom, and whether the holder proved its key.
+///
+/// The whole chain is person -> earlier actors -> agent -> sub-agents:
+/// [`Grant::on_behalf`] (the person and the earlier actors, from the
+/// authority block the issuer signed), then [`Grant::chain`] (the token's
+/// agent and each sub-agent it was delegated to); [`Grant::custody`] walks
+/// and prints all of it. In JSON: `person` and `prior_actors` (absent for a
+/// token that acts for nobody), then `chain`. Built from the token core's
 /// [`crate::token::Authorized`] (which also carries the revocation ids, a
 /// concern of the issuer and of the core's callers, not of a handler).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Grant {
     /// The agent the token was issued to.
     pub agent: AgentId,
-    /// The person the agent acts for, when the token names one. Schema v1
-    /// tokens name none (on-behalf-of tokens come with token exchange).
-    pub on_behalf_of: Option<String>,
-    /// The agents in order: the token's agent, then each sub-agent it was
-    /// delegated to. The last one is acting.
+    /// The person the agent acts for and the agents that held a token for
+    /// them before this one was exchanged for it (oldest first), when the
+    /// token acts for someone.
+    #[serde(flatten)]
+    pub on_behalf: Option<OnBehalf>,
+    /// The agents of this token in order: the token's agent, then each
+    /// sub-agent it was delegated to. The last one is acting.
     pub chain: Vec<AgentId>,
     /// The token id.
     pub token_id: String,
@@ -95,6 +104,25 @@ impl Grant {
     /// The agent presenting the token.
     pub fn acting(&self) -> &AgentId {
         self.chain.last().unwrap_or(&self.agent)
+    }
+
+    /// The person and the earlier actors, if the token acts for someone.
+    pub fn on_behalf(&self) -> Option<&OnBehalf> {
+        self.on_behalf.as_ref()
+    }
+
+    /// The person the token acts for, if any.
+    pub fn person(&self) -> Option<&Person> {
+        self.on_behalf.as_ref().map(|o| &o.person)
+    }
+
+    /// The whole chain: person -> earlier actors -> agent -> sub-agents.
+    /// Displays as `for alice at https://idp.example via a -> b -> c`.
+    pub fn custody(&self) -> Custody<'_> {
+        Custody {
+            on_behalf: self.on_behalf.as_ref(),
+            agents: &self.chain,
+        }
     }
 }
 
@@ -116,6 +144,7 @@ impl fmt::Debug for Authenticated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticated")
             .field("token_id", &self.token_id())
+            .field("on_behalf", &self.on_behalf())
             .field("chain", &self.chain())
             .field("holder_proven", &self.holder_proven)
             .finish()
@@ -126,6 +155,11 @@ impl Authenticated {
     /// The agents in order, as in [`Grant::chain`].
     pub fn chain(&self) -> Vec<AgentId> {
         self.entry.verified.chain().agents()
+    }
+
+    /// The person and the earlier actors, as in [`Grant::on_behalf`].
+    pub fn on_behalf(&self) -> Option<&OnBehalf> {
+        self.entry.verified.chain().claims.on_behalf.as_ref()
     }
 
     /// The token id.

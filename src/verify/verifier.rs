@@ -183,17 +183,22 @@ impl Verifier {
         let Some(sink) = &self.inner.audit else {
             return;
         };
-        let chain: Vec<String> = match (outcome, entry) {
-            (Ok(g), _) => g.chain.iter().map(|a| a.as_str().to_owned()).collect(),
-            (Err(_), Some(e)) => e
-                .verified
-                .chain()
-                .agents()
-                .iter()
-                .map(|a| a.as_str().to_owned())
-                .collect(),
-            (Err(_), None) => Vec::new(),
+        // Person and earlier actors from the authority block; a refusal
+        // of a token that could be read names them too.
+        let (on_behalf, agents) = match (outcome, entry) {
+            (Ok(g), _) => (g.on_behalf.as_ref(), g.chain.clone()),
+            (Err(_), Some(e)) => {
+                let chain = e.verified.chain();
+                (chain.claims.on_behalf.as_ref(), chain.agents())
+            }
+            (Err(_), None) => (None, Vec::new()),
         };
+        let custody = token::Custody {
+            on_behalf,
+            agents: &agents,
+        };
+        let chain: Vec<String> = custody.actors().map(|a| a.as_str().to_owned()).collect();
+        let person = custody.person().cloned();
         sink.record(super::DecisionAudit {
             at: self.now(),
             agent: chain.last().cloned(),
@@ -211,6 +216,7 @@ impl Verifier {
             granted: outcome.is_ok(),
             reason: outcome.err().map(|r| r.reason.as_str().to_owned()),
             chain,
+            person,
             remote_addr: None,
         });
     }
@@ -462,7 +468,7 @@ impl Verifier {
             .ok_or_else(|| Rejection::new(Reason::Malformed, "the token names no agent"))?;
         Ok(Grant {
             agent,
-            on_behalf_of: None,
+            on_behalf: grant.on_behalf,
             chain: grant.chain,
             token_id: grant.token_id,
             expires_at: grant.expires_at,

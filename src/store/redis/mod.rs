@@ -17,6 +17,7 @@
 
 mod conn;
 mod migrate;
+mod people;
 mod store;
 
 use std::collections::HashMap;
@@ -159,6 +160,8 @@ pub struct RedisStore {
     revoke_script: Script,
     disable_script: Script,
     issue_script: Script,
+    add_bounded_script: Script,
+    remove_script: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -217,6 +220,8 @@ impl RedisStore {
             revoke_script: Script::new(REVOKE_SCRIPT),
             disable_script: Script::new(DISABLE_SCRIPT),
             issue_script: Script::new(ISSUE_SCRIPT),
+            add_bounded_script: Script::new(people::ADD_BOUNDED_SCRIPT),
+            remove_script: Script::new(people::REMOVE_SCRIPT),
         };
         if store.client.is_some() {
             store.migrate().await?;

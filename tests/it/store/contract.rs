@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use tessera::people::RoleName;
 use tessera::store::{
     AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, Issue, IssuedToken, OnceKey,
-    OnceKind, Revocation, StoreError, Stores,
+    OnceKind, Revocation, Standing, StoreError, Stores,
 };
-use tessera::token::{Action, AgentId, AgentKey, Audience, ResourcePattern};
+use tessera::store::{MAX_CONSENTS_PER_PERSON, MAX_ROLES_PER_PERSON};
+use tessera::token::{Action, AgentId, AgentKey, Audience, Person, ResourcePattern};
 
 /// The real time. Redis expires keys by its own clock, so the contract uses
 /// real time for `now` everywhere.
@@ -732,4 +734,240 @@ pub async fn exactly_one_of_32_concurrent_issues_with_one_key_is_recorded(stores
         .unwrap();
     assert_eq!(minted.len(), 1, "{minted:?}");
     assert_eq!(minted[0].1.token_id.as_deref(), Some(winners[0].as_str()));
+}
+
+fn person(issuer: &str, subject: &str) -> Person {
+    Person::parse(issuer, subject).unwrap()
+}
+
+fn role(name: &str) -> RoleName {
+    RoleName::parse(name).unwrap()
+}
+
+fn agent_id(id: &str) -> AgentId {
+    AgentId::parse(id).unwrap()
+}
+
+pub async fn roles_are_granted_once_listed_sorted_and_revoked(stores: &Stores) {
+    let alice = person("https://login.acme.example", "alice");
+    let people = &stores.people;
+    assert_eq!(people.roles(&alice).await.unwrap(), Vec::<RoleName>::new());
+    assert!(people.grant_role(&alice, &role("payer")).await.unwrap());
+    assert!(!people.grant_role(&alice, &role("payer")).await.unwrap());
+    assert!(people.grant_role(&alice, &role("auditor")).await.unwrap());
+    assert_eq!(
+        people.roles(&alice).await.unwrap(),
+        vec![role("auditor"), role("payer")]
+    );
+    assert!(people.revoke_role(&alice, &role("payer")).await.unwrap());
+    assert!(!people.revoke_role(&alice, &role("payer")).await.unwrap());
+    assert!(!people.revoke_role(&alice, &role("never")).await.unwrap());
+    assert_eq!(people.roles(&alice).await.unwrap(), vec![role("auditor")]);
+    // Consents are a separate set: granting roles recorded none.
+    assert!(people.consents(&alice).await.unwrap().is_empty());
+}
+
+pub async fn consents_are_recorded_once_listed_sorted_and_withdrawn(stores: &Stores) {
+    let alice = person("https://login.acme.example", "alice");
+    let (bot, aide) = (agent_id("agent://acme/bot"), agent_id("agent://acme/aide"));
+    let people = &stores.people;
+    assert!(people.consent(&alice, &bot).await.unwrap());
+    assert!(!people.consent(&alice, &bot).await.unwrap());
+    assert!(people.consent(&alice, &aide).await.unwrap());
+    assert_eq!(
+        people.consents(&alice).await.unwrap(),
+        vec![aide.clone(), bot.clone()]
+    );
+    assert!(people.withdraw_consent(&alice, &bot).await.unwrap());
+    assert!(!people.withdraw_consent(&alice, &bot).await.unwrap());
+    assert_eq!(people.consents(&alice).await.unwrap(), vec![aide]);
+    assert!(people.roles(&alice).await.unwrap().is_empty());
+}
+
+pub async fn standing_reports_the_roles_and_the_consent_for_that_agent_only(stores: &Stores) {
+    let alice = person("https://login.acme.example", "alice");
+    let (bot, other) = (agent_id("agent://acme/bot"), agent_id("agent://acme/other"));
+    let people = &stores.people;
+    assert_eq!(
+        people.standing(&alice, &bot).await.unwrap(),
+        Standing::default()
+    );
+    people.grant_role(&alice, &role("payer")).await.unwrap();
+    people.grant_role(&alice, &role("auditor")).await.unwrap();
+    people.consent(&alice, &bot).await.unwrap();
+    let standing = people.standing(&alice, &bot).await.unwrap();
+    assert_eq!(standing.roles, vec![role("auditor"), role("payer")]);
+    assert!(standing.consents);
+    let for_other = people.standing(&alice, &other).await.unwrap();
+    assert_eq!(for_other.roles, standing.roles);
+    assert!(!for_other.consents);
+    people.withdraw_consent(&alice, &bot).await.unwrap();
+    assert!(!people.standing(&alice, &bot).await.unwrap().consents);
+    // Everything taken back: the person is as if never stored.
+    people.revoke_role(&alice, &role("payer")).await.unwrap();
+    people.revoke_role(&alice, &role("auditor")).await.unwrap();
+    assert_eq!(
+        people.standing(&alice, &bot).await.unwrap(),
+        Standing::default()
+    );
+}
+
+pub async fn the_same_subject_at_two_identity_providers_is_two_people(stores: &Stores) {
+    let at_acme = person("https://login.acme.example", "alice");
+    let at_evil = person("https://login.evil.example", "alice");
+    // An issuer that is a prefix of another, with the rest in the subject.
+    let prefixed = person("https://login.acme.example/x", "alice");
+    let shifted = person("https://login.acme.example/x:alice", "alice");
+    let bot = agent_id("agent://acme/bot");
+    let people = &stores.people;
+    people.grant_role(&at_acme, &role("payer")).await.unwrap();
+    people.consent(&at_acme, &bot).await.unwrap();
+    people
+        .grant_role(&prefixed, &role("auditor"))
+        .await
+        .unwrap();
+    for stranger in [&at_evil, &shifted] {
+        assert_eq!(
+            people.standing(stranger, &bot).await.unwrap(),
+            Standing::default(),
+            "{stranger}"
+        );
+        assert!(people.roles(stranger).await.unwrap().is_empty());
+        assert!(people.consents(stranger).await.unwrap().is_empty());
+    }
+    assert_eq!(
+        people.roles(&prefixed).await.unwrap(),
+        vec![role("auditor")]
+    );
+    assert!(!people.standing(&prefixed, &bot).await.unwrap().consents);
+    // Withdrawing for the namesake changes nothing for the real one.
+    assert!(!people.withdraw_consent(&at_evil, &bot).await.unwrap());
+    assert!(!people.revoke_role(&at_evil, &role("payer")).await.unwrap());
+    let standing = people.standing(&at_acme, &bot).await.unwrap();
+    assert_eq!(standing.roles, vec![role("payer")]);
+    assert!(standing.consents);
+}
+
+pub async fn a_person_holds_at_most_the_bounded_number_of_roles_and_consents(stores: &Stores) {
+    let alice = person("https://login.acme.example", "alice");
+    let people = &stores.people;
+    // Concurrent grants beyond the bound: exactly the bound succeeds.
+    let attempts = MAX_ROLES_PER_PERSON + 16;
+    let grants = (0..attempts).map(|i| {
+        let people = stores.people.clone();
+        let alice = alice.clone();
+        tokio::spawn(async move { people.grant_role(&alice, &role(&format!("r{i:03}"))).await })
+    });
+    let mut granted = 0;
+    let mut refused = 0;
+    for grant in grants {
+        match grant.await.unwrap() {
+            Ok(true) => granted += 1,
+            Err(StoreError::Limit(_)) => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((granted, refused), (MAX_ROLES_PER_PERSON, 16));
+    let held = people.roles(&alice).await.unwrap();
+    assert_eq!(held.len(), MAX_ROLES_PER_PERSON);
+    // At the bound, a role already held is still "already held", and a
+    // new one is refused until one is taken back.
+    assert!(!people.grant_role(&alice, &held[0]).await.unwrap());
+    assert!(matches!(
+        people.grant_role(&alice, &role("one-more")).await,
+        Err(StoreError::Limit(_))
+    ));
+    assert!(people.revoke_role(&alice, &held[0]).await.unwrap());
+    assert!(people.grant_role(&alice, &role("one-more")).await.unwrap());
+
+    for i in 0..MAX_CONSENTS_PER_PERSON {
+        let agent = agent_id(&format!("agent://acme/bot-{i:03}"));
+        assert!(people.consent(&alice, &agent).await.unwrap());
+    }
+    let over = agent_id("agent://acme/one-too-many");
+    assert!(matches!(
+        people.consent(&alice, &over).await,
+        Err(StoreError::Limit(_))
+    ));
+    assert!(!people.standing(&alice, &over).await.unwrap().consents);
+    assert_eq!(
+        people.consents(&alice).await.unwrap().len(),
+        MAX_CONSENTS_PER_PERSON
+    );
+    // Another person is not affected by alice's bounds.
+    let bob = person("https://login.acme.example", "bob");
+    assert!(people.consent(&bob, &over).await.unwrap());
+}
+
+pub async fn audit_query_filters_by_person_and_keeps_the_person_of_each_event(stores: &Stores) {
+    let now = wall_clock();
+    let alice = person("https://login.acme.example", "alice");
+    let namesake = person("https://login.evil.example", "alice");
+    let for_person = |p: Option<&Person>, token_id: &str, i: i64| AuditEvent {
+        person: p.cloned(),
+        ..event("https://agents.example/a", token_id, now + secs(i))
+    };
+    let appended = [
+        for_person(Some(&alice), "p0", 0),
+        for_person(Some(&namesake), "p1", 1),
+        for_person(None, "p2", 2),
+        for_person(Some(&alice), "p3", 3),
+    ];
+    for e in &appended {
+        stores.audit.append(e).await.unwrap();
+    }
+    // A mint's event goes through the store's one-operation path.
+    let minted = for_person(Some(&alice), "p4", 4);
+    let issued = token("p4", "https://agents.example/a", now, 600);
+    let outcome = stores
+        .issuance
+        .record_issue(&[], &issued, &minted, now)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Issue::Recorded(_)), "{outcome:?}");
+
+    let query = |p: Person, limit| AuditQuery {
+        person: Some(p),
+        limit,
+        ..AuditQuery::default()
+    };
+    let found = stores
+        .audit
+        .query(&query(alice.clone(), 100))
+        .await
+        .unwrap();
+    let events: Vec<_> = found.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(
+        events,
+        vec![appended[0].clone(), appended[3].clone(), minted.clone()]
+    );
+    let theirs = stores
+        .audit
+        .query(&query(namesake.clone(), 100))
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].1, appended[1]);
+    // Pages with `after` and `limit` like the other filters.
+    let first = stores.audit.query(&query(alice.clone(), 1)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let rest = stores
+        .audit
+        .query(&AuditQuery {
+            after: Some(first[0].0.clone()),
+            ..query(alice.clone(), 100)
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 2);
+    // Combined with the agent filter, both must hold.
+    let none = stores
+        .audit
+        .query(&AuditQuery {
+            agent: Some("https://agents.example/b".to_owned()),
+            ..query(alice, 100)
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
 }

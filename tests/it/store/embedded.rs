@@ -263,3 +263,25 @@ async fn the_audit_table_drops_events_older_than_max_age_when_it_is_written() {
         .collect();
     assert_eq!(kept, ["recent", "new0", "new1", "new2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_roles_and_consents_are_there_after_reopening_the_data_dir() {
+    use tessera::people::RoleName;
+    use tessera::token::Person;
+
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Person::parse("https://login.acme.example", "alice").unwrap();
+    let payer = RoleName::parse("payer").unwrap();
+    let bot = AgentId::parse("agent://acme/bot").unwrap();
+    {
+        let stores = Stores::embedded(dir.path()).unwrap();
+        assert!(stores.people.grant_role(&alice, &payer).await.unwrap());
+        assert!(stores.people.consent(&alice, &bot).await.unwrap());
+    }
+    let stores = Stores::embedded(dir.path()).unwrap();
+    let standing = stores.people.standing(&alice, &bot).await.unwrap();
+    assert_eq!(standing.roles, vec![payer.clone()]);
+    assert!(standing.consents);
+    // Still bounded and exact after reopening: a second grant changes nothing.
+    assert!(!stores.people.grant_role(&alice, &payer).await.unwrap());
+}

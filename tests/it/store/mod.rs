@@ -80,4 +80,10 @@ contract_suite!(
     record_issue_takes_the_keys_and_records_the_token_and_its_event,
     record_issue_stops_at_the_first_used_key_and_writes_nothing_else,
     exactly_one_of_32_concurrent_issues_with_one_key_is_recorded,
+    roles_are_granted_once_listed_sorted_and_revoked,
+    consents_are_recorded_once_listed_sorted_and_withdrawn,
+    standing_reports_the_roles_and_the_consent_for_that_agent_only,
+    the_same_subject_at_two_identity_providers_is_two_people,
+    a_person_holds_at_most_the_bounded_number_of_roles_and_consents,
+    audit_query_filters_by_person_and_keeps_the_person_of_each_event,
 );

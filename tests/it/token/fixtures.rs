@@ -17,7 +17,9 @@
 //! Files: `root.pub` (`<id>:ed25519/<hex>`), `jwks.json` (the verifier's key
 //! set), `<holder>.pem` / `<holder>.pub` (test-only holder keys), and per
 //! token `<name>.b64` (the token) and `<name>.inspect.json` (`inspect`
-//! output, verified, as `tessera token inspect --json` prints it).
+//! output, verified, as `tessera token inspect --json` prints it); for the
+//! token that acts for a person, also `person.inspect.txt` (as `tessera
+//! token inspect` prints it), which `docs/token-schema.md` shows verbatim.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,10 @@ const ROOT_KEY_ID: u32 = 7;
 const ROOT_SEED: u64 = 0x7e55_e7a0;
 const AGENT_SEED: u64 = 0x7e55_e7a1;
 const SUB_SEED: u64 = 0x7e55_e7a2;
-const NAMES: [&str; 4] = ["bearer", "bound", "attenuated", "delegated"];
+const NAMES: [&str; 5] = ["bearer", "bound", "attenuated", "delegated", "person"];
+/// The person the `person` token acts for, and its earlier actors.
+const PERSON: (&str, &str) = ("https://login.acme.example", "alice");
+const PRIOR_ACTORS: [&str; 2] = ["agent://acme/assistant", "agent://acme/travel-desk"];
 
 fn seeded_key(seed: u64) -> KeyPair {
     KeyPair::new_with_rng(Algorithm::Ed25519, &mut ChaCha20Rng::seed_from_u64(seed))
@@ -115,6 +120,38 @@ fn generate() -> Golden {
         &mut rng,
     )
     .unwrap();
+    // Last, so that the earlier tokens keep their bytes: a bound token for a
+    // person with two earlier actors, delegated once.
+    let person = mint_with_rng(
+        &Capability {
+            on_behalf: Some(OnBehalf {
+                person: Person::parse(PERSON.0, PERSON.1).unwrap(),
+                prior_actors: PRIOR_ACTORS
+                    .iter()
+                    .map(|a| AgentId::parse(a).unwrap())
+                    .collect(),
+            }),
+            ..capability("orders:create", "orders/eu/*", Some(SERVICE), Some(&agent))
+        },
+        &root,
+        t0(),
+        &mut rng,
+    )
+    .unwrap()
+    .token;
+    let person = delegate_with_rng(
+        &person,
+        &agent,
+        &AgentId::parse("agent://acme/billing-bot/sub").unwrap(),
+        &sub.public(),
+        &Narrowing {
+            resource: Some(ResourcePattern::parse("orders/eu/123").unwrap()),
+            ..Default::default()
+        },
+        &limits,
+        &mut rng,
+    )
+    .unwrap();
     Golden {
         keys,
         agent,
@@ -124,6 +161,7 @@ fn generate() -> Golden {
             ("bound", bound),
             ("attenuated", attenuated),
             ("delegated", delegated),
+            ("person", person),
         ],
     }
 }
@@ -152,6 +190,9 @@ fn files(g: &Golden) -> Vec<(String, String)> {
             format!("{name}.inspect.json"),
             serde_json::to_string_pretty(&i).unwrap() + "\n",
         ));
+        if *name == "person" {
+            out.push(("person.inspect.txt".to_string(), i.to_string()));
+        }
     }
     out
 }
@@ -344,6 +385,28 @@ fn golden_tokens_authorize_as_expected() {
             ),
             Err(Reason::OutOfScope),
         ),
+        (
+            "person",
+            req(
+                "orders:create",
+                "orders/eu/123",
+                Some(SERVICE),
+                t0(),
+                Some(&sub),
+            ),
+            Ok(vec![main, child]),
+        ),
+        (
+            "person",
+            req(
+                "orders:create",
+                "orders/eu/9",
+                Some(SERVICE),
+                t0(),
+                Some(&sub),
+            ),
+            Err(Reason::OutOfScope),
+        ),
     ];
     for (name, r, expected) in cases {
         let got = authorize(&fixture_token(name), &keys, &r, |_| false, &limits);
@@ -356,4 +419,45 @@ fn golden_tokens_authorize_as_expected() {
             (got, expected) => panic!("{name} {r:?}: got {got:?}, expected {expected:?}"),
         }
     }
+}
+
+#[test]
+fn the_golden_person_token_names_alice_and_the_whole_chain() {
+    prepare();
+    let keys = fixture_keys();
+    let sub = fixture_holder("sub");
+    let r = req(
+        "orders:create",
+        "orders/eu/123",
+        Some(SERVICE),
+        t0(),
+        Some(&sub),
+    );
+    let g = authorize(&fixture_token("person"), &keys, &r, |_| false, &limits()).unwrap();
+    let on = g.on_behalf.as_ref().unwrap();
+    assert_eq!(on.person, Person::parse(PERSON.0, PERSON.1).unwrap());
+    let prior: Vec<&str> = on.prior_actors.iter().map(AgentId::as_str).collect();
+    assert_eq!(prior, PRIOR_ACTORS);
+    assert_eq!(
+        g.custody().to_string(),
+        "for alice at https://login.acme.example via agent://acme/assistant -> \
+         agent://acme/travel-desk -> agent://acme/billing-bot -> agent://acme/billing-bot/sub"
+    );
+}
+
+#[test]
+fn the_token_schema_guide_prints_the_golden_person_token_as_inspect_does() {
+    prepare();
+    let keys = fixture_keys();
+    let printed = inspect(&fixture_token("person"), Some(&keys), &Limits::default())
+        .unwrap()
+        .to_string();
+    assert_eq!(read("person.inspect.txt"), printed);
+    let guide =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/token-schema.md"))
+            .unwrap();
+    assert!(
+        guide.contains(&format!("```\n{printed}```\n")),
+        "docs/token-schema.md must show tests/fixtures/person.inspect.txt verbatim"
+    );
 }

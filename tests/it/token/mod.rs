@@ -8,6 +8,7 @@ mod fail_closed;
 mod fixtures;
 mod flows;
 mod narrowing;
+mod person;
 pub(crate) mod raw;
 mod resource_names;
 pub(crate) mod support;

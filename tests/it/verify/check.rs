@@ -116,7 +116,7 @@ async fn bearer_token_allows_its_one_right_and_names_the_agent() {
     assert_eq!(g.agent.as_str(), "agent://acme/main");
     assert_eq!(g.chain.len(), 1);
     assert!(!g.holder_proven);
-    assert_eq!(g.on_behalf_of, None);
+    assert_eq!(g.on_behalf(), None);
     let p = Presentation::bearer(&t);
     assert_eq!(
         reason(&v, &p, &request("write", "orders/7")).await,

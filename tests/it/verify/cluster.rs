@@ -196,6 +196,7 @@ async fn an_audit_sink_on_a_cluster_writes_to_the_issuers_audit_log() {
             granted: true,
             reason: None,
             chain: vec!["agent://acme/reader".into()],
+            person: None,
             remote_addr: None,
         }));
     }
@@ -204,10 +205,9 @@ async fn an_audit_sink_on_a_cluster_writes_to_the_issuers_audit_log() {
     let events = stores
         .audit
         .query(&AuditQuery {
-            agent: None,
             token_id: Some(token_id),
-            after: None,
             limit: 100,
+            ..AuditQuery::default()
         })
         .await
         .unwrap();

@@ -425,6 +425,7 @@ async fn decisions_recorded_through_the_sink_show_up_in_the_issuers_audit_log() 
         granted,
         reason: (!granted).then(|| "revoked".to_owned()),
         chain: vec!["agent://acme/planner".into(), "agent://acme/reader".into()],
+        person: None,
         remote_addr: None,
     };
     assert!(sink.record(decision(0, false)));

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tessera::server::admin::feed_capability;
-use tessera::token::{self, Lifetime, Limits, Narrowing, ResourcePattern};
+use tessera::token::{
+    self, Action, AgentId, Audience, Lifetime, Limits, Narrowing, OnBehalf, Person, ResourcePattern,
+};
 use tokio::sync::oneshot;
 
 use crate::server::helpers::{now, TestAgent, TestApp};
@@ -188,10 +190,15 @@ async fn tool_calls_follow_the_token_and_its_revocation(
     let child = token::attenuate(&parent, &narrowing, &Limits::default()).unwrap();
     let server = McpServer::start(listener, &url, issuer, source(issuer)).await;
 
-    // Allowed: get_order on orders/1.
+    // Allowed: get_order on orders/1, acting for the agent itself.
     let got = call(&python, &server.url, &child, "get_order", json!({"id": 1})).await;
     assert!(got.ok(), "{:?}", got);
     assert!(got.text().contains("espresso beans"), "{:?}", got);
+    assert!(
+        got.text().contains("acting as agent://"),
+        "the answer says for whom the tool acted: {:?}",
+        got
+    );
 
     if scope_checks {
         // Out of scope: the token grants get_order, not delete_order.
@@ -386,4 +393,49 @@ async fn an_expired_or_foreign_token_gets_401_on_initialize() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(challenge.contains("wrong_audience"), "{challenge}");
+}
+
+/// A token acting for a person: the tool's answer names the person and the
+/// whole chain; the same token is still refused a tool it does not grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_answer_for_a_person_token_names_the_person_and_the_chain() {
+    let Some(python) = crate::python::python_with("mcp, httpx2", "MCP example test") else {
+        return;
+    };
+    let issuer = TestApp::spawn().await;
+    let (listener, url) = McpServer::bind().await;
+    let cap = token::Capability {
+        agent: AgentId::parse("agent://acme/orders-bot").unwrap(),
+        action: Action::parse("get_order").unwrap(),
+        resource: ResourcePattern::parse("orders/*").unwrap(),
+        audience: Some(Audience::parse(&url).unwrap()),
+        lifetime: Lifetime::parse("5m").unwrap(),
+        holder_key: None,
+        on_behalf: Some(OnBehalf {
+            person: Person::parse("https://login.acme.example", "alice").unwrap(),
+            prior_actors: vec![AgentId::parse("agent://acme/assistant").unwrap()],
+        }),
+    };
+    let t = token::mint(&cap, issuer.state.ring().active(), now())
+        .unwrap()
+        .token;
+    let source = example::RevocationSource::Feed {
+        token: feed_token(&issuer),
+    };
+    let server = McpServer::start(listener, &url, &issuer, source).await;
+
+    let got = call(&python, &server.url, &t, "get_order", json!({"id": 1})).await;
+    assert!(got.ok(), "{:?}", got);
+    assert!(got.text().contains("espresso beans"), "{:?}", got);
+    assert!(
+        got.text().contains(
+            "acting for alice at https://login.acme.example via agent://acme/assistant -> \
+             agent://acme/orders-bot"
+        ),
+        "{:?}",
+        got
+    );
+    let denied = call(&python, &server.url, &t, "delete_order", json!({"id": 1})).await;
+    assert!(denied.is_error(), "{:?}", denied);
+    assert!(denied.text().contains("out_of_scope"), "{:?}", denied);
 }

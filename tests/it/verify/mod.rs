@@ -10,3 +10,4 @@ mod follow;
 mod layer;
 mod mcp;
 mod outage;
+mod person;

@@ -1,0 +1,107 @@
+//! `tessera audit`: reads the issuer's audit log (`GET /v1/audit`).
+
+use clap::Args;
+
+use super::issuer::{admin_token_text, check, client, runtime, send_err, url, AdminConn};
+use super::{emit, to_json, Failure};
+use crate::records::AuditPage;
+use crate::token::{AgentId, Person};
+
+/// `tessera audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    conn: AdminConn,
+    /// Only events about this agent.
+    #[arg(long, value_name = "URI")]
+    agent: Option<AgentId>,
+    /// Only events about a person: their identity provider's issuer URL
+    /// (with --person).
+    #[arg(long, value_name = "URL", requires = "person")]
+    person_issuer: Option<String>,
+    /// Only events about a person: their subject (with --person-issuer).
+    #[arg(long, value_name = "SUB", requires = "person_issuer")]
+    person: Option<String>,
+    /// Only events about this token id.
+    #[arg(long, value_name = "ID")]
+    token_id: Option<String>,
+    /// Only events after this cursor (the `next` of an earlier page).
+    #[arg(long, value_name = "CURSOR")]
+    after: Option<String>,
+    /// At most this many events (1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
+    /// Print the page as JSON (events and `next`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// One line per event: cursor, time, kind, outcome, then what is known.
+fn line(entry: &crate::records::AuditEntry) -> String {
+    let e = &entry.event;
+    let kind = serde_json::to_value(e.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut out = format!(
+        "{} {} {kind} {}",
+        entry.cursor,
+        e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        e.outcome
+    );
+    let mut field = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            out.push_str(&format!(" {name}={v:?}"));
+        }
+    };
+    field("person", e.person.as_ref().map(ToString::to_string));
+    field("agent", e.agent.clone());
+    field("token_id", e.token_id.clone());
+    field("capability", e.capability.clone());
+    field("reason", e.reason.clone());
+    out
+}
+
+/// `tessera audit`.
+pub fn audit(args: AuditArgs) -> Result<(), Failure> {
+    let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
+    if let Some(agent) = &args.agent {
+        query.push(("agent", agent.to_string()));
+    }
+    if let (Some(issuer), Some(subject)) = (&args.person_issuer, &args.person) {
+        let person = Person::parse(issuer, subject)?;
+        query.push(("person_issuer", person.issuer().to_owned()));
+        query.push(("person_subject", person.subject().to_owned()));
+    }
+    if let Some(token_id) = &args.token_id {
+        query.push(("token_id", token_id.clone()));
+    }
+    if let Some(after) = &args.after {
+        query.push(("after", after.clone()));
+    }
+    runtime()?.block_on(async move {
+        let resp = client()?
+            .get(url(&args.conn.issuer, "/v1/audit"))
+            .bearer_auth(admin_token_text(&args.conn.admin_token)?)
+            .query(&query)
+            .send()
+            .await
+            .map_err(send_err(&args.conn.issuer))?;
+        let body = check(resp).await?;
+        if args.json {
+            return emit(&format!("{}\n", to_json(&body)?));
+        }
+        let page: AuditPage = serde_json::from_value(body)
+            .map_err(|e| Failure::new(format!("unexpected audit page: {e}")))?;
+        let mut text = String::new();
+        for entry in &page.events {
+            text.push_str(&line(entry));
+            text.push('\n');
+        }
+        if let Some(next) = &page.next {
+            text.push_str(&format!("next {next}\n"));
+        }
+        emit(&text)
+    })
+}
