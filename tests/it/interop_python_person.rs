@@ -16,10 +16,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use biscuit_auth::{KeyPair, PrivateKey};
 use tempfile::TempDir;
+use tessera::token::{
+    self, Action, Audience, Authorized, Limits, Reason, Request, Resource,
+};
 
 use crate::people::fixture::{app, granted_to, register, PLANNER};
 use crate::people::idp::TestIdp;
-use crate::server::helpers::{TestAgent, TestApp, AUDIENCE};
+use crate::server::helpers::{now, TestAgent, TestApp, AUDIENCE};
 
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 
@@ -73,6 +76,19 @@ impl Setup {
         let path = self.file("agent.key");
         std::fs::write(&path, pem).unwrap();
         path
+    }
+
+    /// Checks `token` for `docs:read` on `resource` at the test audience,
+    /// as a tool server would, with the issuer's published keys.
+    fn authorize(&self, token: &str, resource: &str) -> Result<Authorized, token::Denial> {
+        let req = Request {
+            operation: Action::parse("docs:read").unwrap(),
+            resource: Resource::parse(resource).unwrap(),
+            service: Some(Audience::parse(AUDIENCE).unwrap()),
+            now: now(),
+            proven_key: None,
+        };
+        token::authorize(token, &self.app.keys(), &req, |_| false, &Limits::default())
     }
 
     async fn run(&self, script: &str, args: &[&str]) -> Output {
@@ -208,10 +224,16 @@ async fn alice_logs_in_and_the_python_agent_gets_a_token_that_names_her() {
         authority.contains(&format!("on_behalf_of(\"{}\", \"alice\")", s.idp.issuer)),
         "{authority}"
     );
-    // Exactly what was asked, as a tool server sees it.
-    let rights: Vec<_> = seen.rights.iter().map(|r| r.resource.as_str()).collect();
-    assert_eq!(rights, ["docs/team-a/q3"], "{:?}", seen.rights);
-    assert_eq!(seen.audience.as_deref(), Some(AUDIENCE));
+    // As a tool server sees it: allowed for alice, through the planner,
+    // for exactly what was asked.
+    let grant = s.authorize(&token, "docs/team-a/q3").unwrap();
+    let on_behalf = grant.on_behalf.expect("the grant names the person");
+    assert_eq!(on_behalf.person.issuer(), s.idp.issuer);
+    assert_eq!(on_behalf.person.subject(), "alice");
+    assert!(on_behalf.prior_actors.is_empty());
+    assert_eq!(grant.agent().map(|a| a.as_str()), Some(PLANNER));
+    let denial = s.authorize(&token, "docs/team-a/q4").unwrap_err();
+    assert_eq!(denial.reason, Reason::OutOfScope, "{denial}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
