@@ -16,11 +16,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use biscuit_auth::{KeyPair, PrivateKey};
 use tempfile::TempDir;
-use tessera::token::{
-    self, Action, Audience, Authorized, Limits, Reason, Request, Resource,
-};
+use tessera::token::{self, Action, Audience, Authorized, Limits, Reason, Request, Resource};
 
-use crate::people::fixture::{app, granted_to, register, PLANNER};
+use crate::people::fixture::{app_with, granted_to, reader_role, register, PLANNER};
 use crate::people::idp::TestIdp;
 use crate::server::helpers::{now, TestAgent, TestApp, AUDIENCE};
 
@@ -50,9 +48,14 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Option<Self> {
+        Self::start_with_role_for("finance").await
+    }
+
+    /// As [`start`](Self::start), the reader role held by `group`.
+    async fn start_with_role_for(group: &str) -> Option<Self> {
         let python = python()?;
         let idp = TestIdp::start()?;
-        let app = app(&idp).await;
+        let app = app_with(&idp, vec![reader_role(group)], 30).await;
         let planner = register(&app, PLANNER).await;
         Some(Self {
             python,
@@ -227,7 +230,10 @@ async fn alice_logs_in_and_the_python_agent_gets_a_token_that_names_her() {
     // As a tool server sees it: allowed for alice, through the planner,
     // for exactly what was asked.
     let grant = s.authorize(&token, "docs/team-a/q3").unwrap();
-    let on_behalf = grant.on_behalf.expect("the grant names the person");
+    let on_behalf = grant
+        .on_behalf
+        .as_ref()
+        .expect("the grant names the person");
     assert_eq!(on_behalf.person.issuer(), s.idp.issuer);
     assert_eq!(on_behalf.person.subject(), "alice");
     assert!(on_behalf.prior_actors.is_empty());
@@ -335,4 +341,41 @@ async fn refusals_are_one_line_and_write_no_token() {
 
     assert!(!granted_to(&s.app, PLANNER).await, "nothing was granted");
     assert!(!granted_to(&s.app, "agent://acme/thief").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bobs_standing_consent_lets_the_python_agent_act_for_him() {
+    // bob is in `staff`; his ID token names no agent (no may_act).
+    let Some(s) = Setup::start_with_role_for("staff").await else {
+        return;
+    };
+    let bob = s.login("bob", "tessera-eddsa").await;
+    let (run, out) = s
+        .exchange(&s.planner, &bob, "docs:read", "docs/team-a/q3", &[])
+        .await;
+    refused(&run, &out, "invalid_grant");
+
+    let consent = serde_json::json!({
+        "issuer": s.idp.issuer, "subject": "bob", "agent": PLANNER,
+    });
+    let r = s.app.admin_post("/v1/people/consents", &consent).await;
+    assert!(r.status.is_success(), "{}", r.text);
+
+    let (run, out) = s
+        .exchange(&s.planner, &bob, "docs:read", "docs/team-a/q3", &[])
+        .await;
+    let (token, _) = exchanged(&run, &out);
+    let grant = s.authorize(&token, "docs/team-a/q3").unwrap();
+    let on_behalf = grant
+        .on_behalf
+        .as_ref()
+        .expect("the grant names the person");
+    assert_eq!(on_behalf.person.subject(), "bob");
+    assert_eq!(on_behalf.person.issuer(), s.idp.issuer);
+    // The consent is for the planner only.
+    let other = register(&s.app, "agent://acme/other").await;
+    let (run, out) = s
+        .exchange(&other, &bob, "docs:read", "docs/team-a/q3", &[])
+        .await;
+    refused(&run, &out, "invalid_grant");
 }
