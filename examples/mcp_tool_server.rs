@@ -29,9 +29,13 @@
 //! Run it next to `tessera serve` (see `examples/README-mcp.md`):
 //!
 //! ```sh
+//! tessera admin token --feed --data-dir tessera-data > feed.token
 //! cargo run --example mcp_tool_server -- \
-//!   --issuer http://127.0.0.1:8080 --feed-token "$(tessera admin token --feed --data-dir tessera-data)"
+//!   --issuer http://127.0.0.1:8080 --feed-token-file feed.token
 //! ```
+//!
+//! (`--feed-token` works too, but a token on the command line is visible in
+//! `ps` and in shell history: prefer the file, or `TESSERA_FEED_TOKEN`.)
 
 use std::collections::BTreeMap;
 use std::future::Future;

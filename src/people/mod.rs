@@ -15,8 +15,6 @@ pub mod jwk;
 pub mod rights;
 pub mod roles;
 #[cfg(feature = "server")]
-pub mod subject;
-
 #[cfg(feature = "server")]
 pub use id_token::{validate_id_token, IdTokenError, PersonIdentity};
 #[cfg(feature = "server")]

@@ -18,7 +18,6 @@ const NOT_SETTINGS: &[&str] = &[
     "TESSERA_REQUIRE_REDIS",
     "TESSERA_REQUIRE_PYTHON",
     "TESSERA_REQUIRE_NODE",
-    "TESSERA_REQUIRE_PEOPLE_STORE",
     "TESSERA_PYTHON",
     "TESSERA_REGENERATE_FIXTURES",
     "TESSERA_ISSUER",
@@ -418,7 +417,6 @@ mod tests {
                 ("TESSERA_MAX_BODY_BYTES", "2048"),
                 ("TESSERA_REQUIRE_REDIS", "1"),
                 ("TESSERA_REQUIRE_NODE", "1"),
-                ("TESSERA_REQUIRE_PEOPLE_STORE", "1"),
                 ("HOME", "/x"),
             ]),
             Overrides {

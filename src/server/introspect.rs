@@ -182,6 +182,24 @@ async fn look_up(state: &AppState, who: &Caller, presented: &str) -> Result<Valu
     if let Some(aud) = &c.audience {
         out.insert("aud".into(), aud.clone().into());
     }
+    if let Some(on) = &c.on_behalf {
+        // RFC 7662 `sub`: the person the token acts for, at their IdP.
+        out.insert("sub".into(), on.person.subject().into());
+        out.insert(
+            "person".into(),
+            json!({ "issuer": on.person.issuer(), "subject": on.person.subject() }),
+        );
+    }
+    if let Some(on) = &c.on_behalf {
+        out.insert(
+            "prior_actors".into(),
+            on.prior_actors
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .into(),
+        );
+    }
     out.insert(
         "chain".into(),
         agents.iter().map(|a| a.as_str()).collect::<Vec<_>>().into(),

@@ -256,6 +256,12 @@ fn on_behalf(facts: &[RawFact]) -> Result<Option<OnBehalf>, ChainError> {
             }
         }
     }
+    if actors.len() > super::types::MAX_PRIOR_ACTORS {
+        return Err(ChainError::Schema(format!(
+            "more than {} `prior_actor` facts",
+            super::types::MAX_PRIOR_ACTORS
+        )));
+    }
     let Some(person) = person else {
         return match actors.is_empty() {
             true => Ok(None),

@@ -99,6 +99,12 @@ pub fn mint_with_rng<R: RngCore + CryptoRng>(
         )?;
     }
     if let Some(on) = &cap.on_behalf {
+        if on.prior_actors.len() > super::types::MAX_PRIOR_ACTORS {
+            return Err(TokenError::TooLarge(format!(
+                "a token names at most {} earlier actors",
+                super::types::MAX_PRIOR_ACTORS
+            )));
+        }
         block = add(
             block,
             "on_behalf_of({issuer}, {subject});",

@@ -31,7 +31,8 @@ pub use reason::{challenge, Reason};
 pub use schema::{Narrowing, SCHEMA_VERSION};
 pub use types::{
     format_public_key, parse_duration, parse_public_key, Action, AgentId, AgentKey, Audience,
-    InvalidInput, Lifetime, OnBehalf, Person, Resource, ResourcePattern, RESERVED_AGENT_PREFIX,
+    InvalidInput, Lifetime, OnBehalf, Person, Resource, ResourcePattern, MAX_PRIOR_ACTORS,
+    RESERVED_AGENT_PREFIX,
 };
 
 /// Why a token operation (mint, attenuate, delegate, inspect) failed.

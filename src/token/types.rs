@@ -376,6 +376,10 @@ impl fmt::Display for Person {
     }
 }
 
+/// Most earlier actors a token may name: minting more is refused, and a
+/// token naming more is malformed.
+pub const MAX_PRIOR_ACTORS: usize = 8;
+
 /// Whom a token acts for: the person, and the agents that held a token for
 /// them before this one was exchanged for it (oldest first; empty for a
 /// token minted from the person's own ID token or assertion).

@@ -4,6 +4,7 @@
 
 mod attack;
 mod custody;
+mod end_to_end;
 mod exchange;
 pub mod fixture;
 mod id_jag;

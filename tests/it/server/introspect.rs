@@ -106,9 +106,49 @@ async fn an_alive_token_is_active_with_scope_client_chain_expiry_and_id() {
         assert_eq!(j["iss"], app.base.as_str());
         assert_eq!(j["token_type"], "Bearer");
         assert_eq!(j["resources"], json!(["docs/team-a/*"]));
-        // No person: the token core does not expose on_behalf_of yet.
+        // Acts for nobody: no person is reported.
         assert!(j.get("sub").is_none(), "{}", r.text);
+        assert!(j.get("person").is_none(), "{}", r.text);
     }
+}
+
+#[tokio::test]
+async fn a_token_acting_for_a_person_reports_the_person_and_the_earlier_actors() {
+    let app = TestApp::spawn().await;
+    let agent = app.agent("for-alice").await;
+    let mut cap = Capability {
+        agent: AgentId::parse(&agent.id).unwrap(),
+        action: ACTION.parse().unwrap(),
+        resource: ResourcePattern::parse("docs/team-a/*").unwrap(),
+        audience: None,
+        lifetime: Lifetime::parse("1m").unwrap(),
+        holder_key: None,
+        on_behalf: None,
+    };
+    cap.on_behalf = Some(tessera::token::OnBehalf {
+        person: tessera::token::Person::parse("https://login.acme.example", "alice").unwrap(),
+        prior_actors: vec![AgentId::parse("agent://acme/planner").unwrap()],
+    });
+    let t = token::mint(&cap, app.state.ring().active(), now())
+        .unwrap()
+        .token;
+    for r in [
+        app.introspect_admin(&t).await,
+        app.introspect_as(&agent, &t).await,
+    ] {
+        let j = &r.json;
+        assert_eq!(j["active"], true, "{}", r.text);
+        assert_eq!(j["sub"], "alice");
+        assert_eq!(
+            j["person"],
+            json!({ "issuer": "https://login.acme.example", "subject": "alice" })
+        );
+        assert_eq!(j["prior_actors"], json!(["agent://acme/planner"]));
+        assert_eq!(j["chain"], json!([agent.id]));
+    }
+    // The earlier actor is not the holder: it learns nothing.
+    let planner_view = app.introspect_as(&app.agent("planner").await, &t).await;
+    assert_eq!(planner_view.json, json!({ "active": false }));
 }
 
 #[tokio::test]

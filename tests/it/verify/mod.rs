@@ -2,7 +2,7 @@
 
 mod attack_http;
 mod audit;
-mod check;
+pub mod check;
 mod cli;
 mod cluster;
 mod example;
