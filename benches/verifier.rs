@@ -290,6 +290,28 @@ fn bench_check(c: &mut Criterion) {
 /// A bound token acting for alice, exchanged twice before (two earlier
 /// actors), delegated once to `sub`: the shape of a tool server's call
 /// made for a person through a sub-agent.
+/// A bearer token for alice with two earlier actors, no delegation: the
+/// same shape as `check`'s 1-block token plus the person's facts.
+fn person_bearer_token(f: &Fixture) -> String {
+    let mut rng = ChaCha20Rng::seed_from_u64(14);
+    let cap = Capability {
+        agent: AgentId::parse("agent://acme/planner").unwrap(),
+        action: Action::parse(ACTION).unwrap(),
+        resource: ResourcePattern::parse("docs/team-a/*").unwrap(),
+        audience: Some(Audience::parse(SERVICE).unwrap()),
+        lifetime: Lifetime::parse("5m").unwrap(),
+        holder_key: None,
+        on_behalf: Some(OnBehalf {
+            person: Person::parse("https://login.acme.example", "alice").unwrap(),
+            prior_actors: vec![
+                AgentId::parse("agent://acme/assistant").unwrap(),
+                AgentId::parse("agent://acme/travel-desk").unwrap(),
+            ],
+        }),
+    };
+    mint_with_rng(&cap, &f.root, t0(), &mut rng).unwrap().token
+}
+
 fn person_token(f: &Fixture, sub: &KeyPair) -> String {
     let mut rng = ChaCha20Rng::seed_from_u64(13);
     let cap = Capability {
@@ -417,6 +439,24 @@ fn bench_person(c: &mut Criterion) {
         )
     });
     g.bench_function("core_cold", |b| b.iter(|| core(black_box(&t))));
+    // The same comparison as `check/cold/1` against `check/raw/1`: a bearer
+    // token, here acting for alice, through the Verifier and through raw
+    // biscuit-auth.
+    let bearer = person_bearer_token(&f);
+    let granted = rt
+        .block_on(cold.check(&Presentation::bearer(&bearer), &req))
+        .unwrap();
+    assert!(granted.person().is_some());
+    raw_check_with(&bearer, root, &raw_limits, false);
+    g.bench_function("bearer_cold", |b| {
+        b.iter(|| {
+            rt.block_on(cold.check(&Presentation::bearer(black_box(&bearer)), &req))
+                .unwrap()
+        })
+    });
+    g.bench_function("bearer_raw", |b| {
+        b.iter(|| raw_check_with(black_box(&bearer), root, &raw_limits, false))
+    });
     g.finish();
 }
 
