@@ -362,6 +362,13 @@ impl Verified {
         })
     }
 
+    /// Bytes of the blocks after the authority block (what holders wrote).
+    /// The gate bounds their Datalog cost by their size, so this bounds it
+    /// too: the verifier evaluates a token with few such bytes in place.
+    pub fn added_bytes(&self) -> usize {
+        self.payloads.iter().skip(1).map(Vec::len).sum()
+    }
+
     /// The claims and hand-overs.
     pub fn chain(&self) -> &Chain {
         &self.chain

@@ -41,6 +41,14 @@ use crate::jose::{self, DpopRules};
 use crate::replay::{dpop_replay_key, ReplayGuard};
 use crate::token::{self, Audience, Denial, KeySet, Limits, Verified};
 
+/// Most bytes of blocks after the authority block for a token evaluated in
+/// place, on the calling task. The gate (`token::gate`) bounds a block's
+/// Datalog by its size: the most expensive shapes it lets through cost about
+/// 0.22 µs per byte here (docs/performance.md, "Adversarial tokens"), so
+/// this many bytes cost at most about a quarter of a millisecond; larger
+/// blocks go to the blocking pool.
+pub const IN_PLACE_ADDED_BYTES: usize = 1024;
+
 /// A checked DPoP proof whose `jti` is not spent yet.
 #[derive(Debug)]
 struct PendingProof {
@@ -476,11 +484,12 @@ impl Verifier {
         })
     }
 
-    /// Runs the token's Datalog. A token with blocks after the authority
-    /// block (whose checks someone other than the issuer wrote) is
-    /// evaluated on tokio's blocking pool, off the runtime's worker threads;
-    /// the authority block alone is the issuer's few checks, evaluated in
-    /// place.
+    /// Runs the token's Datalog. A token whose blocks after the authority
+    /// block (the checks someone other than the issuer wrote) hold more
+    /// than [`IN_PLACE_ADDED_BYTES`] is evaluated on tokio's blocking pool,
+    /// off the runtime's worker threads; the issuer's few checks and the
+    /// small blocks of an ordinary attenuation or delegation are evaluated
+    /// in place, saving the hop between threads (tens of microseconds).
     async fn evaluate(
         &self,
         entry: &Arc<Entry>,
@@ -489,7 +498,7 @@ impl Verifier {
         facts: Vec<Fact>,
     ) -> Result<token::Authorized, Denial> {
         let limits = &self.inner.limits;
-        let in_place = entry.verified.revocation_ids().len() <= 1
+        let in_place = entry.verified.added_bytes() <= IN_PLACE_ADDED_BYTES
             || tokio::runtime::Handle::try_current().is_err();
         if in_place {
             return entry
