@@ -80,7 +80,10 @@ const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
 enum Grant {
     ClientCredentials,
     /// Exchange of `id_token`, issued by the IdP at `issuer` to alice.
-    TokenExchange { issuer: String, id_token: String },
+    TokenExchange {
+        issuer: String,
+        id_token: String,
+    },
 }
 
 /// The people part of the exchange case's configuration: the trusted IdP
