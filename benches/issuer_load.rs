@@ -1,12 +1,22 @@
-//! Load test of `tessera serve` on loopback: client_credentials minting
-//! (private_key_jwt) on the embedded store, on one Redis server and on a
-//! Redis Cluster of three masters, beside the
-//! in-process rate of the same work (client-assertion verification plus
-//! minting) measured in the same run.
+//! Load test of `tessera serve` on loopback, per grant, on the embedded
+//! store, on one Redis server and on a Redis Cluster of three masters,
+//! beside the in-process rate of the same work measured in the same run:
+//!
+//! - `client_credentials` (private_key_jwt): client-assertion verification
+//!   plus minting;
+//! - `token_exchange` (RFC 8693, issue 11): a person's ID token from the
+//!   real test IdP (`tests/idp/provider.mjs`, started here with node on a
+//!   free port; one ID token from its login flow, reused for every request)
+//!   exchanged for a token acting for her. In process: client-assertion
+//!   verification, ID-token validation with the IdP's cached keys, the
+//!   person's roles intersected with the agent's ceiling, and minting.
+//!   Skipped (with a message) when node or tests/idp/node_modules is
+//!   missing, unless `TESSERA_REQUIRE_NODE=1`.
 //!
 //! Run: `cargo bench --bench issuer_load` (env `LOAD_REQUESTS`, default 5000
 //! per run; `LOAD_ROUNDS`, default 3; `LOAD_CONCURRENCY`, default 16;
-//! `LOAD_STORES`, default `embedded,redis,cluster`; `LOAD_BIN`, another `tessera`
+//! `LOAD_STORES`, default `embedded,redis,cluster`; `LOAD_GRANTS`, default
+//! `client_credentials,token_exchange`; `LOAD_BIN`, another `tessera`
 //! binary to load). Each round measures the in-process rate, then one HTTP
 //! run per store on a fresh server; each run's ratio is against the mean of
 //! the in-process rates measured just before and just after it. Prints every
@@ -35,12 +45,21 @@ use chrono::Utc;
 use ed25519_dalek::SigningKey;
 use serde_json::json;
 use tessera::jose::{self, AssertionClaims, AssertionRules, Audiences, Jws};
+use tessera::people::rights::{self, Limits, Rights, Wanted};
+use tessera::people::{FetchOptions, IdpConfig, Role, TrustedIdps};
+use tessera::store::Ceiling;
 use tessera::token::{
-    self, Action, AgentId, Audience, Capability, Lifetime, ResourcePattern, RootKeyPair,
+    self, Action, AgentId, Audience, Capability, Lifetime, OnBehalf, Person, ResourcePattern,
+    RootKeyPair,
 };
 
 #[path = "common/cluster.rs"]
 mod cluster;
+
+// The test IdP and its login flow, shared with the integration tests.
+#[allow(dead_code)]
+#[path = "../tests/it/people/idp.rs"]
+mod idp;
 
 /// The `tessera` binary: the one cargo built, or `LOAD_BIN` (to compare
 /// two builds with one load client).
@@ -48,6 +67,128 @@ fn bin() -> String {
     std::env::var("LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tessera").to_owned())
 }
 const AGENT: &str = "agent://bench/agent";
+/// The agent alice's `may_act` names (tests/idp/provider.mjs).
+const PLANNER: &str = "agent://acme/planner";
+/// The test IdP's client whose ID tokens Tessera accepts (their `aud`).
+const IDP_CLIENT: &str = "tessera-eddsa";
+/// The tool server the exchanged tokens are for.
+const DOCS: &str = "https://docs.example";
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// The grant a case measures.
+enum Grant {
+    ClientCredentials,
+    /// Exchange of `id_token`, issued by the IdP at `issuer` to alice.
+    TokenExchange {
+        issuer: String,
+        id_token: String,
+    },
+}
+
+/// The people part of the exchange case's configuration: the trusted IdP
+/// and one role for alice's `finance` group.
+#[derive(serde::Deserialize)]
+struct People {
+    idp: Vec<IdpConfig>,
+    role: Vec<Role>,
+}
+
+impl Grant {
+    fn title(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials minting",
+            Grant::TokenExchange { .. } => "token exchange (ID token in, token for alice out)",
+        }
+    }
+
+    fn in_process_label(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "in-process: verify assertion + mint",
+            Grant::TokenExchange { .. } => {
+                "in-process: verify assertion + validate ID token + intersect + mint"
+            }
+        }
+    }
+
+    fn agent(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => AGENT,
+            Grant::TokenExchange { .. } => PLANNER,
+        }
+    }
+
+    /// The agent's ceiling, as `POST /v1/agents` takes it.
+    fn ceiling(&self) -> serde_json::Value {
+        match self {
+            Grant::ClientCredentials => json!({
+                "actions": ["orders:create"], "resources": ["order:*"],
+                "audiences": ["https://orders.example"], "max_ttl": "10m"}),
+            Grant::TokenExchange { .. } => json!({
+                "actions": ["docs:read"], "resources": ["docs/*"],
+                "audiences": [DOCS], "max_ttl": "10m"}),
+        }
+    }
+
+    /// `tessera serve --config` text, if the grant needs one.
+    fn config(&self) -> Option<String> {
+        match self {
+            Grant::ClientCredentials => None,
+            Grant::TokenExchange { issuer, .. } => Some(format!(
+                "[[idp]]\nissuer = \"{issuer}\"\naudience = \"{IDP_CLIENT}\"\n\
+                 groups_claim = \"groups\"\nclock_skew_secs = 30\n\n\
+                 [[role]]\nname = \"reader\"\nactions = [\"docs:read\"]\n\
+                 resources = [\"docs/*\"]\naudiences = [\"{DOCS}\"]\n\
+                 max_ttl = \"10m\"\ngroups = [\"finance\"]\n"
+            )),
+        }
+    }
+
+    /// The form of token request `n`, with its client `assertion`.
+    fn form(&self, assertion: String, n: usize) -> Vec<(&'static str, String)> {
+        let mut form = vec![
+            (
+                "client_assertion_type",
+                tessera::server::oauth::JWT_BEARER.to_owned(),
+            ),
+            ("client_assertion", assertion),
+        ];
+        match self {
+            Grant::ClientCredentials => form.extend([
+                ("grant_type", "client_credentials".to_owned()),
+                ("scope", "orders:create".to_owned()),
+                ("identifier", format!("order:{n}")),
+                ("resource", "https://orders.example".to_owned()),
+            ]),
+            Grant::TokenExchange { id_token, .. } => form.extend([
+                ("grant_type", TOKEN_EXCHANGE.to_owned()),
+                ("subject_token", id_token.clone()),
+                ("subject_token_type", ID_TOKEN_TYPE.to_owned()),
+                ("scope", "docs:read".to_owned()),
+                ("identifier", format!("docs/q/{n}")),
+                ("resource", DOCS.to_owned()),
+            ]),
+        }
+        form
+    }
+}
+
+/// Starts the test IdP (ID tokens living an hour, longer than any run) and
+/// gets alice's ID token through its login flow; `None` when node or the
+/// IdP's packages are missing.
+fn start_idp() -> Option<(idp::TestIdp, Grant)> {
+    let idp = idp::TestIdp::start_with(3600)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let id_token = rt.block_on(idp.id_token(IDP_CLIENT, "alice", "openid groups may_act"));
+    let grant = Grant::TokenExchange {
+        issuer: idp.issuer.clone(),
+        id_token,
+    };
+    Some((idp, grant))
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -92,11 +233,11 @@ fn signing_key(kp: &KeyPair) -> SigningKey {
     SigningKey::from_bytes(&bytes)
 }
 
-fn assertion(key: &SigningKey, aud: &str, n: usize) -> String {
+fn assertion(key: &SigningKey, agent: &str, aud: &str, n: usize) -> String {
     let t = Utc::now().timestamp();
     let claims = AssertionClaims {
-        iss: AGENT.into(),
-        sub: AGENT.into(),
+        iss: agent.into(),
+        sub: agent.into(),
         aud: Audiences::One(aud.into()),
         exp: t + 240,
         iat: Some(t),
@@ -278,6 +419,7 @@ fn invalid(e: impl std::fmt::Display) -> std::io::Error {
 /// Starts `tessera serve`, registers the bench agent, fires `requests`
 /// token requests with `concurrency` workers.
 fn http_run(
+    grant: &Grant,
     label: &str,
     redis: Option<(&str, &[u32])>,
     requests: usize,
@@ -298,6 +440,11 @@ fn http_run(
     .env("TESSERA_LOG", "warn")
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
+    if let Some(config) = grant.config() {
+        let path = dir.path().join("people.toml");
+        std::fs::write(&path, config).unwrap();
+        cmd.arg("--config").arg(path);
+    }
     if let Some((url, _)) = redis {
         cmd.args(["--redis-url", url]);
     }
@@ -327,17 +474,7 @@ fn http_run(
     // spends as little as it can of the CPU the server shares with it.
     let bodies: Vec<String> = (0..requests + 50)
         .map(|n| {
-            let form = [
-                ("grant_type", "client_credentials".to_owned()),
-                (
-                    "client_assertion_type",
-                    tessera::server::oauth::JWT_BEARER.to_owned(),
-                ),
-                ("client_assertion", assertion(&key, &endpoint, n)),
-                ("scope", "orders:create".to_owned()),
-                ("identifier", format!("order:{n}")),
-                ("resource", "https://orders.example".to_owned()),
-            ];
+            let form = grant.form(assertion(&key, grant.agent(), &endpoint, n), n);
             serde_urlencoded::to_string(form).unwrap()
         })
         .collect();
@@ -350,10 +487,9 @@ fn http_run(
             .post(format!("{issuer}/v1/agents"))
             .bearer_auth(&admin)
             .json(&json!({
-                "id": AGENT,
+                "id": grant.agent(),
                 "public_key": agent.public().to_string(),
-                "ceiling": {"actions": ["orders:create"], "resources": ["order:*"],
-                            "audiences": ["https://orders.example"], "max_ttl": "10m"}
+                "ceiling": grant.ceiling(),
             }))
             .send()
             .await
@@ -442,7 +578,9 @@ fn in_process_rate(iterations: usize, agent: &KeyPair) -> f64 {
     let key = signing_key(agent);
     let verifying = key.verifying_key();
     let aud = "http://127.0.0.1:1/oauth/token";
-    let assertions: Vec<String> = (0..iterations).map(|n| assertion(&key, aud, n)).collect();
+    let assertions: Vec<String> = (0..iterations)
+        .map(|n| assertion(&key, AGENT, aud, n))
+        .collect();
     let start = Instant::now();
     for (n, a) in assertions.iter().enumerate() {
         let jws: Jws<AssertionClaims> = Jws::parse(a).unwrap();
@@ -467,6 +605,83 @@ fn in_process_rate(iterations: usize, agent: &KeyPair) -> f64 {
         std::hint::black_box(token::mint(&cap, &root, Utc::now()).unwrap());
     }
     iterations as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The exchange's work without HTTP or a store: verify the client
+/// assertion, validate the ID token with the IdP's keys (fetched once
+/// before timing, as the server caches them), check that `may_act` names
+/// the agent, intersect the person's roles with the agent's ceiling, and
+/// mint the token acting for her. The configuration is the server's.
+fn exchange_in_process_rate(iterations: usize, agent: &KeyPair, grant: &Grant) -> f64 {
+    let Grant::TokenExchange { id_token, .. } = grant else {
+        unreachable!("an exchange grant")
+    };
+    let people: People = toml::from_str(&grant.config().unwrap()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let idps = TrustedIdps::new(people.idp, FetchOptions::default()).unwrap();
+    assert!(rt.block_on(idps.prefetch()).is_empty(), "the IdP's keys");
+    let ceiling = Ceiling {
+        actions: vec![Action::parse("docs:read").unwrap()],
+        resources: vec![ResourcePattern::parse("docs/*").unwrap()],
+        audiences: vec![Audience::parse(DOCS).unwrap()],
+        max_ttl: Duration::from_secs(600),
+    };
+    // The server's defaults (`default_ttl` 5m, `max_ttl` 1h).
+    let limits = Limits {
+        max_ttl: Duration::from_secs(3600),
+        default_ttl: Duration::from_secs(300),
+    };
+    let root = RootKeyPair::new(0, KeyPair::new());
+    let key = signing_key(agent);
+    let verifying = key.verifying_key();
+    let aud = "http://127.0.0.1:1/oauth/token";
+    let assertions: Vec<String> = (0..iterations)
+        .map(|n| assertion(&key, PLANNER, aud, n))
+        .collect();
+    let planner = AgentId::parse(PLANNER).unwrap();
+    rt.block_on(async {
+        let start = Instant::now();
+        for (n, a) in assertions.iter().enumerate() {
+            let jws: Jws<AssertionClaims> = Jws::parse(a).unwrap();
+            jws.verify(&verifying).unwrap();
+            jws.claims
+                .check(&AssertionRules {
+                    audiences: &[aud],
+                    now: Utc::now(),
+                    max_lifetime_secs: 300,
+                    skew_secs: 30,
+                })
+                .unwrap();
+            let identity = idps.validate(id_token, Utc::now()).await.unwrap();
+            let person = Person::parse(&identity.issuer, &identity.subject).unwrap();
+            assert_eq!(identity.may_act.as_deref(), Some(PLANNER));
+            let rights = Rights::of(&people.role, &identity.groups, &[]);
+            let wanted = Wanted {
+                action: Action::parse("docs:read").unwrap(),
+                resource: ResourcePattern::parse(&format!("docs/q/{n}")).unwrap(),
+                audience: Some(Audience::parse(DOCS).unwrap()),
+                lifetime: None,
+            };
+            let lifetime = rights::intersect(&rights, &ceiling, &wanted, limits).unwrap();
+            let cap = Capability {
+                agent: planner.clone(),
+                action: wanted.action,
+                resource: wanted.resource,
+                audience: wanted.audience,
+                lifetime,
+                holder_key: None,
+                on_behalf: Some(OnBehalf {
+                    person,
+                    prior_actors: Vec::new(),
+                }),
+            };
+            std::hint::black_box(token::mint(&cap, &root, Utc::now()).unwrap());
+        }
+        iterations as f64 / start.elapsed().as_secs_f64()
+    })
 }
 
 fn start_redis() -> Option<(Proc, String, tempfile::TempDir)> {
@@ -542,14 +757,41 @@ fn main() {
     // `LOAD_STORES`: which stores to run, `embedded,redis,cluster` by default.
     let stores =
         std::env::var("LOAD_STORES").unwrap_or_else(|_| "embedded,redis,cluster".to_owned());
+    // `LOAD_GRANTS`: which grants to load, both by default.
+    let grants = std::env::var("LOAD_GRANTS")
+        .unwrap_or_else(|_| "client_credentials,token_exchange".to_owned());
+    if grants.contains("client_credentials") {
+        bench(
+            &Grant::ClientCredentials,
+            requests,
+            rounds,
+            concurrency,
+            &stores,
+        );
+    }
+    if grants.contains("token_exchange") {
+        match start_idp() {
+            // `_idp` lives until the case is done: the server fetches its keys.
+            Some((_idp, grant)) => bench(&grant, requests, rounds, concurrency, &stores),
+            None => eprintln!("issuer_load: no test IdP; token_exchange case skipped"),
+        }
+    }
+}
+
+/// The rounds of one grant's case, and its tables.
+fn bench(grant: &Grant, requests: usize, rounds: usize, concurrency: usize, stores: &str) {
     let agent = KeyPair::new();
-    let in_process = || in_process_rate(requests.max(500), &agent);
+    let in_process = || match grant {
+        Grant::ClientCredentials => in_process_rate(requests.max(500), &agent),
+        Grant::TokenExchange { .. } => exchange_in_process_rate(requests.max(500), &agent, grant),
+    };
     let mut baselines = vec![in_process()];
     let mut measured = Vec::new();
     for round in 1..=rounds {
         let mut runs = Vec::new();
         if stores.contains("embedded") {
             runs.push(http_run(
+                grant,
                 "HTTP, embedded store",
                 None,
                 requests,
@@ -562,6 +804,7 @@ fn main() {
             // fresh data directory.
             match start_redis() {
                 Some((proc, url, _dir)) => runs.push(http_run(
+                    grant,
                     "HTTP, Redis store",
                     Some((&url, &[proc.0.id()])),
                     requests,
@@ -575,6 +818,7 @@ fn main() {
             // A fresh three-master cluster per run.
             match cluster::Cluster::start() {
                 Ok(c) => runs.push(http_run(
+                    grant,
                     "HTTP, Redis store, cluster (3 masters)",
                     Some((&c.url(), &c.pids())),
                     requests,
@@ -595,7 +839,8 @@ fn main() {
     }
 
     println!(
-        "\nclient_credentials minting: {requests} requests per run, {concurrency} concurrent, loopback, {rounds} rounds"
+        "\n{}: {requests} requests per run, {concurrency} concurrent, loopback, {rounds} rounds",
+        grant.title()
     );
     println!(
         "| round | run | tokens/s | p50 | p99 | errors | in-process tokens/s | ratio | server CPU/request | of which store writer | redis-server CPU/request | client CPU/request |"
@@ -642,7 +887,8 @@ fn main() {
         );
     }
     println!(
-        "| in-process: verify assertion + mint | {:.0} | | | 1.00 | |",
+        "| {} | {:.0} | | | 1.00 | |",
+        grant.in_process_label(),
         median(baselines)
     );
 }
