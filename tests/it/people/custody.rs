@@ -1,7 +1,8 @@
 //! Chain of custody: a tool server that received a token acting for alice
 //! exchanges it for its own downstream call; the new token keeps alice and
-//! records the planner and its sub-agent as the earlier actors.
-//! The tool server holds alice's standing consent and the role, recorded
+//! records the planner and its sub-agent as the earlier actors, and the
+//! downstream tool's `Verifier` reports person -> planner -> sub-agent ->
+//! tool server. The tool server holds alice's standing consent and the role, recorded
 //! in the people store.
 
 use biscuit_auth::{KeyPair, PrivateKey};
@@ -11,7 +12,10 @@ use tessera::token::{self, AgentId, Limits, Narrowing, Person};
 
 use super::fixture::*;
 use super::idp::TestIdp;
-use crate::server::helpers::dpop_proof;
+use crate::server::helpers::{dpop_proof, AUDIENCE};
+use tessera::verify::{
+    CheckRequest, KeySource, Presentation, RevocationView, Revocations, Verifier,
+};
 
 /// The sub-agent the planner hands its token to.
 const SUB: &str = "agent://acme/planner-sub";
@@ -86,4 +90,29 @@ async fn a_tool_server_exchanges_the_token_it_received_and_the_new_token_names_a
     assert_eq!(last["chain"][1], PLANNER, "{last}");
     assert_eq!(last["chain"][2], SUB, "{last}");
     assert_eq!(last["chain"][3], tool.id.as_str(), "{last}");
+
+    // The downstream API verifies offline and sees the whole line.
+    let view = RevocationView::new();
+    view.confirm_current();
+    let downstream = Verifier::builder(AUDIENCE)
+        .keys(KeySource::JwksUrl(app.url("/.well-known/jwks.json")))
+        .revocations(Revocations::View(view))
+        .build()
+        .await
+        .unwrap();
+    let g = downstream
+        .check(
+            &Presentation::bearer(r.token()),
+            &CheckRequest::new("docs:read", "docs/team-a/q3").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(g.person(), Some(&alice));
+    assert_eq!(
+        g.custody().to_string(),
+        format!(
+            "for alice at {} via {PLANNER} -> {SUB} -> {}",
+            idp.issuer, tool.id
+        )
+    );
 }
