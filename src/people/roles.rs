@@ -101,7 +101,7 @@ pub struct Role {
     #[serde(default)]
     pub audiences: Vec<Audience>,
     /// Longest lifetime of a token this role contributes to.
-    #[serde(with = "lifetime_text")]
+    #[serde(with = "crate::token::duration_text")]
     pub max_ttl: Duration,
     /// IdP groups whose members hold the role.
     #[serde(default)]
@@ -140,29 +140,6 @@ impl Role {
             resources: self.resources.clone(),
             audiences: self.audiences.clone(),
             max_ttl: self.max_ttl,
-        }
-    }
-}
-
-/// `max_ttl` written as `30s`, `10m`, `1h`, or a number of seconds.
-mod lifetime_text {
-    use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}s", d.as_secs()))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Secs(u64),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Text(s) => crate::token::parse_duration(&s).map_err(serde::de::Error::custom),
-            Raw::Secs(n) => Ok(Duration::from_secs(n)),
         }
     }
 }

@@ -164,13 +164,51 @@ fn person_event(
     }
 }
 
-fn answer(created: bool, change: PersonChange) -> Response {
-    let status = if created {
+/// One change to a person, for its audit event and the answer.
+struct Change {
+    outcome: AuditOutcome,
+    person: Person,
+    role: Option<RoleName>,
+    agent: Option<AgentId>,
+    /// Whether the store changed anything.
+    changed: bool,
+    /// Whether a change is a creation (201) rather than a removal (200).
+    created: bool,
+}
+
+/// Audits a change that happened, then answers with it: 201 for something
+/// created now, 200 otherwise.
+async fn finish(
+    state: &AppState,
+    grant: &Authorized,
+    addr: Option<Extension<ConnectInfo<SocketAddr>>>,
+    c: Change,
+) -> Result<Response, ApiError> {
+    if c.changed {
+        let ev = person_event(
+            state,
+            grant,
+            addr,
+            c.outcome,
+            &c.person,
+            c.agent.as_ref(),
+            c.role.as_ref(),
+        );
+        audit(state, ev).await?;
+    }
+    let status = if c.created && c.changed {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    (status, Json(change)).into_response()
+    let change = PersonChange {
+        issuer: c.person.issuer().to_owned(),
+        subject: c.person.subject().to_owned(),
+        role: c.role,
+        agent: c.agent,
+        changed: c.changed,
+    };
+    Ok((status, Json(change)).into_response())
 }
 
 /// `GET /v1/people?issuer=&subject=`.
@@ -214,28 +252,20 @@ pub async fn grant_role(
     let person = person_of(&input.issuer, &input.subject)?;
     let role = configured(&state, &input.role)?;
     let changed = state.stores.people.grant_role(&person, &role).await?;
-    if changed {
-        let ev = person_event(
-            &state,
-            &grant,
-            addr,
-            AuditOutcome::RoleGranted,
-            &person,
-            None,
-            Some(&role),
-        );
-        audit(&state, ev).await?;
-    }
-    Ok(answer(
-        changed,
-        PersonChange {
-            issuer: input.issuer,
-            subject: input.subject,
+    finish(
+        &state,
+        &grant,
+        addr,
+        Change {
+            outcome: AuditOutcome::RoleGranted,
+            person,
             role: Some(role),
             agent: None,
             changed,
+            created: true,
         },
-    ))
+    )
+    .await
 }
 
 /// `DELETE /v1/people/roles?issuer=&subject=&role=`: takes a role back. A
@@ -250,28 +280,20 @@ pub async fn revoke_role(
     let person = person_of(&input.issuer, &input.subject)?;
     let role = role_name(&input.role)?;
     let changed = state.stores.people.revoke_role(&person, &role).await?;
-    if changed {
-        let ev = person_event(
-            &state,
-            &grant,
-            addr,
-            AuditOutcome::RoleRevoked,
-            &person,
-            None,
-            Some(&role),
-        );
-        audit(&state, ev).await?;
-    }
-    Ok(answer(
-        false,
-        PersonChange {
-            issuer: input.issuer,
-            subject: input.subject,
+    finish(
+        &state,
+        &grant,
+        addr,
+        Change {
+            outcome: AuditOutcome::RoleRevoked,
+            person,
             role: Some(role),
             agent: None,
             changed,
+            created: false,
         },
-    ))
+    )
+    .await
 }
 
 /// `POST /v1/people/consents`: records a standing consent for a registered,
@@ -301,28 +323,20 @@ pub async fn record_consent(
         Some(_) => {}
     }
     let changed = state.stores.people.consent(&person, &agent).await?;
-    if changed {
-        let ev = person_event(
-            &state,
-            &grant,
-            addr,
-            AuditOutcome::ConsentRecorded,
-            &person,
-            Some(&agent),
-            None,
-        );
-        audit(&state, ev).await?;
-    }
-    Ok(answer(
-        changed,
-        PersonChange {
-            issuer: input.issuer,
-            subject: input.subject,
+    finish(
+        &state,
+        &grant,
+        addr,
+        Change {
+            outcome: AuditOutcome::ConsentRecorded,
+            person,
             role: None,
             agent: Some(agent),
             changed,
+            created: true,
         },
-    ))
+    )
+    .await
 }
 
 /// `DELETE /v1/people/consents?issuer=&subject=&agent=`: withdraws a
@@ -341,26 +355,18 @@ pub async fn withdraw_consent(
         .people
         .withdraw_consent(&person, &agent)
         .await?;
-    if changed {
-        let ev = person_event(
-            &state,
-            &grant,
-            addr,
-            AuditOutcome::ConsentWithdrawn,
-            &person,
-            Some(&agent),
-            None,
-        );
-        audit(&state, ev).await?;
-    }
-    Ok(answer(
-        false,
-        PersonChange {
-            issuer: input.issuer,
-            subject: input.subject,
+    finish(
+        &state,
+        &grant,
+        addr,
+        Change {
+            outcome: AuditOutcome::ConsentWithdrawn,
+            person,
             role: None,
             agent: Some(agent),
             changed,
+            created: false,
         },
-    ))
+    )
+    .await
 }

@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::store::{AuditRetention, RedisConfig, StoreError, Stores};
-use crate::token::parse_duration;
 
 /// Environment variables that start with `TESSERA_` but are not settings.
 /// (Test switches, the log filter, and the command-line client's defaults.)
@@ -67,30 +66,9 @@ pub enum StoreOutage {
     Local,
 }
 
-/// A duration written like `30s`, `5m`, `1h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Ttl(#[serde(serialize_with = "ser_secs")] pub Duration);
-
-fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{}s", d.as_secs()))
-}
-
-impl<'de> Deserialize<'de> for Ttl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Secs(u64),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Text(s) => parse_duration(&s)
-                .map(Ttl)
-                .map_err(serde::de::Error::custom),
-            Raw::Secs(n) => Ok(Ttl(Duration::from_secs(n))),
-        }
-    }
-}
+/// A duration written like `30s`, `5m`, `1h` (or a number of seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ttl(#[serde(with = "crate::token::duration_text")] pub Duration);
 
 /// Every setting of `tessera serve`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,9 +30,9 @@ pub use mint::{mint, mint_with_rng, Capability, Minted};
 pub use reason::{challenge, Reason};
 pub use schema::{Narrowing, SCHEMA_VERSION};
 pub use types::{
-    format_public_key, parse_duration, parse_public_key, Action, AgentId, AgentKey, Audience,
-    InvalidInput, Lifetime, OnBehalf, Person, Resource, ResourcePattern, MAX_PRIOR_ACTORS,
-    RESERVED_AGENT_PREFIX,
+    duration_text, format_public_key, parse_duration, parse_public_key, Action, AgentId, AgentKey,
+    Audience, InvalidInput, Lifetime, OnBehalf, Person, Resource, ResourcePattern,
+    MAX_PRIOR_ACTORS, RESERVED_AGENT_PREFIX,
 };
 
 /// Why a token operation (mint, attenuate, delegate, inspect) failed.

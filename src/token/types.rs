@@ -465,6 +465,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, InvalidInput> {
         .ok_or_else(|| InvalidInput::Lifetime("too large".into()))
 }
 
+/// Serde for a duration written as [`parse_duration`] reads it (`30s`,
+/// `5m`, `1h`, `2d`) or as a whole number of seconds, and written back as
+/// `<seconds>s`: `#[serde(with = "tessera::token::duration_text")]`.
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `<seconds>s`.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", d.as_secs()))
+    }
+
+    /// Reads `30s`, `5m`, `1h`, `2d`, or a number of seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Secs(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(s) => super::parse_duration(&s).map_err(serde::de::Error::custom),
+            Raw::Secs(n) => Ok(Duration::from_secs(n)),
+        }
+    }
+}
+
 /// Parses a public key written `ed25519/<64 hex digits>`.
 ///
 /// Only Ed25519 is accepted for agent and holder keys.
