@@ -99,7 +99,7 @@ pub fn req(
     now: DateTime<Utc>,
     proven: Option<&KeyPair>,
 ) -> Request {
-    Request {
+    Request { amount: None,
         operation: Action::parse(op).unwrap(),
         resource: Resource::parse(resource).unwrap(),
         service: service.map(|s| Audience::parse(s).unwrap()),
