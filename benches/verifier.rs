@@ -393,7 +393,8 @@ fn bench_person(c: &mut Criterion) {
          agent://acme/travel-desk -> agent://acme/planner -> agent://acme/planner/sub"
     );
     raw_check_with(&t, root, &raw_limits, true);
-    let core_req = Request { amount: None,
+    let core_req = Request {
+        amount: None,
         operation: Action::parse(ACTION).unwrap(),
         resource: Resource::parse(RESOURCE).unwrap(),
         service: Some(Audience::parse(SERVICE).unwrap()),

@@ -27,8 +27,8 @@ mod person;
 mod verifier;
 
 use crate::token::{
-    self, parse_duration, parse_public_key, Action, AgentId, Audience, Capability, KeySet,
-    Amount, Lifetime, Limits, Narrowing, Request, Resource, ResourcePattern, RootKeyPair,
+    self, parse_duration, parse_public_key, Action, AgentId, Amount, Audience, Capability, KeySet,
+    Lifetime, Limits, Narrowing, Request, Resource, ResourcePattern, RootKeyPair,
 };
 
 /// Capability tokens for AI agents and the tools they call.

@@ -57,7 +57,9 @@ pub fn minor_digits(currency: &str) -> Option<u32> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
     /// Not `<digits>[.<digits>]<CUR>`.
-    #[error("invalid amount: expected digits, an optional fraction and a currency code, as in 12.50EUR")]
+    #[error(
+        "invalid amount: expected digits, an optional fraction and a currency code, as in 12.50EUR"
+    )]
     Malformed,
     /// A currency that is not three uppercase ASCII letters.
     #[error("invalid amount: the currency must be three uppercase letters (ISO 4217), as in EUR")]
@@ -212,10 +214,34 @@ mod tests {
     fn refuses_bad_amounts_with_typed_errors() {
         use AmountError as E;
         let cases: &[(&str, AmountError)] = &[
-            ("12.501EUR", E::TooPrecise { currency: "EUR".into(), digits: 2 }),
-            ("12.500EUR", E::TooPrecise { currency: "EUR".into(), digits: 2 }),
-            ("1.5JPY", E::TooPrecise { currency: "JPY".into(), digits: 0 }),
-            ("1.0001KWD", E::TooPrecise { currency: "KWD".into(), digits: 3 }),
+            (
+                "12.501EUR",
+                E::TooPrecise {
+                    currency: "EUR".into(),
+                    digits: 2,
+                },
+            ),
+            (
+                "12.500EUR",
+                E::TooPrecise {
+                    currency: "EUR".into(),
+                    digits: 2,
+                },
+            ),
+            (
+                "1.5JPY",
+                E::TooPrecise {
+                    currency: "JPY".into(),
+                    digits: 0,
+                },
+            ),
+            (
+                "1.0001KWD",
+                E::TooPrecise {
+                    currency: "KWD".into(),
+                    digits: 3,
+                },
+            ),
             ("-1.00EUR", E::Negative),
             ("92233720368547758.08EUR", E::Overflow),
             ("9223372036854775808JPY", E::Overflow),
@@ -234,7 +260,10 @@ mod tests {
             assert_eq!(Amount::parse(text).as_ref(), Err(want), "{text}");
             assert!(!want.to_string().contains('\n'));
         }
-        assert_eq!(Amount::parse("9223372036854775807JPY").unwrap().minor(), i64::MAX);
+        assert_eq!(
+            Amount::parse("9223372036854775807JPY").unwrap().minor(),
+            i64::MAX
+        );
         assert_eq!(Amount::new("EUR", -1), Err(E::Negative));
         assert_eq!(Amount::new("EURO", 1), Err(E::MalformedCurrency));
     }

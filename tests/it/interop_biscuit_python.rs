@@ -204,7 +204,8 @@ impl Interop {
                 method: "POST",
                 url: URL,
             };
-            let request = CheckRequest { amount: None,
+            let request = CheckRequest {
+                amount: None,
                 operation: req.operation.clone(),
                 resource: req.resource.clone(),
                 facts: Vec::new(),
@@ -241,7 +242,8 @@ fn req(op: &str, resource: &str, now: DateTime<Utc>, proven: Option<&KeyPair>) -
         let secret: [u8; 32] = kp.private().to_bytes().as_slice().try_into().unwrap();
         HOLDERS.with(|h| h.borrow_mut().insert(kp.public().to_bytes(), secret));
     }
-    Request { amount: None,
+    Request {
+        amount: None,
         operation: Action::parse(op).unwrap(),
         resource: Resource::parse(resource).unwrap(),
         service: Some(Audience::parse(AUDIENCE).unwrap()),

@@ -225,7 +225,8 @@ impl Interop {
                 method: "POST",
                 url: "https://docs.example/call",
             };
-            let request = CheckRequest { amount: None,
+            let request = CheckRequest {
+                amount: None,
                 operation: req.operation.clone(),
                 resource: req.resource.clone(),
                 facts: Vec::new(),
@@ -258,7 +259,8 @@ impl Interop {
 
 /// A request at the audience.
 fn req(op: &str, resource: &str, now: DateTime<Utc>) -> Request {
-    Request { amount: None,
+    Request {
+        amount: None,
         operation: Action::parse(op).unwrap(),
         resource: Resource::parse(resource).unwrap(),
         service: Some(Audience::parse(AUDIENCE).unwrap()),

@@ -162,7 +162,8 @@ impl Issuer {
         resource: &str,
         proven_key: Option<biscuit_auth::PublicKey>,
     ) -> Result<Authorized, token::Denial> {
-        let req = Request { amount: None,
+        let req = Request {
+            amount: None,
             operation: Action::parse(action).unwrap(),
             resource: Resource::parse(resource).unwrap(),
             service: Some(Audience::parse(AUDIENCE).unwrap()),

@@ -309,7 +309,8 @@ async fn garbage_forged_expired_and_revoked_tokens_are_all_just_inactive() {
     // An attenuated copy of the revoked token is revoked too.
     let narrowed = token::attenuate(
         revoked,
-        &token::Narrowing { max_amount: None,
+        &token::Narrowing {
+            max_amount: None,
             action: None,
             resource: Some(ResourcePattern::parse("docs/team-a/y").unwrap()),
             expires_at: None,

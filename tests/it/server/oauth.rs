@@ -58,7 +58,8 @@ async fn jwks_publishes_root_key_0_as_an_okp_ed25519_key_that_verifies_minted_to
     let set = KeySet::from_jwks_json(&r.text).unwrap();
     let agent = app.agent("reader").await;
     let minted = app.mint_ok(&agent, "docs/team-a/q3.pdf").await;
-    let req = Request { amount: None,
+    let req = Request {
+        amount: None,
         operation: Action::parse(ACTION).unwrap(),
         resource: Resource::parse("docs/team-a/q3.pdf").unwrap(),
         service: Some(Audience::parse(AUDIENCE).unwrap()),
@@ -614,7 +615,8 @@ async fn resource_names_with_quotes_and_newlines_get_exactly_that_resource() {
             "{name:?}"
         );
         assert_eq!(minted["authorization_details"][0]["identifier"], name);
-        let req = |resource: &str| Request { amount: None,
+        let req = |resource: &str| Request {
+            amount: None,
             operation: Action::parse(ACTION).unwrap(),
             resource: Resource::parse(resource).unwrap(),
             service: Some(Audience::parse(AUDIENCE).unwrap()),

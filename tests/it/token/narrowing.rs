@@ -58,7 +58,8 @@ struct Spec {
 
 impl Spec {
     fn narrowing(&self) -> Narrowing {
-        Narrowing { max_amount: None,
+        Narrowing {
+            max_amount: None,
             action: self.action.map(|i| Action::parse(ACTIONS[i]).unwrap()),
             resource: self
                 .resource

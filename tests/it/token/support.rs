@@ -99,7 +99,8 @@ pub fn req(
     now: DateTime<Utc>,
     proven: Option<&KeyPair>,
 ) -> Request {
-    Request { amount: None,
+    Request {
+        amount: None,
         operation: Action::parse(op).unwrap(),
         resource: Resource::parse(resource).unwrap(),
         service: service.map(|s| Audience::parse(s).unwrap()),
