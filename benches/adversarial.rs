@@ -116,6 +116,7 @@ impl Fixture {
 
     fn request(&self, proven: &KeyPair) -> Request {
         Request {
+            amount: None,
             operation: Action::parse(ACTION).unwrap(),
             resource: Resource::parse(RESOURCE).unwrap(),
             service: Some(Audience::parse(SERVICE).unwrap()),

@@ -97,6 +97,7 @@ fn introspection(c: &mut Criterion) {
     g.bench_function("offline_authorize", |b| {
         b.iter(|| {
             let req = Request {
+                amount: None,
                 operation: Action::parse("docs:read").unwrap(),
                 resource: Resource::parse("docs/team-a/x").unwrap(),
                 service: None,

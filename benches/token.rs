@@ -245,6 +245,7 @@ fn chain(f: &Fixture, blocks: usize) -> (String, KeyPair) {
 
 fn request(proven: &KeyPair) -> Request {
     Request {
+        amount: None,
         operation: Action::parse(ACTION).unwrap(),
         resource: Resource::parse(RESOURCE).unwrap(),
         service: Some(Audience::parse(SERVICE).unwrap()),

@@ -394,6 +394,7 @@ fn bench_person(c: &mut Criterion) {
     );
     raw_check_with(&t, root, &raw_limits, true);
     let core_req = Request {
+        amount: None,
         operation: Action::parse(ACTION).unwrap(),
         resource: Resource::parse(RESOURCE).unwrap(),
         service: Some(Audience::parse(SERVICE).unwrap()),

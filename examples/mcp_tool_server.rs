@@ -12,7 +12,9 @@
 //!   request, `initialize` and `tools/list` included. Each tool then calls
 //!   [`Verifier::authorize`] with
 //!   operation = the tool name and resource = what it touches
-//!   (`orders/<id>`, or `orders` for listing and creating). A refusal
+//!   (`orders/<id>`, or `orders` for listing and creating), plus the
+//!   `amount` argument of `create_order` (`12.50EUR`) for a token that caps
+//!   amounts (`docs/token-schema.md`, "Amount caps"). A refusal
 //!   becomes a tool error (`isError: true`) naming the reason, e.g.
 //!   `out_of_scope: …`.
 //! - `GET /.well-known/oauth-protected-resource` (and the path-inserted
@@ -56,6 +58,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{schemars, tool, tool_handler, tool_router, ServerHandler};
 use serde::{Deserialize, Serialize};
+use tessera::token::Amount;
 use tessera::verify::layer::{resource_metadata, Scope, VerifyLayer, RESOURCE_METADATA_PATH};
 use tessera::verify::{
     Authenticated, BuildError, CheckRequest, Grant, KeySource, Revocations, Verifier,
@@ -201,6 +204,10 @@ pub struct OrderId {
 pub struct NewOrder {
     /// What to order.
     pub item: String,
+    /// The order's total, as in `12.50EUR`: checked against the token's
+    /// amount cap, if it has one (a capped token refuses an order without it).
+    #[serde(default)]
+    pub amount: Option<String>,
 }
 
 /// The MCP server: one per session, sharing the verifier and the orders.
@@ -252,6 +259,7 @@ impl OrdersServer {
         parts: &Parts,
         tool: &str,
         resource: &str,
+        amount: Option<Amount>,
     ) -> Result<Grant, CallToolResult> {
         let Some(authenticated) = parts.extensions.get::<Authenticated>() else {
             // The layer is installed on every route: this is a server bug.
@@ -261,7 +269,10 @@ impl OrdersServer {
             );
             return Err(failure("internal error: the request was not authenticated"));
         };
-        let request = CheckRequest::new(tool, resource).map_err(|e| failure(e.to_string()))?;
+        let mut request = CheckRequest::new(tool, resource).map_err(|e| failure(e.to_string()))?;
+        if let Some(amount) = amount {
+            request = request.with_amount(amount);
+        }
         match self.verifier.authorize(authenticated, &request).await {
             Ok(grant) => {
                 tracing::info!(
@@ -286,7 +297,9 @@ impl OrdersServer {
 impl OrdersServer {
     #[tool(description = "List all orders. Needs a token for `list_orders` on `orders`.")]
     async fn list_orders(&self, Extension(parts): Extension<Parts>) -> ToolResult {
-        let grant = self.authorize(&parts, "list_orders", "orders").await?;
+        let grant = self
+            .authorize(&parts, "list_orders", "orders", None)
+            .await?;
         let orders = self.orders.lock().await;
         success(&grant, &orders.by_id.values().collect::<Vec<_>>())
     }
@@ -298,7 +311,7 @@ impl OrdersServer {
         Extension(parts): Extension<Parts>,
     ) -> ToolResult {
         let grant = self
-            .authorize(&parts, "get_order", &format!("orders/{id}"))
+            .authorize(&parts, "get_order", &format!("orders/{id}"), None)
             .await?;
         match self.orders.lock().await.by_id.get(&id) {
             Some(order) => success(&grant, order),
@@ -306,13 +319,22 @@ impl OrdersServer {
         }
     }
 
-    #[tool(description = "Place an order. Needs a token for `create_order` on `orders`.")]
+    #[tool(
+        description = "Place an order. Needs a token for `create_order` on `orders`, and an `amount` (as in 12.50EUR) when the token caps amounts."
+    )]
     async fn create_order(
         &self,
-        Parameters(NewOrder { item }): Parameters<NewOrder>,
+        Parameters(NewOrder { item, amount }): Parameters<NewOrder>,
         Extension(parts): Extension<Parts>,
     ) -> ToolResult {
-        let grant = self.authorize(&parts, "create_order", "orders").await?;
+        let amount = amount
+            .as_deref()
+            .map(Amount::parse)
+            .transpose()
+            .map_err(|e| failure(e.to_string()))?;
+        let grant = self
+            .authorize(&parts, "create_order", "orders", amount)
+            .await?;
         let order = self.orders.lock().await.create(item);
         success(&grant, &order)
     }
@@ -324,7 +346,7 @@ impl OrdersServer {
         Extension(parts): Extension<Parts>,
     ) -> ToolResult {
         let grant = self
-            .authorize(&parts, "delete_order", &format!("orders/{id}"))
+            .authorize(&parts, "delete_order", &format!("orders/{id}"), None)
             .await?;
         match self.orders.lock().await.by_id.remove(&id) {
             Some(order) => success(&grant, &order),

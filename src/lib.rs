@@ -58,6 +58,7 @@
 //!     service: Some(Audience::parse("https://docs.acme.example")?),
 //!     now,
 //!     proven_key: Some(sub_key.public()),
+//!     amount: None,
 //! };
 //! let grant = authorize(&sub_token, &keys, &request, |_revocation_id| false, &limits)?;
 //! assert_eq!(grant.acting().map(|a| a.as_str()), Some("agent://acme/summarizer"));

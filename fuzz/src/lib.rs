@@ -104,6 +104,7 @@ pub fn request(proven: Option<&KeyPair>) -> Request {
             service: Some(Audience::parse(SERVICE).map_err(|e| e.to_string())?),
             now: now(),
             proven_key: proven.map(KeyPair::public),
+            amount: None,
         })
     };
     match parse() {

@@ -27,7 +27,7 @@ mod person;
 mod verifier;
 
 use crate::token::{
-    self, parse_duration, parse_public_key, Action, AgentId, Audience, Capability, KeySet,
+    self, parse_duration, parse_public_key, Action, AgentId, Amount, Audience, Capability, KeySet,
     Lifetime, Limits, Narrowing, Request, Resource, ResourcePattern, RootKeyPair,
 };
 
@@ -216,6 +216,10 @@ struct NarrowingArgs {
     /// Allow only at this tool server.
     #[arg(long, value_name = "URI")]
     audience: Option<Audience>,
+    /// Allow only operations whose amount is at most this, in this
+    /// currency, as in `12.50EUR` (docs/token-schema.md).
+    #[arg(long, value_name = "AMOUNT")]
+    max_amount: Option<Amount>,
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +266,10 @@ struct VerifyArgs {
     /// This tool server's canonical URI (required for tokens with an audience).
     #[arg(long, value_name = "URI")]
     service: Option<Audience>,
+    /// The operation's amount, as in `12.50EUR` (required by a token that
+    /// caps amounts).
+    #[arg(long, value_name = "AMOUNT")]
+    amount: Option<Amount>,
     /// The presenting agent's private key file: possession is proven locally.
     #[arg(long, value_name = "FILE")]
     holder_key: Option<PathBuf>,
@@ -488,6 +496,7 @@ fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
         service: args.service,
         now: now(),
         proven_key,
+        amount: args.amount,
     };
     let verdict = token::authorize(
         &t,
@@ -606,6 +615,7 @@ impl NarrowingArgs {
             resource: self.resource,
             expires_at,
             audience: self.audience,
+            max_amount: self.max_amount,
         })
     }
 }

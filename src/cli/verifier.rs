@@ -101,6 +101,7 @@ pub(super) fn verify(args: VerifyArgs, limits: &Limits) -> Result<(), Failure> {
         operation: args.operation.clone(),
         resource: args.resource.clone(),
         facts: Vec::new(),
+        amount: args.amount.clone(),
     };
     let source = key_source(&args)?;
     let jwks_url = match &source {

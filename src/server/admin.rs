@@ -152,6 +152,7 @@ pub(crate) async fn admin_grant(
             service: None,
             now,
             proven_key: None,
+            amount: None,
         };
         verified
             .decide(&authz, &limits)

@@ -9,6 +9,7 @@ use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, PublicKey};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::amount::Amount;
 use super::chain::{walk, Chain, ChainError, Custody};
 use super::gate;
 use super::keys::KeySet;
@@ -78,6 +79,10 @@ pub struct Request {
     pub now: DateTime<Utc>,
     /// The key whose possession the caller proved (DPoP), if any.
     pub proven_key: Option<PublicKey>,
+    /// The operation's amount, if it has one: the fact
+    /// `amount(currency, minor units)` that a token's amount cap reads. A
+    /// capped token refuses a request without one.
+    pub amount: Option<Amount>,
 }
 
 /// The token core's answer for an allowed request: who acted, through
@@ -524,6 +529,17 @@ impl Verified {
         if holder_proven {
             ab = ab
                 .fact(builder::fact("holder_proven", &[builder::boolean(true)]))
+                .map_err(internal)?;
+        }
+        if let Some(amount) = &req.amount {
+            ab = ab
+                .fact(builder::fact(
+                    "amount",
+                    &[
+                        builder::string(amount.currency()),
+                        builder::int(amount.minor()),
+                    ],
+                ))
                 .map_err(internal)?;
         }
         for fact in extra {

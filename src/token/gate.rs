@@ -51,7 +51,7 @@ use prost::Message;
 use std::sync::LazyLock;
 
 /// Most checks in one block after the authority block. Tessera writes at
-/// most four; biscuit-python's narrowing at most five.
+/// most five; biscuit-python's narrowing at most five.
 pub const MAX_CHECKS_PER_BLOCK: usize = 16;
 /// Most alternatives (`check if A or B`) in one check.
 pub const MAX_QUERIES_PER_CHECK: usize = 4;
@@ -96,11 +96,11 @@ pub struct Shape {
 /// The predicates a block after the authority block may name beyond a
 /// one-predicate lookup.
 ///
-/// A future shape of `DESIGN.md` is one entry here: the amount a tool server
-/// supplies with an operation (`check if amount($c, $v), $c == "EUR",
-/// $v <= 1250`) is `Shape { name: "amount", arity: 2, role: Role::Request }`
-/// (a one-predicate check passes without it; the entry lets it be joined with
-/// `operation`), and a budget that a delegation lowers is
+/// `amount(currency, minor units)` is the amount a tool server supplies with
+/// an operation (`check if amount($c, $v), $c == "EUR", $v <= 1250`; the
+/// one-predicate check passes as a lookup, the entry lets it be joined with
+/// `operation`). Being a request fact, no block may carry one. A future shape
+/// of `DESIGN.md` is one entry here too: a budget that a delegation lowers is
 /// `Shape { name: "budget", arity: 3, role: Role::DelegationFact { max: 1 } }`.
 pub const SHAPES: &[Shape] = &[
     Shape {
@@ -126,6 +126,11 @@ pub const SHAPES: &[Shape] = &[
     Shape {
         name: "holder_proven",
         arity: 1,
+        role: Role::Request,
+    },
+    Shape {
+        name: "amount",
+        arity: 2,
         role: Role::Request,
     },
     Shape {
@@ -602,6 +607,37 @@ mod tests {
     }
 
     #[test]
+    fn an_amount_cap_passes_and_an_amount_fact_or_rule_does_not() {
+        for ok in [
+            "check if amount($c, $v), $c == \"EUR\", $v <= 1250;",
+            "check if operation($op), amount($c, $v), $op == \"pay\", $c == \"EUR\", $v <= 1250;",
+        ] {
+            assert!(gate(&[code(ok)]).is_ok(), "{ok}");
+        }
+        for bad in [
+            "amount(\"EUR\", 1);",
+            "amount($c, 0) <- amount($c, $v);",
+            "check if amount($c, $v), amount($d, $w), $v <= 1;",
+        ] {
+            assert!(gate(&[code(bad)]).is_err(), "{bad}");
+        }
+        // Nor may a delegation (third-party) block carry one.
+        let holder = KeyPair::new();
+        let t = authority();
+        let b = code("amount(\"EUR\", 1);");
+        let signed = t
+            .third_party_request()
+            .unwrap()
+            .create_block(&holder.private(), b)
+            .unwrap();
+        let t = t.append_third_party(holder.public(), signed).unwrap();
+        let bytes = t.to_vec().unwrap();
+        let layout = scan(&bytes, 64).unwrap();
+        let r = check_blocks(&layout.payloads, &[false, true]).unwrap_err();
+        assert!(r.why.contains("does not carry"), "{r}");
+    }
+
+    #[test]
     fn the_earliest_added_expiry_is_read_from_time_checks() {
         let p = gate(&[
             code("check if time($t), $t <= 2026-11-22T12:03:00Z;"),
@@ -634,8 +670,9 @@ mod tests {
             proptest::option::of((any::<bool>(), "\\PC{1,40}")),
             proptest::option::of(0i64..4_000_000_000),
             proptest::option::of("[a-z]{1,20}"),
+            proptest::option::of(0i64..=i64::MAX),
         )
-            .prop_map(|(action, resource, expiry, audience)| Narrowing {
+            .prop_map(|(action, resource, expiry, audience, cap)| Narrowing {
                 action: action.map(|a| Action::parse(&a).unwrap()),
                 resource: resource.map(|(prefix, r)| {
                     let r = crate::token::types::Resource::parse(&r).unwrap();
@@ -647,6 +684,7 @@ mod tests {
                 }),
                 expires_at: expiry.map(at),
                 audience: audience.map(|a| Audience::parse(&format!("https://{a}")).unwrap()),
+                max_amount: cap.map(|v| crate::token::Amount::new("EUR", v).unwrap()),
             })
     }
 

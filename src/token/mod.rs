@@ -5,6 +5,7 @@
 //! input is randomness (token ids and ephemeral block keys), and every
 //! operation has a `*_with_rng` form that takes it as an argument too.
 
+mod amount;
 mod attenuate;
 mod authorize;
 mod chain;
@@ -21,6 +22,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
 
+pub use amount::{minor_digits, Amount, AmountError};
 pub use attenuate::{attenuate, attenuate_with_rng, delegate, delegate_with_rng};
 pub use authorize::{authorize, authorize_bytes, Authorized, Denial, Limits, Request, Verified};
 pub use chain::{Chain, ChainError, Claims, Custody, HolderKey, Hop};

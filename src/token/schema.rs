@@ -11,6 +11,7 @@ use biscuit_auth::builder::{self, Term};
 use biscuit_auth::{error, BlockBuilder};
 use chrono::{DateTime, Utc};
 
+use super::amount::Amount;
 use super::types::{Action, Audience, ResourcePattern};
 
 /// The schema version written in every authority block: `tessera_schema(1)`.
@@ -28,6 +29,11 @@ pub struct Narrowing {
     pub expires_at: Option<DateTime<Utc>>,
     /// Only at this tool server.
     pub audience: Option<Audience>,
+    /// Only operations whose amount (a request fact the tool server
+    /// supplies) is in this currency and at most this many minor units; an
+    /// operation without an amount is refused. Caps of several blocks all
+    /// hold, so a later block can only lower the cap.
+    pub max_amount: Option<Amount>,
 }
 
 impl Narrowing {
@@ -120,6 +126,16 @@ pub(crate) fn narrowing_checks(
             block,
             "check if service($s), $s == {audience};",
             [("audience", builder::string(aud.as_str()))],
+        )?;
+    }
+    if let Some(cap) = &n.max_amount {
+        block = add(
+            block,
+            "check if amount($c, $v), $c == {currency}, $v <= {max};",
+            [
+                ("currency", builder::string(cap.currency())),
+                ("max", builder::int(cap.minor())),
+            ],
         )?;
     }
     Ok(block)

@@ -30,6 +30,7 @@ pub(super) struct MemoKey {
     pub(super) operation: String,
     pub(super) resource: String,
     pub(super) holder_proven: bool,
+    pub(super) amount: Option<crate::token::Amount>,
     pub(super) second: i64,
 }
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::cache::Entry;
-use crate::token::{Action, AgentId, Custody, InvalidInput, OnBehalf, Person, Resource};
+use crate::token::{Action, AgentId, Amount, Custody, InvalidInput, OnBehalf, Person, Resource};
 
 /// What the caller presented: the token, an optional DPoP proof, and the
 /// HTTP method and URL the proof must match.
@@ -48,6 +48,10 @@ pub struct CheckRequest {
     pub resource: Resource,
     /// Extra facts for the token's checks, built with the builder API.
     pub facts: Vec<Fact>,
+    /// The operation's amount, if it moves money: the request fact
+    /// `amount(currency, minor units)` that a token's amount cap reads. A
+    /// token with a cap refuses a request without one (`out_of_scope`).
+    pub amount: Option<Amount>,
 }
 
 impl CheckRequest {
@@ -57,7 +61,14 @@ impl CheckRequest {
             operation: Action::parse(operation)?,
             resource: Resource::parse(resource)?,
             facts: Vec::new(),
+            amount: None,
         })
+    }
+
+    /// Sets the operation's amount (see [`CheckRequest::amount`]).
+    pub fn with_amount(mut self, amount: Amount) -> Self {
+        self.amount = Some(amount);
+        self
     }
 
     /// Adds a fact `name(value, …)` of string terms (values are parameters,

@@ -438,12 +438,14 @@ impl Verifier {
             service: Some(self.inner.service.clone()),
             now,
             proven_key: None,
+            amount: request.amount.clone(),
         };
         let outcome = if request.facts.is_empty() {
             let key = MemoKey {
                 operation: request.operation.as_str().to_owned(),
                 resource: request.resource.as_str().to_owned(),
                 holder_proven,
+                amount: request.amount.clone(),
                 second: now.timestamp() + i64::from(now.timestamp_subsec_nanos() > 0),
             };
             let remembered = entry.memo.lock().ok().and_then(|memo| {

@@ -205,6 +205,7 @@ impl Interop {
                 url: URL,
             };
             let request = CheckRequest {
+                amount: None,
                 operation: req.operation.clone(),
                 resource: req.resource.clone(),
                 facts: Vec::new(),
@@ -242,6 +243,7 @@ fn req(op: &str, resource: &str, now: DateTime<Utc>, proven: Option<&KeyPair>) -
         HOLDERS.with(|h| h.borrow_mut().insert(kp.public().to_bytes(), secret));
     }
     Request {
+        amount: None,
         operation: Action::parse(op).unwrap(),
         resource: Resource::parse(resource).unwrap(),
         service: Some(Audience::parse(AUDIENCE).unwrap()),

@@ -226,6 +226,7 @@ impl Interop {
                 url: "https://docs.example/call",
             };
             let request = CheckRequest {
+                amount: None,
                 operation: req.operation.clone(),
                 resource: req.resource.clone(),
                 facts: Vec::new(),
@@ -259,6 +260,7 @@ impl Interop {
 /// A request at the audience.
 fn req(op: &str, resource: &str, now: DateTime<Utc>) -> Request {
     Request {
+        amount: None,
         operation: Action::parse(op).unwrap(),
         resource: Resource::parse(resource).unwrap(),
         service: Some(Audience::parse(AUDIENCE).unwrap()),

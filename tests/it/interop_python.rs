@@ -163,6 +163,7 @@ impl Issuer {
         proven_key: Option<biscuit_auth::PublicKey>,
     ) -> Result<Authorized, token::Denial> {
         let req = Request {
+            amount: None,
             operation: Action::parse(action).unwrap(),
             resource: Resource::parse(resource).unwrap(),
             service: Some(Audience::parse(AUDIENCE).unwrap()),

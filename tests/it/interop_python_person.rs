@@ -85,6 +85,7 @@ impl Setup {
     /// as a tool server would, with the issuer's published keys.
     fn authorize(&self, token: &str, resource: &str) -> Result<Authorized, token::Denial> {
         let req = Request {
+            amount: None,
             operation: Action::parse("docs:read").unwrap(),
             resource: Resource::parse(resource).unwrap(),
             service: Some(Audience::parse(AUDIENCE).unwrap()),

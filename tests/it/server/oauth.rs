@@ -59,6 +59,7 @@ async fn jwks_publishes_root_key_0_as_an_okp_ed25519_key_that_verifies_minted_to
     let agent = app.agent("reader").await;
     let minted = app.mint_ok(&agent, "docs/team-a/q3.pdf").await;
     let req = Request {
+        amount: None,
         operation: Action::parse(ACTION).unwrap(),
         resource: Resource::parse("docs/team-a/q3.pdf").unwrap(),
         service: Some(Audience::parse(AUDIENCE).unwrap()),
@@ -615,6 +616,7 @@ async fn resource_names_with_quotes_and_newlines_get_exactly_that_resource() {
         );
         assert_eq!(minted["authorization_details"][0]["identifier"], name);
         let req = |resource: &str| Request {
+            amount: None,
             operation: Action::parse(ACTION).unwrap(),
             resource: Resource::parse(resource).unwrap(),
             service: Some(Audience::parse(AUDIENCE).unwrap()),

@@ -342,6 +342,7 @@ async fn after_keys_rotate_and_sighup_new_tokens_use_key_1_and_old_tokens_still_
     assert_eq!(inspect(&new, &keys).root_key_id, Some(1));
 
     let req = |resource: &str| Request {
+        amount: None,
         operation: Action::parse(ACTION).unwrap(),
         resource: Resource::parse(resource).unwrap(),
         service: Some(Audience::parse(AUDIENCE).unwrap()),

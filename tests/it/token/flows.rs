@@ -26,6 +26,7 @@ fn smoke_mint_attenuate_delegate_authorize() {
     let m = mint(&cap, &root, t0()).unwrap();
     let limits = Limits::default();
     let req = |res: &str, key: Option<&KeyPair>, now: DateTime<Utc>| Request {
+        amount: None,
         operation: Action::parse("docs:read").unwrap(),
         resource: Resource::parse(res).unwrap(),
         service: Some(Audience::parse("https://tool.example").unwrap()),

@@ -1,6 +1,7 @@
 //! Token core: behaviour through the public API.
 
 mod adversarial;
+mod amounts;
 mod bad_input;
 mod delegation;
 mod expiry;

@@ -59,6 +59,7 @@ struct Spec {
 impl Spec {
     fn narrowing(&self) -> Narrowing {
         Narrowing {
+            max_amount: None,
             action: self.action.map(|i| Action::parse(ACTIONS[i]).unwrap()),
             resource: self
                 .resource

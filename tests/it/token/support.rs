@@ -100,6 +100,7 @@ pub fn req(
     proven: Option<&KeyPair>,
 ) -> Request {
     Request {
+        amount: None,
         operation: Action::parse(op).unwrap(),
         resource: Resource::parse(resource).unwrap(),
         service: service.map(|s| Audience::parse(s).unwrap()),

@@ -198,3 +198,41 @@ async fn verify_following_redis() {
         text(&out.stderr)
     );
 }
+
+/// `--amount` reaches the Verifier's decision (the `--jwks` path): a token
+/// attenuated with `--max-amount 40.00EUR` allows 40.00 EUR only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_with_the_verifier_passes_the_amount() {
+    let (app, dir, token, _, _) = setup(None).await;
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, serde_json::to_string(&app.keys().to_jwks()).unwrap()).unwrap();
+    let out = run(vec![
+        "token".into(),
+        "attenuate".into(),
+        token,
+        "--max-amount".into(),
+        "40.00EUR".into(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let capped = text(&out.stdout).trim().to_owned();
+    let jwks = path.display().to_string();
+    let verify = |amount: Option<&str>| {
+        let mut extra = vec!["--jwks", jwks.as_str(), "--no-revocation-check"];
+        if let Some(a) = amount {
+            extra.extend(["--amount", a]);
+        }
+        run(args(&capped, "docs/team-a/plan", &extra))
+    };
+    let out = verify(Some("40.00EUR")).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for refused in [Some("40.01EUR"), Some("40.00USD"), None] {
+        let out = verify(refused).await;
+        assert_eq!(out.status.code(), Some(1), "{refused:?}");
+        assert!(
+            text(&out.stderr).contains("denied: out_of_scope"),
+            "{refused:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -439,3 +439,84 @@ async fn a_tool_answer_for_a_person_token_names_the_person_and_the_chain() {
     assert!(denied.is_error(), "{:?}", denied);
     assert!(denied.text().contains("out_of_scope"), "{:?}", denied);
 }
+
+/// A token capped at 40.00 EUR: `create_order` with its `amount` argument
+/// is allowed up to the cap and refused one cent more, in another currency,
+/// without an amount, or with an amount finer than the currency's cents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_order_passes_its_amount_to_the_tokens_cap() {
+    let Some(python) = crate::python::python_with("mcp, httpx2", "MCP example test") else {
+        return;
+    };
+    let issuer = TestApp::spawn().await;
+    let (listener, url) = McpServer::bind().await;
+    let cap = token::Capability {
+        agent: AgentId::parse("agent://acme/orders-bot").unwrap(),
+        action: Action::parse("create_order").unwrap(),
+        resource: ResourcePattern::parse("orders").unwrap(),
+        audience: Some(Audience::parse(&url).unwrap()),
+        lifetime: Lifetime::parse("5m").unwrap(),
+        holder_key: None,
+        on_behalf: None,
+    };
+    let t = token::mint(&cap, issuer.state.ring().active(), now())
+        .unwrap()
+        .token;
+    let capped = token::attenuate(
+        &t,
+        &Narrowing {
+            max_amount: Some(token::Amount::parse("40.00EUR").unwrap()),
+            ..Narrowing::default()
+        },
+        &Limits::default(),
+    )
+    .unwrap();
+    let source = example::RevocationSource::Feed {
+        token: feed_token(&issuer),
+    };
+    let server = McpServer::start(listener, &url, &issuer, source).await;
+    let order = |amount: Option<&str>| {
+        let mut args = json!({"item": "espresso cups, 6"});
+        if let Some(a) = amount {
+            args["amount"] = a.into();
+        }
+        args
+    };
+
+    let got = call(
+        &python,
+        &server.url,
+        &capped,
+        "create_order",
+        order(Some("40.00EUR")),
+    )
+    .await;
+    assert!(got.ok(), "{:?}", got);
+    assert!(got.text().contains("espresso cups"), "{:?}", got);
+    for refused in [Some("40.01EUR"), Some("40.00USD"), None] {
+        let got = call(
+            &python,
+            &server.url,
+            &capped,
+            "create_order",
+            order(refused),
+        )
+        .await;
+        assert!(got.is_error(), "{refused:?}: {:?}", got);
+        assert!(
+            got.text().contains("out_of_scope"),
+            "{refused:?}: {:?}",
+            got
+        );
+    }
+    let bad = call(
+        &python,
+        &server.url,
+        &capped,
+        "create_order",
+        order(Some("40.001EUR")),
+    )
+    .await;
+    assert!(bad.is_error(), "{:?}", bad);
+    assert!(bad.text().contains("minor-unit"), "{:?}", bad);
+}

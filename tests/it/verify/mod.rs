@@ -1,5 +1,6 @@
 //! The verifier: checks, followers, the axum layer, the MCP example.
 
+mod amounts;
 mod attack_http;
 mod audit;
 pub mod check;
