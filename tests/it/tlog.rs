@@ -178,3 +178,135 @@ fn proofs_in_a_tree_of_a_million_leaves_verify() {
     }
     assert!(inclusion_proof(&tree, n, n).is_err());
 }
+
+/// A checkpoint and proofs checked by independent code: Python with the
+/// `cryptography` package parses the C2SP note and the verifier key,
+/// verifies the Ed25519 signature, recomputes the root from the records and
+/// checks both proofs with its own RFC 9162 verification.
+#[cfg(feature = "server")]
+#[test]
+fn python_verifies_a_checkpoint_and_its_proofs_independently() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let Some(python) = crate::python::python_with("cryptography", "tlog interop test") else {
+        return;
+    };
+    let records: Vec<String> = (0..13).map(|i| format!("record {i}")).collect();
+    let tree = MemoryTree::from_leaf_hashes(records.iter().map(|r| leaf_hash(r.as_bytes())));
+    let signer =
+        NoteSigner::new("tessera.example/audit", SigningKey::from_bytes(&[9; 32])).unwrap();
+    let note = Checkpoint::new("tessera.example/audit", 13, tree.root())
+        .unwrap()
+        .sign(&signer)
+        .unwrap();
+    let hexes = |proof: Vec<Hash>| proof.iter().map(hex::encode).collect::<Vec<_>>();
+    let run = |note: &str| {
+        let input = serde_json::json!({
+            "note": note,
+            "verifier_key": signer.verifier().to_string(),
+            "records": records,
+            "index": 6,
+            "inclusion": hexes(inclusion_proof(&tree, 6, 13).unwrap()),
+            "from": 5,
+            "old_root": hex::encode(root(&tree, 5).unwrap()),
+            "consistency": hexes(consistency_proof(&tree, 5, 13).unwrap()),
+        });
+        let mut child = Command::new(&python)
+            .args(["-c", PYTHON_VERIFIER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, output) = run(&note);
+    assert!(ok, "{output}");
+    assert_eq!(
+        output.trim(),
+        "checkpoint, inclusion and consistency verified"
+    );
+    let (ok, output) = run(&note.replacen("\n13\n", "\n14\n", 1));
+    assert!(!ok, "a changed size passed: {output}");
+}
+
+#[cfg(feature = "server")]
+const PYTHON_VERIFIER: &str = r#"
+import base64, hashlib, json, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+d = json.load(sys.stdin)
+H = lambda b: hashlib.sha256(b).digest()
+leaf = lambda r: H(b"\x00" + r)
+node = lambda a, b: H(b"\x01" + a + b)
+
+def mth(ls):
+    if len(ls) == 0: return H(b"")
+    if len(ls) == 1: return ls[0]
+    k = 1
+    while k * 2 < len(ls): k *= 2
+    return node(mth(ls[:k]), mth(ls[k:]))
+
+name, key_id, key = d["verifier_key"].split("+")
+key = base64.b64decode(key)
+assert key[0] == 1 and len(key) == 33
+assert H(name.encode() + b"\n" + key)[:4].hex() == key_id
+note = d["note"]
+text, sigs = note[: note.rindex("\n\n") + 1], note[note.rindex("\n\n") + 2 :]
+ok = False
+for line in sigs.splitlines():
+    dash, sname, sig = line.split(" ")
+    assert dash == "\u2014"
+    sig = base64.b64decode(sig)
+    if sname == name and sig[:4].hex() == key_id:
+        Ed25519PublicKey.from_public_bytes(key[1:]).verify(sig[4:], text.encode())
+        ok = True
+assert ok, "no signature by the key"
+origin, size, root_b64 = text.splitlines()
+size, root = int(size), base64.b64decode(root_b64)
+leaves = [leaf(r.encode()) for r in d["records"]]
+assert size == len(leaves) and mth(leaves) == root, "root"
+
+# RFC 9162 2.1.3.2
+fn, sn, r = d["index"], size - 1, leaves[d["index"]]
+for p in map(bytes.fromhex, d["inclusion"]):
+    assert sn != 0
+    if fn & 1 or fn == sn:
+        r = node(p, r)
+        while not fn & 1 and fn: fn >>= 1; sn >>= 1
+    else:
+        r = node(r, p)
+    fn >>= 1; sn >>= 1
+assert sn == 0 and r == root, "inclusion"
+
+# RFC 9162 2.1.4.2
+first, old = d["from"], bytes.fromhex(d["old_root"])
+path = [bytes.fromhex(h) for h in d["consistency"]]
+assert old == mth(leaves[:first])
+if first & (first - 1) == 0: path = [old] + path
+fn, sn = first - 1, size - 1
+while fn & 1: fn >>= 1; sn >>= 1
+fr = sr = path[0]
+for c in path[1:]:
+    assert sn != 0
+    if fn & 1 or fn == sn:
+        fr, sr = node(c, fr), node(c, sr)
+        while not fn & 1 and fn: fn >>= 1; sn >>= 1
+    else:
+        sr = node(sr, c)
+    fn >>= 1; sn >>= 1
+assert sn == 0 and fr == old and sr == root, "consistency"
+print("checkpoint, inclusion and consistency verified")
+"#;
