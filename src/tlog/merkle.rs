@@ -383,8 +383,20 @@ impl MemoryTree {
 
     /// The root of the whole tree.
     pub fn root(&self) -> Hash {
-        // Never fails: every subtree inside `len()` is kept.
-        root(self, self.len()).unwrap_or_else(|_| empty_root())
+        // The unpaired last subtree of each level is a peak of the tree;
+        // folding the peaks from the smallest up gives RFC 6962's root.
+        let mut acc: Option<Hash> = None;
+        for row in &self.levels {
+            if row.len() % 2 == 1 {
+                if let Some(peak) = row.last() {
+                    acc = Some(match acc {
+                        None => *peak,
+                        Some(right) => node_hash(peak, &right),
+                    });
+                }
+            }
+        }
+        acc.unwrap_or_else(empty_root)
     }
 }
 
