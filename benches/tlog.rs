@@ -14,9 +14,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tessera::tlog::merkle::{
-    consistency_proof, inclusion_proof, leaf_hash, root, verify_consistency, verify_inclusion,
-    Hash, MemoryTree,
+    consistency_proof, inclusion_proof, leaf_hash, root, verify_consistency, verify_inclusion, Hash,
 };
+use tessera::tlog::MemoryTree;
 
 const N: u64 = 1_000_000;
 const OLD: u64 = 500_000;

@@ -174,7 +174,8 @@ fn parse_size(line: &str) -> Result<u64, CheckpointError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tlog::merkle::{leaf_hash, MemoryTree};
+    use crate::tlog::merkle::leaf_hash;
+    use crate::tlog::MemoryTree;
     use ed25519_dalek::SigningKey;
 
     const ORIGIN: &str = "tessera.example/audit";

@@ -2,7 +2,8 @@
 //!
 //! - [`merkle`]: RFC 6962 hashing, the Merkle Tree Hash, inclusion and
 //!   consistency proofs (generated over any [`merkle::SubtreeHashes`] source,
-//!   verified with nothing but hashes), and [`merkle::MemoryTree`].
+//!   verified with nothing but hashes).
+//! - [`memory`]: [`MemoryTree`], the in-memory source of subtree hashes.
 //! - [`note`]: C2SP signed notes with Ed25519 keys, and the verifier key text.
 //! - [`checkpoint`]: the C2SP tlog-checkpoint body inside a signed note.
 //!
@@ -10,9 +11,11 @@
 //! endpoints come later (see `docs/audit.md`).
 
 pub mod checkpoint;
+pub mod memory;
 pub mod merkle;
 pub mod note;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use merkle::{Hash, MemoryTree, MerkleError, SubtreeHashes};
+pub use memory::MemoryTree;
+pub use merkle::{Hash, MerkleError, SubtreeHashes};
 pub use note::{NoteError, NoteSigner, NoteVerifier};
