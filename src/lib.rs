@@ -98,6 +98,7 @@ mod redis_conn;
 pub mod replay;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod tlog;
 pub mod token;
 #[cfg(feature = "verifier")]
 pub mod verify;

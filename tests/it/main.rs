@@ -23,6 +23,7 @@ mod python;
 mod server;
 #[cfg(feature = "store")]
 mod store;
+mod tlog;
 mod token;
 #[cfg(feature = "server")]
 mod verify;
