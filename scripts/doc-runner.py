@@ -7,7 +7,8 @@ Usage (through scripts/doc-runner.sh, which prepares the Python venv first):
     python3 scripts/doc-runner.py --together TESSERA_BINARY [DOC.md ...]
     python3 scripts/doc-runner.py --self-check TESSERA_BINARY
 
-Without DOC arguments it runs README.md, examples/**/README*.md and
+Without DOC arguments it runs README.md, examples/**/README*.md (not under
+node_modules) and
 docs/*.md. Every fenced block labelled sh, bash, shell or console runs; each
 document's blocks run in order in one bash session (`set -eo pipefail`), so a
 variable set in one block is seen by the next. A document runs in a fresh
@@ -322,7 +323,13 @@ def run_doc(docs, tessera, base):
 
 def documents():
     docs = [ROOT / "README.md"]
-    docs += sorted(p for p in (ROOT / "examples").rglob("README*.md"))
+    # Installed packages (examples/js/node_modules) bring their own READMEs:
+    # not ours to run.
+    docs += sorted(
+        p
+        for p in (ROOT / "examples").rglob("README*.md")
+        if "node_modules" not in p.relative_to(ROOT).parts
+    )
     docs += sorted((ROOT / "docs").glob("*.md"))
     return docs
 
