@@ -173,6 +173,18 @@ pub struct AuditEvent {
     /// The person the token acts (or was asked to act) for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person: Option<crate::token::Person>,
+    /// The amount of the operation, asked for or spent, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<crate::token::Amount>,
+    /// The person's approval this event is about or rests on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// The revocation ids of the token's blocks, authority first, if known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revocation_ids: Vec<String>,
+    /// The tool server that made the decision, for events from verifiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// Which audit events to return.

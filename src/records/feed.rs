@@ -115,6 +115,10 @@ mod tests {
             remote_addr: None,
             chain: vec![],
             person: None,
+            amount: None,
+            approval_id: None,
+            revocation_ids: Vec::new(),
+            service: None,
         };
         let page = AuditPage {
             events: vec![AuditEntry {

@@ -303,6 +303,10 @@ pub(super) fn admin_event(
         remote_addr: None,
         chain: grant.chain.iter().map(ToString::to_string).collect(),
         person: None,
+        amount: None,
+        approval_id: None,
+        revocation_ids: Vec::new(),
+        service: None,
     }
 }
 

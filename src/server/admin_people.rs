@@ -161,6 +161,10 @@ fn person_event(
         remote_addr: remote(addr),
         chain: grant.chain.iter().map(ToString::to_string).collect(),
         person: Some(person.clone()),
+        amount: None,
+        approval_id: None,
+        revocation_ids: Vec::new(),
+        service: None,
     }
 }
 

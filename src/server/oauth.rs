@@ -450,6 +450,10 @@ pub(crate) fn event(state: &AppState, kind: AuditKind, outcome: AuditOutcome) ->
         remote_addr: None,
         chain: Vec::new(),
         person: None,
+        amount: None,
+        approval_id: None,
+        revocation_ids: Vec::new(),
+        service: None,
     }
 }
 

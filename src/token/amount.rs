@@ -165,6 +165,20 @@ fn digits_of(currency: &str) -> Result<u32, AmountError> {
     minor_digits(currency).ok_or_else(|| AmountError::UnknownCurrency(currency.to_owned()))
 }
 
+/// Serialized as its text form (`"12.50EUR"`), read back with [`Amount::parse`].
+impl serde::Serialize for Amount {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for Amount {
     type Err = AmountError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -76,6 +76,10 @@ impl From<DecisionAudit> for AuditEvent {
             remote_addr: d.remote_addr,
             chain: d.chain,
             person: d.person,
+            amount: None,
+            approval_id: None,
+            revocation_ids: Vec::new(),
+            service: None,
         }
     }
 }
@@ -447,6 +451,10 @@ mod tests {
             remote_addr: None,
             chain: Vec::new(),
             person: None,
+            amount: None,
+            approval_id: None,
+            revocation_ids: Vec::new(),
+            service: None,
         };
         let accepted = (0..100).filter(|_| sink.record(event())).count();
         // The queue holds 4, the writer at most one batch of 2.

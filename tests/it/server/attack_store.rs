@@ -497,6 +497,10 @@ async fn the_configured_audit_bound_reaches_the_embedded_store() {
                 remote_addr: None,
                 chain: Vec::new(),
                 person: None,
+                amount: None,
+                approval_id: None,
+                revocation_ids: Vec::new(),
+                service: None,
             };
             audit.append(&event).await.unwrap()
         });

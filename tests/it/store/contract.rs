@@ -80,6 +80,10 @@ pub fn event(agent: &str, token_id: &str, at: DateTime<Utc>) -> AuditEvent {
         remote_addr: Some("127.0.0.1:5555".to_owned()),
         chain: vec![agent.to_owned()],
         person: None,
+        amount: None,
+        approval_id: None,
+        revocation_ids: Vec::new(),
+        service: None,
     }
 }
 
@@ -905,6 +909,10 @@ pub async fn audit_query_filters_by_person_and_keeps_the_person_of_each_event(st
     let namesake = person("https://login.evil.example", "alice");
     let for_person = |p: Option<&Person>, token_id: &str, i: i64| AuditEvent {
         person: p.cloned(),
+        amount: None,
+        approval_id: None,
+        revocation_ids: Vec::new(),
+        service: None,
         ..event("https://agents.example/a", token_id, now + secs(i))
     };
     let appended = [
