@@ -114,6 +114,8 @@ pub struct Metrics {
     pub revocations: Counter,
     /// Request latency by route.
     pub latency: HistogramFamily,
+    /// Refusals of the web pages (src/web), by reason from a closed set.
+    pub web_refused: Family<ReasonLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -141,6 +143,12 @@ impl Default for Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
+        let web_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "web_refused",
+            "Web page requests refused (login, session, CSRF), by reason",
+            web_refused.clone(),
+        );
         registry.register("build", "Version of this build", build_info());
         registry.register_collector(Box::new(ProcessCollector));
         Self {
@@ -149,6 +157,7 @@ impl Default for Metrics {
             refused,
             revocations,
             latency,
+            web_refused,
         }
     }
 }

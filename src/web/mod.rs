@@ -150,12 +150,12 @@ pub fn web(state: &AppState) -> Result<&Arc<Web>, ErrorPage> {
 }
 
 /// Counts a refusal of the web pages (`reason` from a closed set).
-pub(crate) fn refused(state: &AppState, reason: &'static str) {
+pub fn refused(state: &AppState, reason: &'static str) {
     state
         .metrics
-        .refused
+        .web_refused
         .get_or_create(&crate::server::metrics::ReasonLabel {
-            reason: format!("web_{reason}"),
+            reason: reason.to_owned(),
         })
         .inc();
 }

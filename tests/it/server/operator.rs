@@ -408,7 +408,9 @@ fn the_sample_configuration_loads_equals_the_defaults_and_names_every_setting() 
     for key in defaults.as_object().unwrap().keys() {
         let named = text.lines().any(|l| {
             let l = l.trim_start_matches("# ");
-            l.starts_with(&format!("{key} = ")) || l == format!("[[{key}]]")
+            l.starts_with(&format!("{key} = "))
+                || l == format!("[[{key}]]")
+                || l == format!("[{key}]")
         });
         assert!(named, "examples/tessera.toml does not name `{key}`");
     }
@@ -417,7 +419,7 @@ fn the_sample_configuration_loads_equals_the_defaults_and_names_every_setting() 
         .lines()
         .map(|l| match l.strip_prefix("# ") {
             Some(rest)
-                if rest.starts_with("[[")
+                if rest.starts_with('[')
                     || rest.split_once(" = ").is_some_and(|(k, _)| {
                         k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                     }) =>
@@ -434,6 +436,7 @@ fn the_sample_configuration_loads_equals_the_defaults_and_names_every_setting() 
     let c = Config::load(Some(&all), Vec::new(), Overrides::default()).unwrap();
     assert!(c.issuer_url.is_some() && c.redis_url.is_some() && c.metrics_listen.is_some());
     assert_eq!((c.idp.len(), c.role.len()), (1, 1));
+    assert!(c.login.is_some() && c.web.cookie_key_file.is_some());
 }
 
 /// Kills the child on drop.

@@ -72,6 +72,37 @@ async fn a_callback_without_its_login_cookie_or_with_another_state_grants_nothin
         .await
         .unwrap()
         .contains("refused the login code"));
+    // Each refusal is counted, by reason.
+    let metrics = app.state.metrics.render();
+    for reason in ["login_cookie", "state", "code_refused"] {
+        assert!(
+            metrics.contains(&format!("tessera_web_refused_total{{reason=\"{reason}\"}}")),
+            "{reason}: {metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_login_makes_a_new_session_whose_csrf_tokens_are_its_own() {
+    let Some(idp) = TestIdp::start() else { return };
+    let app = app(&idp).await;
+    let web = web(&app);
+    let first = login(&app, &idp, "alice").await;
+    let second = login(&app, &idp, "alice").await;
+    let a = web.open_session(&first, now()).unwrap();
+    let b = web.open_session(&second, now()).unwrap();
+    assert_eq!(a.person, b.person);
+    assert_ne!(a.id, b.id, "a fresh session id at every login");
+    // The first session's logout token does not log the second one out.
+    let token = web.csrf_token(&a, "logout");
+    let resp = plain()
+        .post(app.url("/logout"))
+        .header(COOKIE, format!("tessera-session={second}"))
+        .form(&[("csrf", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_page(&resp, 403);
 }
 
 #[tokio::test]
