@@ -132,3 +132,37 @@ impl LoginConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_must_name_a_trusted_idp_and_ask_for_openid() {
+        let idp: IdpConfig =
+            toml::from_str("issuer = \"https://idp.example\"\naudience = \"t\"").unwrap();
+        let login: LoginConfig = toml::from_str(
+            "issuer = \"https://idp.example\"\nclient_id = \"tessera\"\nclient_secret_file = \"s\"",
+        )
+        .unwrap();
+        assert_eq!(login.scope, "openid");
+        assert_eq!(login.client_auth, ClientAuth::ClientSecretPost);
+        assert!(login.check(std::slice::from_ref(&idp)).is_ok());
+        assert!(login.check(&[]).is_err(), "an issuer not among [[idp]]");
+        let no_openid = LoginConfig {
+            scope: "groups".into(),
+            ..login.clone()
+        };
+        assert!(no_openid.check(std::slice::from_ref(&idp)).is_err());
+        assert!(toml::from_str::<LoginConfig>(
+            "issuer = \"https://idp.example\"\nclient_id = \"t\"\nclient_secret_file = \"s\"\nclient_secret = \"inline\""
+        )
+        .is_err(), "no inline secret: unknown keys are errors");
+        let web = WebConfig {
+            session_ttl: Ttl(Duration::from_secs(13 * 3600)),
+            ..WebConfig::default()
+        };
+        assert!(web.check().is_err());
+        assert!(WebConfig::default().check().is_ok());
+    }
+}

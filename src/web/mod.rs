@@ -19,6 +19,7 @@ pub mod cookie;
 pub mod csrf;
 pub mod login;
 mod me;
+pub mod oidc;
 pub mod page;
 pub mod session;
 
