@@ -27,3 +27,5 @@ mod tlog;
 mod token;
 #[cfg(feature = "server")]
 mod verify;
+#[cfg(feature = "server")]
+mod web;
