@@ -138,6 +138,9 @@ pub struct Config {
     pub idp: Vec<crate::people::IdpConfig>,
     /// Roles people may hold (`[[role]]`): only in the file.
     pub role: Vec<crate::people::Role>,
+    // -- Clients (issue 12): Client ID Metadata Documents.
+    /// How Client ID Metadata Documents are fetched (`[clients]`).
+    pub clients: super::cimd::ClientsConfig,
 }
 
 impl Default for Config {
@@ -168,6 +171,7 @@ impl Default for Config {
             audit_unauthenticated_interval: Ttl(Duration::from_secs(60)),
             idp: Vec::new(),
             role: Vec::new(),
+            clients: super::cimd::ClientsConfig::default(),
         }
     }
 }
@@ -259,6 +263,7 @@ impl Config {
         if !(1024..=1024 * 1024).contains(&self.max_token_bytes) {
             return bad("max_token_bytes must be between 1 KiB and 1 MiB".into());
         }
+        self.clients.check().map_err(ConfigError::Invalid)?;
         if !(0..=300).contains(&self.clock_skew_secs) || !(1..=600).contains(&self.dpop_window_secs)
         {
             return bad("clock_skew_secs must be 0..=300 and dpop_window_secs 1..=600".into());

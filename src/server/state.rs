@@ -45,6 +45,8 @@ pub struct AppState {
     /// The trusted identity providers (`[[idp]]`) and their cached keys;
     /// `None` when they could not be set up (every person grant is refused).
     pub idps: Option<Arc<TrustedIdps>>,
+    /// Client ID Metadata Documents, fetched and cached (`[clients]`).
+    pub client_metadata: Arc<super::cimd::ClientMetadataFetcher>,
 }
 
 /// Refusals of token requests before the client is authenticated.
@@ -312,8 +314,12 @@ impl AppState {
                 None
             }
         };
+        let client_metadata = Arc::new(super::cimd::ClientMetadataFetcher::new(
+            config.clients.clone(),
+        ));
         Self {
             idps,
+            client_metadata,
             issuer: config.issuer().into(),
             config: Arc::new(config),
             stores,
