@@ -74,9 +74,9 @@ pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
 /// The client of a code or refresh request: a registered agent
 /// authenticated by `private_key_jwt`, or a public client named by
 /// `client_id`.
-async fn client_of(state: &AppState, form: &Form) -> Result<String, ApiError> {
+async fn client_of(state: &AppState, form: &Form, endpoint: &str) -> Result<String, ApiError> {
     if form.one("client_assertion")?.is_some() || form.one("client_assertion_type")?.is_some() {
-        let client = oauth::authenticate(state, form, &state.token_endpoint()).await?;
+        let client = oauth::authenticate(state, form, endpoint).await?;
         return Ok(client.id.to_string());
     }
     let id = form.required("client_id")?;
@@ -99,7 +99,7 @@ pub(crate) async fn token(
     grant_type: &str,
     remote: Option<String>,
 ) -> Result<Response, ApiError> {
-    let client_id = client_of(state, form).await?;
+    let client_id = client_of(state, form, &state.token_endpoint()).await?;
     let proof = oauth::dpop(state, headers)?;
     let now = state.now();
     let (family, refresh) = if grant_type == AUTHORIZATION_CODE {
@@ -230,6 +230,41 @@ async fn refresh_family(
         Rotation::Revoked(_) => Err(invalid_grant("the refresh token is revoked")),
         Rotation::Unknown => Err(invalid_grant("unknown or expired refresh token")),
     }
+}
+
+/// Whether `token` has the shape of a refresh token (`<32 hex>.<secret>`).
+pub(crate) fn looks_like_refresh_token(token: &str) -> bool {
+    token
+        .split_once('.')
+        .is_some_and(|(id, _)| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `POST /oauth/revoke` for a refresh token (RFC 7009): revokes its family
+/// and the family's access tokens. The client authenticates as at the token
+/// endpoint (public clients by `client_id`). An unknown token is not an
+/// error; another client's token is `unauthorized_client`.
+pub(crate) async fn revoke_refresh(state: &AppState, form: &Form) -> Result<Response, ApiError> {
+    let client_id = client_of(state, form, &state.revocation_endpoint()).await?;
+    let presented = form.required("token")?;
+    let Some((family_id, _)) = presented.split_once('.') else {
+        return Ok(().into_response());
+    };
+    let now = state.now();
+    let Some(family) = state.stores.authcodes.family(family_id, now).await? else {
+        return Ok(().into_response());
+    };
+    if family.refresh_hash != secret_hash(presented) {
+        // An earlier token of the family: it no longer refreshes anything.
+        return Ok(().into_response());
+    }
+    if family.client_id != client_id {
+        return Err(ApiError::oauth(
+            OAuthCode::UnauthorizedClient,
+            "this token was not issued to this client",
+        ));
+    }
+    revoke_family(state, family_id, "refresh token revoked by its client").await?;
+    Ok(().into_response())
 }
 
 /// Revokes a family and its access tokens (audited).

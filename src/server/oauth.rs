@@ -965,6 +965,15 @@ pub async fn revoke(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let form = Form::parse(&headers, &body)?;
+    let hint = form.one("token_type_hint")?;
+    let refresh = hint == Some("refresh_token")
+        || (hint.is_none()
+            && form
+                .one("token")?
+                .is_some_and(super::authcode::looks_like_refresh_token));
+    if refresh {
+        return super::authcode::revoke_refresh(&state, &form).await;
+    }
     let client = authenticate(&state, &form, &state.revocation_endpoint()).await?;
     let presented = form.required("token")?;
     if let Some(hint) = form.one("token_type_hint")? {

@@ -243,3 +243,39 @@ async fn the_metadata_advertises_pkce_s256_and_the_new_grants() {
     }
     assert_eq!(m["authorization_response_iss_parameter_supported"], true);
 }
+
+#[tokio::test]
+async fn a_revoked_refresh_token_no_longer_refreshes_and_its_access_token_is_revoked() {
+    let app = TestApp::spawn().await;
+    let code = consented(&app, CLIENT).await;
+    let first = app
+        .request_token(&code_form(&code, CLIENT, REDIRECT, VERIFIER), None)
+        .await;
+    let r1 = first.json["refresh_token"].as_str().unwrap().to_owned();
+    // Another client cannot revoke it.
+    let other = app
+        .http
+        .post(app.url("/oauth/revoke"))
+        .form(&[
+            ("token", r1.as_str()),
+            ("token_type_hint", "refresh_token"),
+            ("client_id", "https://other.example/metadata.json"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 400);
+    assert!(!is_revoked(&app, first.token()).await);
+    let r = app
+        .http
+        .post(app.url("/oauth/revoke"))
+        .form(&[("token", r1.as_str()), ("client_id", CLIENT)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(is_revoked(&app, first.token()).await);
+    app.request_token(&refresh_form(&r1), None)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+}
