@@ -279,3 +279,31 @@ async fn a_revoked_refresh_token_no_longer_refreshes_and_its_access_token_is_rev
         .await
         .assert_oauth_error(400, "invalid_grant");
 }
+
+#[tokio::test]
+async fn a_code_redeemed_with_a_dpop_proof_gives_a_bound_token_and_a_bound_family() {
+    let app = TestApp::spawn().await;
+    let holder = super::helpers::TestAgent::new("holder");
+    let code = consented(&app, CLIENT).await;
+    let proof = super::helpers::dpop_proof(&holder.key, "POST", &app.token_endpoint());
+    let first = app
+        .request_token(&code_form(&code, CLIENT, REDIRECT, VERIFIER), Some(&proof))
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.json["token_type"], "DPoP");
+    assert!(app.inspect(first.token()).agent_key.is_some());
+    let r1 = first.json["refresh_token"].as_str().unwrap().to_owned();
+    // Without a proof by that key the family does not refresh.
+    app.request_token(&refresh_form(&r1), None)
+        .await
+        .assert_oauth_error(400, "invalid_dpop_proof");
+    let other = super::helpers::TestAgent::new("thief");
+    let wrong = super::helpers::dpop_proof(&other.key, "POST", &app.token_endpoint());
+    app.request_token(&refresh_form(&r1), Some(&wrong))
+        .await
+        .assert_oauth_error(400, "invalid_dpop_proof");
+    let again = super::helpers::dpop_proof(&holder.key, "POST", &app.token_endpoint());
+    let ok = app.request_token(&refresh_form(&r1), Some(&again)).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(ok.json["token_type"], "DPoP");
+}
