@@ -14,6 +14,9 @@
 //! | `agents` | `agent:<id>` (hash), `agents` (set) |
 //! | `people` | `roles:<person>` (set), `consents:<person>` (set) |
 //! | `meta` | `layout` (string: the layout version) |
+//! | `code:<hash>` | `code` (string: JSON authorization code), `used` (string) |
+//! | `fam:<id>` | `family` (string: JSON refresh family), `current` (string), `revoked` (string), `tokens` (list) |
+//! | `people` | `remembered:<person>` (hash: client and resource -> JSON consent) |
 //!
 //! This module is strings and serde only: no I/O, no Redis client.
 
@@ -146,6 +149,31 @@ impl RedisLayout {
     /// so both are read in one round trip, on one node of a cluster.
     pub fn person_consents(&self, person: &Person) -> String {
         self.keyed("people", "consents", &person_id(person))
+    }
+
+    /// `P{code:<hash>}:code`: one authorization code (JSON), by the hash of
+    /// the code; expires a while after the code does.
+    pub fn auth_code(&self, code_hash: &str) -> String {
+        self.key(&format!("code:{code_hash}"), "code")
+    }
+
+    /// `P{code:<hash>}:used`: set when the code is redeemed (same tag as
+    /// [`auth_code`](Self::auth_code): one script reads and sets both).
+    pub fn auth_code_used(&self, code_hash: &str) -> String {
+        self.key(&format!("code:{code_hash}"), "used")
+    }
+
+    /// `P{fam:<id>}:<part>`: a refresh family's `family` (JSON record),
+    /// `current` (hash of the valid refresh token), `revoked` (flag) and
+    /// `tokens` (list of JSON access-token entries). One tag per family.
+    pub fn refresh_family(&self, family_id: &str, part: &str) -> String {
+        self.key(&format!("fam:{family_id}"), part)
+    }
+
+    /// `P{people}:remembered:<person>`: hash of the person's remembered
+    /// consents, field `<client_id>\n<resource>`, value JSON.
+    pub fn remembered_consents(&self, person: &Person) -> String {
+        self.keyed("people", "remembered", &person_id(person))
     }
 
     /// `P{meta}:layout`: the layout version ([`LAYOUT_VERSION`]).

@@ -147,6 +147,9 @@ pub struct Config {
     /// Login of people through one trusted IdP (`[login]`); none: no login
     /// pages.
     pub login: Option<crate::web::LoginConfig>,
+    // -- Clients (issue 12): Client ID Metadata Documents.
+    /// How Client ID Metadata Documents are fetched (`[clients]`).
+    pub clients: super::cimd::ClientsConfig,
 }
 
 impl Default for Config {
@@ -179,6 +182,7 @@ impl Default for Config {
             role: Vec::new(),
             web: crate::web::WebConfig::default(),
             login: None,
+            clients: super::cimd::ClientsConfig::default(),
         }
     }
 }
@@ -270,6 +274,7 @@ impl Config {
         if !(1024..=1024 * 1024).contains(&self.max_token_bytes) {
             return bad("max_token_bytes must be between 1 KiB and 1 MiB".into());
         }
+        self.clients.check().map_err(ConfigError::Invalid)?;
         if !(0..=300).contains(&self.clock_skew_secs) || !(1..=600).contains(&self.dpop_window_secs)
         {
             return bad("clock_skew_secs must be 0..=300 and dpop_window_secs 1..=600".into());

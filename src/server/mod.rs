@@ -9,6 +9,8 @@
 pub mod admin;
 pub mod admin_ops;
 pub mod admin_people;
+pub mod authcode;
+pub mod cimd;
 pub mod config;
 pub mod error;
 pub mod exchange;

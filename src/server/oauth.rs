@@ -592,6 +592,13 @@ async fn issue(
         person: None,
     };
     let form = Form::parse(headers, body).map_err(stranger)?;
+    if let Some(g @ (super::authcode::AUTHORIZATION_CODE | super::authcode::REFRESH_TOKEN)) =
+        form.one("grant_type").map_err(stranger)?
+    {
+        return super::authcode::token(state, headers, &form, g, remote)
+            .await
+            .map_err(stranger);
+    }
     let (grant_type, client, jti) = authenticated(state, &form).await.map_err(stranger)?;
     let id = client.id.clone();
     issue_to(state, headers, &form, grant_type, client, jti, remote)
@@ -958,6 +965,15 @@ pub async fn revoke(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let form = Form::parse(&headers, &body)?;
+    let hint = form.one("token_type_hint")?;
+    let refresh = hint == Some("refresh_token")
+        || (hint.is_none()
+            && form
+                .one("token")?
+                .is_some_and(super::authcode::looks_like_refresh_token));
+    if refresh {
+        return super::authcode::revoke_refresh(&state, &form).await;
+    }
     let client = authenticate(&state, &form, &state.revocation_endpoint()).await?;
     let presented = form.required("token")?;
     if let Some(hint) = form.one("token_type_hint")? {
@@ -1015,12 +1031,17 @@ pub async fn metadata(State(state): State<AppState>) -> Json<serde_json::Value> 
         "jwks_uri": format!("{i}/.well-known/jwks.json"),
         "grant_types_supported": [
             "client_credentials",
+            super::authcode::AUTHORIZATION_CODE,
+            super::authcode::REFRESH_TOKEN,
             exchange::TOKEN_EXCHANGE,
             exchange::JWT_BEARER_GRANT,
         ],
         "authorization_grant_profiles_supported": [exchange::ID_JAG_PROFILE],
         "token_exchange_subject_token_types_supported": exchange::SUBJECT_TOKEN_TYPES,
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "client_id_metadata_document_supported": true,
+        "authorization_response_iss_parameter_supported": true,
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
         "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
         "revocation_endpoint_auth_signing_alg_values_supported": ["EdDSA"],

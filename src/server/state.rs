@@ -48,6 +48,8 @@ pub struct AppState {
     /// The web pages' cookie key and login client (src/web); `None` when
     /// they could not be set up (every page answers 503).
     pub web: Option<Arc<crate::web::Web>>,
+    /// Client ID Metadata Documents, fetched and cached (`[clients]`).
+    pub client_metadata: Arc<super::cimd::ClientMetadataFetcher>,
 }
 
 /// Refusals of token requests before the client is authenticated.
@@ -322,9 +324,13 @@ impl AppState {
                 None
             }
         };
+        let client_metadata = Arc::new(super::cimd::ClientMetadataFetcher::new(
+            config.clients.clone(),
+        ));
         Self {
             idps,
             web,
+            client_metadata,
             issuer: config.issuer().into(),
             config: Arc::new(config),
             stores,

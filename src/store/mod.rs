@@ -27,12 +27,14 @@ use chrono::{DateTime, Utc};
 use crate::people::RoleName;
 use crate::token::{AgentId, Person};
 
+pub mod authcode;
 mod embedded;
 mod error;
 pub mod files;
 mod model;
 mod redis;
 
+pub use authcode::AuthCodeStore;
 pub use embedded::RedbStore;
 pub use error::StoreError;
 pub use model::{
@@ -305,6 +307,8 @@ pub struct Stores {
     pub people: Arc<dyn PeopleStore>,
     /// Readiness of the backend.
     pub health: Arc<dyn StoreHealth>,
+    /// Authorization codes, refresh families and remembered consents.
+    pub authcodes: Arc<dyn AuthCodeStore>,
 }
 
 impl Stores {
@@ -342,6 +346,7 @@ impl Stores {
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
         B: AgentStore + TokenLedger + RevocationStore + Issuance + PeopleStore + StoreHealth,
+        B: AuthCodeStore,
         B: 'static,
     {
         Self {
@@ -352,6 +357,7 @@ impl Stores {
             audit: backend.clone(),
             issuance: backend.clone(),
             people: backend.clone(),
+            authcodes: backend.clone(),
             health: backend,
         }
     }

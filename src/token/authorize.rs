@@ -118,6 +118,17 @@ pub struct Authorized {
     pub expires_at: DateTime<Utc>,
     /// Revocation id of every block, hex, authority first.
     pub revocation_ids: Vec<String>,
+    /// The actions the authority block grants, in its order: one, or the
+    /// set of a token minted for several tools ([`crate::token::mint_actions`]).
+    /// Serialized only when there are several, so a one-action token's
+    /// output is unchanged.
+    #[serde(skip_serializing_if = "at_most_one")]
+    pub actions: Vec<String>,
+}
+
+/// Whether a list has at most one element (serde's skip test).
+pub(crate) fn at_most_one(v: &[String]) -> bool {
+    v.len() <= 1
 }
 
 impl Authorized {
@@ -565,6 +576,18 @@ impl Verified {
             token_id: chain.claims.token_id.clone(),
             expires_at: self.expires_at,
             revocation_ids: self.revocation_ids.iter().map(hex::encode).collect(),
+            actions: granted_actions(&chain.claims.rights),
         })
     }
+}
+
+/// The distinct actions of the authority block's rights, in order.
+pub(crate) fn granted_actions(rights: &[(String, super::types::ResourcePattern)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (a, _) in rights {
+        if !out.contains(a) {
+            out.push(a.clone());
+        }
+    }
+    out
 }

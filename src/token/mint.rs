@@ -31,6 +31,9 @@ pub struct Capability {
     pub on_behalf: Option<OnBehalf>,
 }
 
+/// Most further actions one token may grant beyond its first.
+pub const MAX_ACTIONS: usize = 63;
+
 /// A freshly minted token and its bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Minted {
@@ -56,6 +59,19 @@ pub fn mint(
     mint_with_rng(cap, root, now, &mut rand::rngs::OsRng)
 }
 
+/// Mints a token that allows `cap.action` and every action of `more` on
+/// `cap.resource` (one token for several tools of one tool server, as an
+/// authorization-code client asks for). With `more` empty (or holding only
+/// `cap.action`) the token is exactly what [`mint`] writes.
+pub fn mint_actions(
+    cap: &Capability,
+    more: &[Action],
+    root: &RootKeyPair,
+    now: DateTime<Utc>,
+) -> Result<Minted, TokenError> {
+    mint_actions_with_rng(cap, more, root, now, &mut rand::rngs::OsRng)
+}
+
 /// Mints a token with the given source of randomness (token id and the
 /// ephemeral block key). With a seeded generator the output is reproducible,
 /// which the golden-token tests rely on.
@@ -65,6 +81,23 @@ pub fn mint_with_rng<R: RngCore + CryptoRng>(
     now: DateTime<Utc>,
     rng: &mut R,
 ) -> Result<Minted, TokenError> {
+    mint_actions_with_rng(cap, &[], root, now, rng)
+}
+
+/// [`mint_actions`] with the given source of randomness.
+pub fn mint_actions_with_rng<R: RngCore + CryptoRng>(
+    cap: &Capability,
+    more: &[Action],
+    root: &RootKeyPair,
+    now: DateTime<Utc>,
+    rng: &mut R,
+) -> Result<Minted, TokenError> {
+    if more.len() > MAX_ACTIONS {
+        return Err(TokenError::TooLarge(format!(
+            "a token grants at most {} actions",
+            MAX_ACTIONS + 1
+        )));
+    }
     let issued_at = truncate(now)?;
     let lifetime = chrono::Duration::from_std(cap.lifetime.duration())
         .map_err(|_| TokenError::Internal("lifetime out of range".into()))?;
@@ -89,7 +122,10 @@ pub fn mint_with_rng<R: RngCore + CryptoRng>(
             ("expires_at", date(expires_at)),
         ],
     )?;
-    block = schema::right(block, &cap.action, &cap.resource)?;
+    let actions: Vec<Action> = std::iter::once(cap.action.clone())
+        .chain(more.iter().cloned())
+        .collect();
+    block = schema::rights(block, &actions, &cap.resource)?;
     if let Some(aud) = &cap.audience {
         block = add(
             block,

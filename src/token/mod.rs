@@ -28,7 +28,9 @@ pub use authorize::{authorize, authorize_bytes, Authorized, Denial, Limits, Requ
 pub use chain::{Chain, ChainError, Claims, Custody, HolderKey, Hop};
 pub use inspect::{inspect, BlockKind, BlockView, Inspection, RightView};
 pub use keys::{ed25519_private_key_pem, Jwk, Jwks, KeyError, KeySet, RootKeyPair};
-pub use mint::{mint, mint_with_rng, Capability, Minted};
+pub use mint::{
+    mint, mint_actions, mint_actions_with_rng, mint_with_rng, Capability, Minted, MAX_ACTIONS,
+};
 pub use reason::{challenge, Reason};
 pub use schema::{Narrowing, SCHEMA_VERSION};
 pub use types::{

@@ -85,6 +85,62 @@ pub(crate) fn right(
     }
 }
 
+/// The right facts and the one scope check of an authority block that
+/// grants several actions on one resource pattern. With one action this is
+/// exactly [`right`] (same bytes); with more, one `right` (or
+/// `right_prefix`) fact per action and one check that the operation is in
+/// the set: `{"a1", "a2"}.contains($op)`. The set is a parameter, never
+/// source text.
+pub(crate) fn rights(
+    block: BlockBuilder,
+    actions: &[Action],
+    resource: &ResourcePattern,
+) -> Result<BlockBuilder, error::Token> {
+    let mut unique: Vec<&Action> = Vec::with_capacity(actions.len());
+    for a in actions {
+        if !unique.contains(&a) {
+            unique.push(a);
+        }
+    }
+    match unique.as_slice() {
+        [] => Err(error::Token::InternalError),
+        [one] => right(block, one, resource),
+        many => {
+            let set = builder::set(many.iter().map(|a| builder::string(a.as_str())).collect());
+            let (fact, check, name, value) = match resource {
+                ResourcePattern::Exact(r) => (
+                    "right({action}, {resource});",
+                    "check if operation($op), resource($r), {actions}.contains($op), $r == {resource};",
+                    "resource",
+                    r.as_str(),
+                ),
+                ResourcePattern::Prefix(p) => (
+                    "right_prefix({action}, {resource});",
+                    "check if operation($op), resource($r), {actions}.contains($op), $r.starts_with({resource});",
+                    "resource",
+                    p.as_str(),
+                ),
+            };
+            let mut block = block;
+            for a in many {
+                block = add(
+                    block,
+                    fact,
+                    [
+                        ("action", builder::string(a.as_str())),
+                        (name, builder::string(value)),
+                    ],
+                )?;
+            }
+            add(
+                block,
+                check,
+                [("actions", set), (name, builder::string(value))],
+            )
+        }
+    }
+}
+
 /// The checks of an attenuation or delegation block.
 pub(crate) fn narrowing_checks(
     mut block: BlockBuilder,

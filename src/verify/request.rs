@@ -109,6 +109,16 @@ pub struct Grant {
     pub expires_at: DateTime<Utc>,
     /// Whether the final holder proved possession of its key (DPoP).
     pub holder_proven: bool,
+    /// The actions the token grants: one, or the set of a token minted for
+    /// several tools (an authorization-code token). Serialized only when
+    /// there are several.
+    #[serde(skip_serializing_if = "one_or_none")]
+    pub actions: Vec<String>,
+}
+
+/// Whether a list has at most one element (serde's skip test).
+fn one_or_none(v: &[String]) -> bool {
+    v.len() <= 1
 }
 
 impl Grant {

@@ -15,6 +15,7 @@
 //! [`StoreError::Unavailable`] and the connection reconnects by itself once
 //! Redis is back.
 
+mod authcode;
 mod conn;
 mod migrate;
 mod people;

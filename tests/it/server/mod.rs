@@ -5,6 +5,8 @@
 mod admin;
 mod attack_net;
 mod attack_store;
+mod authcode;
+mod cimd;
 pub(crate) mod helpers;
 mod introspect;
 mod oauth;

@@ -23,7 +23,7 @@ async fn metadata_names_the_issuer_its_endpoints_and_private_key_jwt_with_eddsa(
     assert_eq!(m["jwks_uri"], app.url("/.well-known/jwks.json").as_str());
     assert_eq!(
         m["token_endpoint_auth_methods_supported"],
-        json!(["private_key_jwt"])
+        json!(["private_key_jwt", "none"])
     );
     assert_eq!(
         m["token_endpoint_auth_signing_alg_values_supported"],
@@ -33,6 +33,8 @@ async fn metadata_names_the_issuer_its_endpoints_and_private_key_jwt_with_eddsa(
         m["grant_types_supported"],
         json!([
             "client_credentials",
+            "authorization_code",
+            "refresh_token",
             "urn:ietf:params:oauth:grant-type:token-exchange",
             "urn:ietf:params:oauth:grant-type:jwt-bearer"
         ])

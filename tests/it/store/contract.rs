@@ -2,6 +2,8 @@
 //! (see the `contract_suite!` list in `mod.rs`).
 
 use std::sync::Arc;
+
+pub use super::contract_authcode::*;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};

@@ -6,6 +6,7 @@
 mod cluster_failover;
 mod composed;
 mod contract;
+mod contract_authcode;
 mod embedded;
 mod redis;
 pub(crate) mod redis_cluster;
@@ -86,4 +87,10 @@ contract_suite!(
     the_same_subject_at_two_identity_providers_is_two_people,
     a_person_holds_at_most_the_bounded_number_of_roles_and_consents,
     audit_query_filters_by_person_and_keeps_the_person_of_each_event,
+    an_authorization_code_is_taken_once_and_reported_spent_after,
+    exactly_one_of_16_concurrent_takes_of_a_code_is_fresh,
+    a_refresh_family_rotates_and_a_stale_token_revokes_it,
+    a_family_keeps_its_newest_tokens_and_can_be_revoked,
+    remembered_consents_replace_list_and_are_withdrawn,
+    a_person_remembers_at_most_the_bounded_number_of_consents,
 );

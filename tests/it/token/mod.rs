@@ -1,5 +1,6 @@
 //! Token core: behaviour through the public API.
 
+mod action_sets;
 mod adversarial;
 mod amounts;
 mod bad_input;
