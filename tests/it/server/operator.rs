@@ -408,7 +408,9 @@ fn the_sample_configuration_loads_equals_the_defaults_and_names_every_setting() 
     for key in defaults.as_object().unwrap().keys() {
         let named = text.lines().any(|l| {
             let l = l.trim_start_matches("# ");
-            l.starts_with(&format!("{key} = ")) || l == format!("[[{key}]]")
+            l.starts_with(&format!("{key} = "))
+                || l == format!("[[{key}]]")
+                || l == format!("[{key}]")
         });
         assert!(named, "examples/tessera.toml does not name `{key}`");
     }
