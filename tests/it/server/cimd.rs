@@ -195,13 +195,18 @@ async fn flood(State(docs): State<Docs>, Path(n): Path<String>) -> Response {
     StatusCode::NOT_FOUND.into_response()
 }
 
-async fn hold(State(docs): State<Docs>, Path(n): Path<String>, _h: HeaderMap) -> Response {
+async fn hold(State(docs): State<Docs>, Path(n): Path<String>, h: HeaderMap) -> Response {
     docs.hit(format!("/hold/{n}"));
     let now = docs.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     docs.most_in_flight.fetch_max(now, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(300)).await;
     docs.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let me = docs.url(&format!("hold/{n}"));
+    // The document names the URL as the client wrote it (Host header).
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let me = format!("http://{host}/hold/{n}");
     json_reply(&[], document(&me).to_string())
 }
 
@@ -260,8 +265,10 @@ async fn bad_documents_are_refused_with_typed_errors() {
     for (path, want) in cases {
         let got = fetcher.get(&docs.url(path), now()).await.unwrap_err();
         assert_eq!(got, want, "{path}");
-        assert_eq!(got.oauth_error(), "invalid_client");
+        assert_eq!(got.oauth_error().as_str(), "invalid_client");
         let reason = got.to_string();
+        let api = tessera::server::error::ApiError::from(got.clone());
+        assert_eq!(api.to_string(), format!("invalid_client: {reason}"));
         assert!(
             !reason.contains('\n') && !reason.contains("client_name"),
             "{reason}"
@@ -309,10 +316,22 @@ async fn private_and_loopback_addresses_are_refused_unless_allowed() {
     ] {
         let got = fetcher.get(&id, now()).await.unwrap_err();
         assert_eq!(got, CimdError::ForbiddenAddress, "{id}");
-        assert_eq!(got.oauth_error(), "invalid_client");
+        assert_eq!(got.oauth_error().as_str(), "invalid_client");
     }
     assert_eq!(docs.total_hits(), 0, "nothing may reach the server");
     assert_eq!(fetcher.stats().failures.load(Ordering::Relaxed), 6);
+}
+
+#[tokio::test]
+async fn a_host_name_is_resolved_once_and_the_connection_goes_to_the_checked_address() {
+    let docs = Docs::start().await;
+    let fetcher = ClientMetadataFetcher::new(config());
+    // `localhost` resolves to loopback: allowed here, so the fetch goes to
+    // the address Tessera resolved (the document names the host-name URL).
+    let id = format!("http://localhost:{}/hold/by-name", docs.port());
+    let m = fetcher.get(&id, now()).await.unwrap();
+    assert_eq!(m.client_id, id);
+    assert_eq!(docs.hits("hold/by-name"), 1);
 }
 
 #[tokio::test]
@@ -398,7 +417,7 @@ async fn a_flood_of_unknown_urls_is_bounded() {
     }
     assert_eq!(docs.total_hits(), 5, "at most fetches_per_minute fetches");
     assert_eq!(busy, 195);
-    assert_eq!(CimdError::Busy.oauth_error(), "invalid_request");
+    assert_eq!(CimdError::Busy.oauth_error().as_str(), "invalid_request");
     assert!(
         fetcher.cached_len() <= 3,
         "cache bounded: {}",
