@@ -13,7 +13,7 @@ use reqwest::Url;
 use tokio::sync::Semaphore;
 
 use super::addr::is_public;
-use super::document::check_client_id_url;
+use super::client_id::check_client_id_url;
 use super::{CimdError, ClientMetadata, ClientsConfig};
 
 /// Most addresses one host name may resolve to (all are checked).
