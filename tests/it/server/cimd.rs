@@ -121,6 +121,14 @@ async fn serve(State(docs): State<Docs>, Path(name): Path<String>) -> Response {
             }]});
             json_reply(&[], d.to_string())
         }
+        "keys.json" => json_reply(
+            &cache("max-age=600"),
+            json!({"keys": [{
+                "kty": "OKP", "crv": "Ed25519", "kid": "k1",
+                "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+            }]})
+            .to_string(),
+        ),
         "nokeys.json" => {
             let mut d = document(&me);
             d["token_endpoint_auth_method"] = json!("private_key_jwt");
@@ -245,6 +253,40 @@ async fn a_valid_document_is_fetched_checked_and_cleaned() {
     let jwt = fetcher.get(&docs.url("jwt.json"), now()).await.unwrap();
     assert_eq!(jwt.token_endpoint_auth_method, AuthMethod::PrivateKeyJwt);
     assert_eq!(jwt.jwks.as_ref().map(|k| k.keys().len()), Some(1));
+}
+
+#[tokio::test]
+async fn a_jwks_uri_is_fetched_under_the_same_rules_and_cached() {
+    let docs = Docs::start().await;
+    let fetcher = ClientMetadataFetcher::new(config());
+    let t = now();
+    let keys = fetcher.get_jwks(&docs.url("keys.json"), t).await.unwrap();
+    assert_eq!(keys.keys().len(), 1);
+    fetcher
+        .get_jwks(&docs.url("keys.json"), later(t, 599))
+        .await
+        .unwrap();
+    assert_eq!(docs.hits("keys.json"), 1);
+    assert_eq!(
+        fetcher
+            .get_jwks(&docs.url("bad.json"), t)
+            .await
+            .unwrap_err(),
+        CimdError::Field("jwks_uri", "not a usable JWK set")
+    );
+    // A key set is never taken for a document, nor the reverse.
+    assert_eq!(
+        fetcher.get(&docs.url("keys.json"), t).await.unwrap_err(),
+        CimdError::ClientIdMismatch
+    );
+    let private = ClientMetadataFetcher::new(ClientsConfig::default());
+    assert_eq!(
+        private
+            .get_jwks("https://10.1.2.3/jwks", t)
+            .await
+            .unwrap_err(),
+        CimdError::ForbiddenAddress
+    );
 }
 
 #[tokio::test]
