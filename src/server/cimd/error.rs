@@ -1,5 +1,7 @@
 //! Why a Client ID Metadata Document was refused.
 
+use crate::server::error::{ApiError, OAuthCode};
+
 /// Why a `client_id` URL or its metadata document was refused. Each variant
 /// maps to an OAuth error code ([`CimdError::oauth_error`]); its `Display`
 /// is a one-line reason that never repeats the document.
@@ -66,10 +68,10 @@ pub enum CimdError {
 impl CimdError {
     /// The OAuth error code: `invalid_request` when the request may succeed
     /// later unchanged ([`CimdError::Busy`]), `invalid_client` otherwise.
-    pub fn oauth_error(&self) -> &'static str {
+    pub fn oauth_error(&self) -> OAuthCode {
         match self {
-            Self::Busy => "invalid_request",
-            _ => "invalid_client",
+            Self::Busy => OAuthCode::InvalidRequest,
+            _ => OAuthCode::InvalidClient,
         }
     }
 
@@ -94,5 +96,14 @@ impl CimdError {
             Self::Field(..) => "cimd_field",
             Self::Busy => "cimd_busy",
         }
+    }
+}
+
+impl From<CimdError> for ApiError {
+    /// The OAuth error of [`CimdError::oauth_error`] with the one-line
+    /// reason. (At `/oauth/authorize` an invalid client gets an error page,
+    /// never a redirect: RFC 6749 section 4.1.2.1.)
+    fn from(e: CimdError) -> Self {
+        ApiError::oauth(e.oauth_error(), e.to_string())
     }
 }

@@ -13,8 +13,9 @@ use reqwest::Url;
 use tokio::sync::Semaphore;
 
 use super::addr::is_public;
-use super::document::check_client_id_url;
+use super::client_id::check_client_id_url;
 use super::{CimdError, ClientMetadata, ClientsConfig};
+use crate::people::IdpKeys;
 
 /// Most addresses one host name may resolve to (all are checked).
 const MAX_ADDRESSES: usize = 16;
@@ -62,20 +63,22 @@ impl std::fmt::Debug for ClientMetadataFetcher {
 }
 
 struct Entry {
-    value: Result<Arc<ClientMetadata>, CimdError>,
+    value: Result<Cached, CimdError>,
     until: DateTime<Utc>,
+}
+
+/// What the cache keeps: a client's document, or the key set at a
+/// document's `jwks_uri` (keyed with a leading space, which no URL has).
+#[derive(Clone)]
+enum Cached {
+    Document(Arc<ClientMetadata>),
+    Keys(Arc<IdpKeys>),
 }
 
 #[derive(Default)]
 struct Budget {
     since: Option<DateTime<Utc>>,
     used: u32,
-}
-
-/// A fetched document and how long it may be kept (`None`: not at all).
-struct Fetched {
-    metadata: ClientMetadata,
-    keep: Option<Duration>,
 }
 
 impl ClientMetadataFetcher {
@@ -126,7 +129,54 @@ impl ClientMetadataFetcher {
             return Err(CimdError::Disabled);
         }
         let url = check_client_id_url(client_id, self.config.allow_private_addresses)?;
-        if let Some(hit) = self.cached(client_id, now) {
+        let parse = |body: &[u8]| {
+            ClientMetadata::from_document(client_id, body).map(|m| Cached::Document(Arc::new(m)))
+        };
+        match self
+            .get_cached(client_id.to_owned(), &url, now, parse)
+            .await?
+        {
+            Cached::Document(m) => Ok(m),
+            Cached::Keys(_) => Err(CimdError::Json),
+        }
+    }
+
+    /// The key set at a document's `jwks_uri` (an https URL, checked by
+    /// [`ClientMetadata`]), fetched and cached under the same bounds and
+    /// address rules as documents. Refusals are the same [`CimdError`]s,
+    /// with [`CimdError::Field`]`("jwks_uri", ..)` for a bad key set.
+    pub async fn get_jwks(
+        &self,
+        jwks_uri: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<IdpKeys>, CimdError> {
+        if !self.config.metadata_documents {
+            return Err(CimdError::Disabled);
+        }
+        let url = check_client_id_url(jwks_uri, self.config.allow_private_addresses)?;
+        let parse = |body: &[u8]| {
+            let text = std::str::from_utf8(body).map_err(|_| CimdError::Json)?;
+            IdpKeys::from_jwks_json(text)
+                .map(|k| Cached::Keys(Arc::new(k)))
+                .map_err(|_| CimdError::Field("jwks_uri", "not a usable JWK set"))
+        };
+        match self
+            .get_cached(format!(" {jwks_uri}"), &url, now, parse)
+            .await?
+        {
+            Cached::Keys(k) => Ok(k),
+            Cached::Document(_) => Err(CimdError::Json),
+        }
+    }
+
+    async fn get_cached(
+        &self,
+        key: String,
+        url: &Url,
+        now: DateTime<Utc>,
+        parse: impl FnOnce(&[u8]) -> Result<Cached, CimdError>,
+    ) -> Result<Cached, CimdError> {
+        if let Some(hit) = self.cached(&key, now) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return hit;
         }
@@ -137,12 +187,12 @@ impl ClientMetadataFetcher {
         };
         self.stats.fetches.fetch_add(1, Ordering::Relaxed);
         let timeout = self.config.fetch_timeout.0;
-        let result = match tokio::time::timeout(timeout, self.fetch(&url, client_id)).await {
-            Ok(r) => r,
+        let result = match tokio::time::timeout(timeout, self.fetch(url)).await {
+            Ok(r) => r.and_then(|(body, keep)| parse(&body).map(|v| (v, keep))),
             Err(_) => Err(CimdError::Timeout),
         };
         let (value, keep) = match result {
-            Ok(Fetched { metadata, keep }) => (Ok(Arc::new(metadata)), keep),
+            Ok((value, keep)) => (Ok(value), keep),
             Err(e) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 (Err(e), Some(self.config.failure_cache.0))
@@ -150,16 +200,12 @@ impl ClientMetadataFetcher {
         };
         if let Some(keep) = keep.filter(|k| !k.is_zero()) {
             let until = now + chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::zero());
-            self.remember(client_id, value.clone(), until, now);
+            self.remember(&key, value.clone(), until, now);
         }
         value
     }
 
-    fn cached(
-        &self,
-        client_id: &str,
-        now: DateTime<Utc>,
-    ) -> Option<Result<Arc<ClientMetadata>, CimdError>> {
+    fn cached(&self, client_id: &str, now: DateTime<Utc>) -> Option<Result<Cached, CimdError>> {
         let mut cache = self.cache.lock().ok()?;
         match cache.get(client_id) {
             Some(e) if e.until > now => Some(e.value.clone()),
@@ -174,7 +220,7 @@ impl ClientMetadataFetcher {
     fn remember(
         &self,
         client_id: &str,
-        value: Result<Arc<ClientMetadata>, CimdError>,
+        value: Result<Cached, CimdError>,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) {
@@ -232,7 +278,8 @@ impl ClientMetadataFetcher {
         Some(slot)
     }
 
-    async fn fetch(&self, url: &Url, client_id: &str) -> Result<Fetched, CimdError> {
+    /// The body at `url` and how long it may be kept (`None`: not at all).
+    async fn fetch(&self, url: &Url) -> Result<(Vec<u8>, Option<Duration>), CimdError> {
         let allow_private = self.config.allow_private_addresses;
         let host = url.host_str().ok_or(CimdError::BadUrl("it has no host"))?;
         let port = url.port_or_known_default().unwrap_or(443);
@@ -314,8 +361,7 @@ impl ClientMetadataFetcher {
                 Err(_) => return Err(CimdError::Unreachable),
             }
         }
-        let metadata = ClientMetadata::from_document(client_id, &body)?;
-        Ok(Fetched { metadata, keep })
+        Ok((body, keep))
     }
 
     /// How long a document answered with these headers is kept: `None` for

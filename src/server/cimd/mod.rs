@@ -16,16 +16,17 @@
 //! docs/api.md, "Client ID Metadata Documents".
 
 mod addr;
+mod client_id;
 mod config;
 mod document;
 mod error;
 mod fetch;
 
 pub use addr::is_public;
+pub use client_id::check_client_id_url;
 pub use config::ClientsConfig;
 pub use document::{
-    check_client_id_url, display_name, AuthMethod, ClientMetadata, MAX_NAME_CHARS,
-    MAX_REDIRECT_URIS, MAX_URL_BYTES,
+    display_name, AuthMethod, ClientMetadata, MAX_NAME_CHARS, MAX_REDIRECT_URIS, MAX_URL_BYTES,
 };
 pub use error::CimdError;
 pub use fetch::{CimdStats, ClientMetadataFetcher};

@@ -121,6 +121,14 @@ async fn serve(State(docs): State<Docs>, Path(name): Path<String>) -> Response {
             }]});
             json_reply(&[], d.to_string())
         }
+        "keys.json" => json_reply(
+            &cache("max-age=600"),
+            json!({"keys": [{
+                "kty": "OKP", "crv": "Ed25519", "kid": "k1",
+                "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+            }]})
+            .to_string(),
+        ),
         "nokeys.json" => {
             let mut d = document(&me);
             d["token_endpoint_auth_method"] = json!("private_key_jwt");
@@ -195,13 +203,18 @@ async fn flood(State(docs): State<Docs>, Path(n): Path<String>) -> Response {
     StatusCode::NOT_FOUND.into_response()
 }
 
-async fn hold(State(docs): State<Docs>, Path(n): Path<String>, _h: HeaderMap) -> Response {
+async fn hold(State(docs): State<Docs>, Path(n): Path<String>, h: HeaderMap) -> Response {
     docs.hit(format!("/hold/{n}"));
     let now = docs.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     docs.most_in_flight.fetch_max(now, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(300)).await;
     docs.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let me = docs.url(&format!("hold/{n}"));
+    // The document names the URL as the client wrote it (Host header).
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let me = format!("http://{host}/hold/{n}");
     json_reply(&[], document(&me).to_string())
 }
 
@@ -243,6 +256,40 @@ async fn a_valid_document_is_fetched_checked_and_cleaned() {
 }
 
 #[tokio::test]
+async fn a_jwks_uri_is_fetched_under_the_same_rules_and_cached() {
+    let docs = Docs::start().await;
+    let fetcher = ClientMetadataFetcher::new(config());
+    let t = now();
+    let keys = fetcher.get_jwks(&docs.url("keys.json"), t).await.unwrap();
+    assert_eq!(keys.keys().len(), 1);
+    fetcher
+        .get_jwks(&docs.url("keys.json"), later(t, 599))
+        .await
+        .unwrap();
+    assert_eq!(docs.hits("keys.json"), 1);
+    assert_eq!(
+        fetcher
+            .get_jwks(&docs.url("bad.json"), t)
+            .await
+            .unwrap_err(),
+        CimdError::Field("jwks_uri", "not a usable JWK set")
+    );
+    // A key set is never taken for a document, nor the reverse.
+    assert_eq!(
+        fetcher.get(&docs.url("keys.json"), t).await.unwrap_err(),
+        CimdError::ClientIdMismatch
+    );
+    let private = ClientMetadataFetcher::new(ClientsConfig::default());
+    assert_eq!(
+        private
+            .get_jwks("https://10.1.2.3/jwks", t)
+            .await
+            .unwrap_err(),
+        CimdError::ForbiddenAddress
+    );
+}
+
+#[tokio::test]
 async fn bad_documents_are_refused_with_typed_errors() {
     let docs = Docs::start().await;
     let fetcher = ClientMetadataFetcher::new(config());
@@ -260,8 +307,10 @@ async fn bad_documents_are_refused_with_typed_errors() {
     for (path, want) in cases {
         let got = fetcher.get(&docs.url(path), now()).await.unwrap_err();
         assert_eq!(got, want, "{path}");
-        assert_eq!(got.oauth_error(), "invalid_client");
+        assert_eq!(got.oauth_error().as_str(), "invalid_client");
         let reason = got.to_string();
+        let api = tessera::server::error::ApiError::from(got.clone());
+        assert_eq!(api.to_string(), format!("invalid_client: {reason}"));
         assert!(
             !reason.contains('\n') && !reason.contains("client_name"),
             "{reason}"
@@ -309,10 +358,22 @@ async fn private_and_loopback_addresses_are_refused_unless_allowed() {
     ] {
         let got = fetcher.get(&id, now()).await.unwrap_err();
         assert_eq!(got, CimdError::ForbiddenAddress, "{id}");
-        assert_eq!(got.oauth_error(), "invalid_client");
+        assert_eq!(got.oauth_error().as_str(), "invalid_client");
     }
     assert_eq!(docs.total_hits(), 0, "nothing may reach the server");
     assert_eq!(fetcher.stats().failures.load(Ordering::Relaxed), 6);
+}
+
+#[tokio::test]
+async fn a_host_name_is_resolved_once_and_the_connection_goes_to_the_checked_address() {
+    let docs = Docs::start().await;
+    let fetcher = ClientMetadataFetcher::new(config());
+    // `localhost` resolves to loopback: allowed here, so the fetch goes to
+    // the address Tessera resolved (the document names the host-name URL).
+    let id = format!("http://localhost:{}/hold/by-name", docs.port());
+    let m = fetcher.get(&id, now()).await.unwrap();
+    assert_eq!(m.client_id, id);
+    assert_eq!(docs.hits("hold/by-name"), 1);
 }
 
 #[tokio::test]
@@ -398,7 +459,7 @@ async fn a_flood_of_unknown_urls_is_bounded() {
     }
     assert_eq!(docs.total_hits(), 5, "at most fetches_per_minute fetches");
     assert_eq!(busy, 195);
-    assert_eq!(CimdError::Busy.oauth_error(), "invalid_request");
+    assert_eq!(CimdError::Busy.oauth_error().as_str(), "invalid_request");
     assert!(
         fetcher.cached_len() <= 3,
         "cache bounded: {}",
