@@ -26,7 +26,9 @@ use tokio::sync::oneshot;
 
 use crate::server::helpers::TestApp;
 
-#[allow(dead_code)] // the example's `main` and flags are not used here
+// The example's `main` and flags are not used here; verify::mcp and
+// interop_js::mcp load the same file.
+#[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../../../examples/mcp_tool_server.rs"]
 mod example;
 
