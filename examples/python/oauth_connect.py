@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import shlex
 import sys
@@ -244,6 +245,9 @@ def main() -> int:
         parser.error(f"arguments are not JSON: {exc}")
     if not isinstance(args.arguments, dict):
         parser.error("arguments must be a JSON object")
+    # The SDK logs a failed authorization with its traceback; the JSON line
+    # already says why, in one line.
+    logging.getLogger("mcp").addHandler(logging.NullHandler())
     out = asyncio.run(run(args))
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")

@@ -14,6 +14,7 @@
 //! `TESSERA_REQUIRE_PYTHON=1`.
 
 mod sdk;
+mod usage;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
