@@ -36,11 +36,12 @@ await run(async (page) => {
     loggedIn = true;
   }
   let consentPage = null;
+  await page.waitForLoadState('load');
   if (!arrived(new URL(page.url()))) {
     // Tessera's consent page: one checkbox per requested scope.
+    await page.waitForSelector('form');
     consentPage = {
       url: page.url().split('?')[0],
-      csp: null,
       scopes: await page.$$eval('input[type="checkbox"][name="scope"]', (boxes) => boxes.map((b) => b.value)),
     };
     await shot(page, dir, 'consent.png');
