@@ -43,6 +43,24 @@ if [ ! -d examples/js/node_modules ] || [ "$(cat "$js_stamp" 2>/dev/null)" != "$
   echo "$js_sum" > "$js_stamp"
 fi
 
+# Debian's chromium for the browser tests of the web pages (tests/browser
+# drives it with playwright-core, which downloads no browser).
+if [ -z "${TESSERA_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
+  echo "test.sh: installing chromium (needed by the browser tests)"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+# The browser tests' packages (playwright-core), the same way.
+browser_sum="$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)"
+browser_stamp="tests/browser/node_modules/.tessera-lock.sha256"
+if [ ! -d tests/browser/node_modules ] || [ "$(cat "$browser_stamp" 2>/dev/null)" != "$browser_sum" ]; then
+  echo "test.sh: npm ci in tests/browser (playwright-core)"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/browser --no-audit --no-fund >/dev/null
+  echo "$browser_sum" > "$browser_stamp"
+fi
+
 # Python (Authlib) for the interop tests, in ./.venv.
 python="$(bash scripts/python-env.sh | tail -n 1)"
 export TESSERA_PYTHON="$python"
@@ -51,4 +69,5 @@ export TESSERA_PYTHON="$python"
 export TESSERA_REQUIRE_REDIS=1
 export TESSERA_REQUIRE_PYTHON=1
 export TESSERA_REQUIRE_NODE=1
+export TESSERA_REQUIRE_BROWSER=1
 cargo test --locked --all-features

@@ -102,6 +102,8 @@ pub mod tlog;
 pub mod token;
 #[cfg(feature = "verifier")]
 pub mod verify;
+#[cfg(feature = "server")]
+pub mod web;
 
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -133,7 +133,18 @@ impl Default for FetchOptions {
 
 struct Cached {
     keys: Arc<IdpKeys>,
+    endpoints: Option<Arc<Endpoints>>,
     fetched: Instant,
+}
+
+/// An IdP's endpoints for the authorization-code flow, from its discovery
+/// document (Tessera as a relying party: src/web/login.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// `authorization_endpoint`.
+    pub authorization: String,
+    /// `token_endpoint`.
+    pub token: String,
 }
 
 struct Idp {
@@ -238,14 +249,46 @@ impl TrustedIdps {
         audience: &str,
         typ: &'static str,
     ) -> Result<(PersonIdentity, OtherClaims), IdTokenError> {
-        self.validate_as(token, now, Some((audience, typ))).await
+        self.validate_as(token, now, Some((audience, Some(typ))))
+            .await
+    }
+
+    /// Validates an ID token that the IdP issued to `client_id` (Tessera's
+    /// own login, src/web/login.rs): the checks of
+    /// [`validate`](Self::validate) with `client_id` as the required
+    /// audience. Returns the claims not read into the person too (`nonce`).
+    pub async fn validate_for_client(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        client_id: &str,
+    ) -> Result<(PersonIdentity, OtherClaims), IdTokenError> {
+        self.validate_as(token, now, Some((client_id, None))).await
+    }
+
+    /// The authorization and token endpoints of the IdP with this issuer,
+    /// from its discovery document (fetched with its keys, and cached with
+    /// them); `None` when it is not trusted, cannot be reached, or publishes
+    /// no such endpoints.
+    pub async fn endpoints(&self, issuer: &str) -> Option<Arc<Endpoints>> {
+        let idp = self.find(issuer)?;
+        if let Some(e) = self.cached_endpoints(idp) {
+            return Some(e);
+        }
+        self.refresh(idp).await;
+        self.cached_endpoints(idp)
+    }
+
+    fn cached_endpoints(&self, idp: &Idp) -> Option<Arc<Endpoints>> {
+        let guard = idp.cached.read().ok()?;
+        guard.as_ref().and_then(|c| c.endpoints.clone())
     }
 
     async fn validate_as(
         &self,
         token: &str,
         now: DateTime<Utc>,
-        assertion: Option<(&str, &'static str)>,
+        assertion: Option<(&str, Option<&'static str>)>,
     ) -> Result<(PersonIdentity, OtherClaims), IdTokenError> {
         let issuer = unverified_issuer(token)?;
         let idp = self
@@ -263,10 +306,7 @@ impl TrustedIdps {
         };
         let expect = match assertion {
             None => Expect::id_token(&idp.config),
-            Some((audience, typ)) => Expect {
-                audience,
-                typ: Some(typ),
-            },
+            Some((audience, typ)) => Expect { audience, typ },
         };
         match validate_jwt(token, &idp.config, &keys, now, &expect) {
             Err(IdTokenError::UnknownKey(kid)) => {
@@ -299,13 +339,14 @@ impl TrustedIdps {
         *last = Some(Instant::now());
         let fetched =
             tokio::time::timeout(self.options.deadline, self.fetch_with_retries(&idp.config)).await;
-        let Ok(Some(keys)) = fetched else {
+        let Ok(Some((keys, endpoints))) = fetched else {
             return false;
         };
         match idp.cached.write() {
             Ok(mut slot) => {
                 *slot = Some(Cached {
                     keys: Arc::new(keys),
+                    endpoints: endpoints.map(Arc::new),
                     fetched: Instant::now(),
                 });
                 true
@@ -314,7 +355,7 @@ impl TrustedIdps {
         }
     }
 
-    async fn fetch_with_retries(&self, config: &IdpConfig) -> Option<IdpKeys> {
+    async fn fetch_with_retries(&self, config: &IdpConfig) -> Option<(IdpKeys, Option<Endpoints>)> {
         for attempt in 0..=self.options.retries {
             if attempt > 0 {
                 tokio::time::sleep(self.options.retry_pause).await;
@@ -326,11 +367,13 @@ impl TrustedIdps {
         None
     }
 
-    async fn fetch(&self, config: &IdpConfig) -> Result<IdpKeys, ()> {
+    async fn fetch(&self, config: &IdpConfig) -> Result<(IdpKeys, Option<Endpoints>), ()> {
         #[derive(Deserialize)]
         struct Discovery {
             issuer: String,
             jwks_uri: String,
+            authorization_endpoint: Option<String>,
+            token_endpoint: Option<String>,
         }
         let url = format!("{}/.well-known/openid-configuration", config.issuer);
         let discovery: Discovery =
@@ -341,7 +384,18 @@ impl TrustedIdps {
         }
         let jwks = self.get(&discovery.jwks_uri).await?;
         let text = std::str::from_utf8(&jwks).map_err(|_| ())?;
-        IdpKeys::from_jwks_json(text).map_err(|_| ())
+        let keys = IdpKeys::from_jwks_json(text).map_err(|_| ())?;
+        let web = |u: &String| u.starts_with("https://") || u.starts_with("http://");
+        let endpoints = match (discovery.authorization_endpoint, discovery.token_endpoint) {
+            (Some(authorization), Some(token)) if web(&authorization) && web(&token) => {
+                Some(Endpoints {
+                    authorization,
+                    token,
+                })
+            }
+            _ => None,
+        };
+        Ok((keys, endpoints))
     }
 
     /// GET `url`, reading at most `max_document_bytes`.

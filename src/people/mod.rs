@@ -18,7 +18,7 @@ pub mod roles;
 #[cfg(feature = "server")]
 pub use id_token::{validate_id_token, IdTokenError, PersonIdentity};
 #[cfg(feature = "server")]
-pub use idp::{FetchOptions, IdpConfig, TrustedIdps};
+pub use idp::{Endpoints, FetchOptions, IdpConfig, TrustedIdps};
 #[cfg(feature = "server")]
 pub use jwk::{IdpKeys, SigningAlgorithm};
 pub use rights::{intersect, Rights, RightsError, Side, Wanted};

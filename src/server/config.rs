@@ -23,6 +23,9 @@ const NOT_SETTINGS: &[&str] = &[
     "TESSERA_ADMIN_TOKEN",
     "TESSERA_AGENT",
     "TESSERA_AGENT_KEY",
+    "TESSERA_REQUIRE_BROWSER",
+    "TESSERA_CHROMIUM",
+    "TESSERA_SCREENSHOTS",
 ];
 
 /// Why the configuration was refused.
@@ -138,6 +141,12 @@ pub struct Config {
     pub idp: Vec<crate::people::IdpConfig>,
     /// Roles people may hold (`[[role]]`): only in the file.
     pub role: Vec<crate::people::Role>,
+    // -- Web pages (src/web; docs/web.md).
+    /// Cookies of the web pages (`[web]`).
+    pub web: crate::web::WebConfig,
+    /// Login of people through one trusted IdP (`[login]`); none: no login
+    /// pages.
+    pub login: Option<crate::web::LoginConfig>,
 }
 
 impl Default for Config {
@@ -168,6 +177,8 @@ impl Default for Config {
             audit_unauthenticated_interval: Ttl(Duration::from_secs(60)),
             idp: Vec::new(),
             role: Vec::new(),
+            web: crate::web::WebConfig::default(),
+            login: None,
         }
     }
 }
@@ -313,6 +324,14 @@ impl Config {
             if !names.insert(role.name.as_str()) {
                 return bad(format!("role `{}` is defined twice", role.name));
             }
+        }
+        self.web
+            .check()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(login) = &self.login {
+            login
+                .check(&self.idp)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         Ok(())
     }

@@ -45,6 +45,9 @@ pub struct AppState {
     /// The trusted identity providers (`[[idp]]`) and their cached keys;
     /// `None` when they could not be set up (every person grant is refused).
     pub idps: Option<Arc<TrustedIdps>>,
+    /// The web pages' cookie key and login client (src/web); `None` when
+    /// they could not be set up (every page answers 503).
+    pub web: Option<Arc<crate::web::Web>>,
 }
 
 /// Refusals of token requests before the client is authenticated.
@@ -312,8 +315,16 @@ impl AppState {
                 None
             }
         };
+        let web = match crate::web::Web::from_config(&config, &config.issuer()) {
+            Ok(web) => Some(Arc::new(web)),
+            Err(e) => {
+                tracing::error!(error = %e, "web pages unusable");
+                None
+            }
+        };
         Self {
             idps,
+            web,
             issuer: config.issuer().into(),
             config: Arc::new(config),
             stores,

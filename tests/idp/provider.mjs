@@ -10,7 +10,11 @@
 //
 // Logins go through oidc-provider's development interactions: a plain HTML
 // form (`prompt=login`, `login=<account>`, any password) and a consent form
-// (`prompt=consent`), both posted to /interaction/<uid>.
+// (`prompt=consent`), both posted to /interaction/<uid>. A browser can fill
+// them too (tests/browser/lib.mjs). Client `tessera-web` (secret
+// `tessera-web-secret`, client_secret_post) and `tessera-web-basic`
+// (client_secret_basic) are Tessera's login, redirecting to
+// http://127.0.0.1:<any port>/login/callback.
 //
 // Identity assertions (ID-JAG, draft-ietf-oauth-identity-assertion-authz-grant):
 // a client posts the person's ID token to /token with the token-exchange
@@ -69,12 +73,34 @@ const client = (clientId, alg) => ({
   id_token_signed_response_alg: alg,
 });
 
+// Tessera's own login (src/web/login.rs): a native client, so that its
+// loopback redirect URI matches any port (RFC 8252 §7.3) and each test's
+// issuer can use it. The secret is known to the tests.
+const webClient = {
+  client_id: 'tessera-web',
+  client_secret: 'tessera-web-secret',
+  application_type: 'native',
+  redirect_uris: ['http://127.0.0.1/login/callback'],
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'client_secret_post',
+  id_token_signed_response_alg: 'EdDSA',
+};
+const webClientBasic = {
+  ...webClient,
+  client_id: 'tessera-web-basic',
+  client_secret: 'tessera-web-basic-secret',
+  token_endpoint_auth_method: 'client_secret_basic',
+};
+
 const configuration = {
   clients: [
     client('tessera-eddsa', 'EdDSA'),
     client('tessera-es256', 'ES256'),
     client('tessera-rs256', 'RS256'),
     client('other-app', 'EdDSA'),
+    webClient,
+    webClientBasic,
   ],
   jwks,
   cookies: { keys: [randomBytes(32).toString('hex')] },

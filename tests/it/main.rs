@@ -29,3 +29,5 @@ mod tlog;
 mod token;
 #[cfg(feature = "server")]
 mod verify;
+#[cfg(feature = "server")]
+mod web;

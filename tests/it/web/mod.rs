@@ -1,0 +1,8 @@
+//! The web kit (src/web): login through the test IdP (tests/idp) over
+//! plain HTTP and in a real headless chromium (tests/browser), and the
+//! attacks on it.
+
+mod attack;
+pub mod browser;
+pub mod fixture;
+mod login;
