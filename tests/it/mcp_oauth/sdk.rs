@@ -6,11 +6,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tessera::people::Role;
+use tessera::web::{ClientAuth, LoginConfig};
 
 use super::{browser_ready, CimdServer, McpServer, Person, Sdk, SdkClient};
 use crate::people::fixture::idp_config;
 use crate::people::idp::TestIdp;
 use crate::server::helpers::TestApp;
+
+/// Tessera's client at the test IdP (tests/idp/provider.mjs).
+const WEB_CLIENT: &str = "tessera-web";
 
 /// The tools alice's role gives her at the MCP server (not `delete_order`).
 const ALICE_TOOLS: [&str; 3] = ["list_orders", "get_order", "create_order"];
@@ -52,9 +56,20 @@ async fn world() -> Option<World> {
     let (listener, url) = McpServer::bind().await;
     let config = idp_config(&idp, 30);
     let role = orders_role(&url);
+    let idp_issuer = idp.issuer.clone();
     let issuer = TestApp::spawn_with(None, move |c| {
+        // Tessera's login at the test IdP (tests/it/web/fixture.rs).
+        let secret_file = c.data_dir.join("login-client-secret");
+        std::fs::write(&secret_file, format!("{WEB_CLIENT}-secret\n")).unwrap();
         c.idp = vec![config];
         c.role = vec![role];
+        c.login = Some(LoginConfig {
+            issuer: idp_issuer,
+            client_id: WEB_CLIENT.into(),
+            client_secret_file: secret_file,
+            scope: "openid groups".into(),
+            client_auth: ClientAuth::ClientSecretPost,
+        });
     })
     .await;
     // The authorization-code flow is issue 12's: until this build has it
