@@ -17,9 +17,20 @@
 //!   amounts (`docs/token-schema.md`, "Amount caps"). A refusal
 //!   becomes a tool error (`isError: true`) naming the reason, e.g.
 //!   `out_of_scope: …`.
+//! - Step-up (RFC 6750 §3.1, the MCP authorization spec's scope
+//!   challenge): a `tools/call` for a tool whose action the token's
+//!   authority block does not grant at all is answered 403 with
+//!   `WWW-Authenticate: Bearer error="insufficient_scope", scope="…",
+//!   resource_metadata="…"` before MCP sees it, `scope` naming the actions
+//!   the token has plus the tool's, so that an OAuth client (the MCP SDKs')
+//!   can ask for a token with that scope and retry. A call the token's
+//!   actions cover but whose resource, amount or narrowing it refuses stays
+//!   a tool error: a new token with the same scope would not help.
 //! - `GET /.well-known/oauth-protected-resource` (and the path-inserted
 //!   form `…/oauth-protected-resource/mcp`): RFC 9728 metadata naming the
-//!   Tessera issuer. A request without a token is answered 401 with
+//!   Tessera issuer (`authorization_servers`) and the tools as
+//!   `scopes_supported` (a scope is a tool name: the action a token must
+//!   grant). A request without a token is answered 401 with
 //!   `WWW-Authenticate: Bearer resource_metadata="…"`.
 //! - Revocations are followed from the issuer's Redis stream (`--redis-url`)
 //!   or from its HTTP feed with a read-only feed token (`--feed-token`, from
@@ -46,7 +57,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::{ArgGroup, Parser};
@@ -68,6 +84,75 @@ use tokio::sync::Mutex;
 /// The tools, in the order they are listed (each is also the operation a
 /// token must grant).
 pub const TOOLS: [&str; 4] = ["list_orders", "get_order", "create_order", "delete_order"];
+
+/// Most bytes of a request body the step-up check reads (rmcp's own bound).
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The tools a JSON-RPC message (or batch) calls: `params.name` of each
+/// `tools/call` request. Anything else (not JSON, other methods) names
+/// none and is left to MCP.
+fn called_tools(message: &serde_json::Value) -> Vec<&str> {
+    fn one(m: &serde_json::Value) -> Option<&str> {
+        if m.get("method")?.as_str()? != "tools/call" {
+            return None;
+        }
+        m.get("params")?.get("name")?.as_str()
+    }
+    match message {
+        serde_json::Value::Array(batch) => batch.iter().filter_map(one).collect(),
+        single => one(single).into_iter().collect(),
+    }
+}
+
+/// The scope a client should ask for to call `tool`: the actions the
+/// token has, then the tool (RFC 6749 §3.3, space-separated), so that a
+/// client that replaces its scope with the challenge's keeps what it had.
+fn step_up_scope(granted: &[&str], tool: &str) -> String {
+    let mut scope: Vec<&str> = granted.iter().copied().filter(|a| *a != tool).collect();
+    scope.push(tool);
+    scope.join(" ")
+}
+
+/// Answers 403 `insufficient_scope` to a `tools/call` whose tool the
+/// token's authority block does not grant (see the module documentation).
+/// Runs behind the [`VerifyLayer`], which left the [`Authenticated`]
+/// token in the request; other requests pass untouched.
+async fn step_up(State(layer): State<VerifyLayer>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(authenticated) = request.extensions().get::<Authenticated>().cloned() else {
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_MESSAGE_BYTES).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {MAX_MESSAGE_BYTES} bytes"),
+        )
+            .into_response();
+    };
+    if let Ok(message) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+        let granted = authenticated.granted_actions();
+        let missing = called_tools(&message)
+            .into_iter()
+            .find(|tool| TOOLS.contains(tool) && !authenticated.grants_action(tool));
+        if let Some(tool) = missing {
+            tracing::info!(
+                tool,
+                token_id = authenticated.token_id(),
+                "refused: the token does not grant this tool (step-up)"
+            );
+            return layer.insufficient_scope(
+                &parts.headers,
+                &step_up_scope(&granted, tool),
+                &format!("the token grants no `{tool}`"),
+            );
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
 
 /// Where the server learns about revocations.
 #[derive(Debug, Clone)]
@@ -420,10 +505,13 @@ pub async fn app(config: &Config) -> Result<Router, ServeError> {
             Scope::Deferred
         }
     });
+    // The step-up check runs inside the verify layer (axum: the last
+    // layer added is the outermost), where the token is authenticated.
     Ok(Router::new()
         .route_service(public.path(), mcp)
         .route(RESOURCE_METADATA_PATH, get(document.clone()))
         .route(&inserted, get(document))
+        .layer(axum::middleware::from_fn_with_state(layer.clone(), step_up))
         .layer(layer))
 }
 

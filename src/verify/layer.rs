@@ -155,6 +155,7 @@ where
                     &rejection,
                     scheme,
                     &layer.resource_metadata,
+                    None,
                 )),
             }
         })
@@ -303,7 +304,12 @@ fn credentials(headers: &HeaderMap, max_token_bytes: usize) -> Result<(Scheme, &
 /// The HTTP answer for a refusal: status, body and challenge all come
 /// from the [`Reason`] ([`Reason::status`], [`Reason::body_error`],
 /// [`Reason::error_code`]), the challenge built by [`token::challenge`].
-fn rejection_response(rejection: &Rejection, scheme: Scheme, metadata: &str) -> Response {
+fn rejection_response(
+    rejection: &Rejection,
+    scheme: Scheme,
+    metadata: &str,
+    scope: Option<&str>,
+) -> Response {
     let reason = rejection.reason;
     let status = StatusCode::from_u16(reason.status()).unwrap_or(StatusCode::UNAUTHORIZED);
     let description = format!("{}: {}", reason, rejection.detail);
@@ -318,10 +324,13 @@ fn rejection_response(rejection: &Rejection, scheme: Scheme, metadata: &str) -> 
         return response;
     }
     let dpop = scheme == Scheme::Dpop || reason.needs_dpop_scheme();
-    let mut params = Vec::with_capacity(4);
+    let mut params = Vec::with_capacity(5);
     if let Some(code) = reason.error_code() {
         params.push(("error", code));
         params.push(("error_description", description.as_str()));
+    }
+    if let Some(scope) = scope {
+        params.push(("scope", scope));
     }
     if dpop {
         params.push(("algs", "EdDSA"));
@@ -386,7 +395,27 @@ impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
 /// [`Verifier::authorize`] themselves.
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        rejection_response(&self, Scheme::Bearer, "")
+        rejection_response(&self, Scheme::Bearer, "", None)
+    }
+}
+
+impl VerifyLayer {
+    /// The 403 answer for a request whose token is valid but does not grant
+    /// what the request needs, for a handler or middleware behind the layer
+    /// that learns the operation from the body (an MCP `tools/call`):
+    /// `WWW-Authenticate: Bearer error="insufficient_scope",
+    /// error_description="…", scope="<scope>", resource_metadata="…"`
+    /// (RFC 6750 §3.1, RFC 9728 §5.1), so that a client can ask its
+    /// authorization server for a token with `scope` (step-up) and retry.
+    /// `scope` is space-separated (RFC 6749 §3.3); `headers` are the
+    /// request's, whose `Authorization` scheme the challenge repeats.
+    pub fn insufficient_scope(&self, headers: &HeaderMap, scope: &str, detail: &str) -> Response {
+        let scheme = match credentials(headers, self.verifier.limits().max_token_bytes) {
+            Ok((scheme, _)) => scheme,
+            Err(_) => Scheme::Bearer,
+        };
+        let rejection = Rejection::new(Reason::OutOfScope, detail);
+        rejection_response(&rejection, scheme, &self.resource_metadata, Some(scope))
     }
 }
 

@@ -192,4 +192,33 @@ impl Authenticated {
     pub fn holder_proven(&self) -> bool {
         self.holder_proven
     }
+
+    /// Whether the authority block grants `action` on some resource. The
+    /// issuer's grant is the ceiling: `false` means every call for `action`
+    /// is refused, whatever the resource, so a tool server may answer 403
+    /// `insufficient_scope` and name the scope a new token needs (step-up,
+    /// RFC 6750 §3.1). `true` does not mean a call is allowed: the resource,
+    /// later blocks and an amount cap still decide, in
+    /// [`Verifier::authorize`](super::Verifier::authorize).
+    pub fn grants_action(&self, action: &str) -> bool {
+        self.entry
+            .verified
+            .chain()
+            .claims
+            .rights
+            .iter()
+            .any(|(granted, _)| granted == action)
+    }
+
+    /// The actions the authority block grants, each once, in the order of
+    /// its rights (see [`Authenticated::grants_action`]).
+    pub fn granted_actions(&self) -> Vec<&str> {
+        let mut actions: Vec<&str> = Vec::new();
+        for (action, _) in &self.entry.verified.chain().claims.rights {
+            if !actions.contains(&action.as_str()) {
+                actions.push(action);
+            }
+        }
+        actions
+    }
 }

@@ -16,6 +16,8 @@ mod interop_python;
 #[cfg(feature = "server")]
 mod interop_python_person;
 #[cfg(feature = "server")]
+mod mcp_oauth;
+#[cfg(feature = "server")]
 mod people;
 #[cfg(feature = "server")]
 mod python;

@@ -114,6 +114,32 @@ impl Outcome {
     }
 }
 
+/// The call was refused over HTTP with 403 `insufficient_scope`, the
+/// challenge naming `scope` and where the metadata is, and no tool ran.
+fn assert_step_up(outcome: &Outcome, scope: &str) {
+    assert!(!outcome.ok(), "{outcome:?}");
+    assert_eq!(outcome.json["is_error"], Value::Null, "{outcome:?}");
+    let refusal = outcome.json["http_refusals"]
+        .as_array()
+        .and_then(|r| r.last())
+        .unwrap_or_else(|| panic!("no HTTP refusal: {outcome:?}"));
+    assert_eq!(refusal["status"], 403, "{outcome:?}");
+    let challenge = refusal["www_authenticate"].as_str().unwrap_or_default();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(&format!("scope=\"{scope}\"")),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("resource_metadata=\"http://127.0.0.1:"),
+        "{challenge}"
+    );
+}
+
 /// Runs one tool call through the Python MCP client.
 async fn call(python: &Path, url: &str, token: &str, tool: &str, args: Value) -> Outcome {
     let out = tokio::process::Command::new(python)
@@ -201,7 +227,8 @@ async fn tool_calls_follow_the_token_and_its_revocation(
     );
 
     if scope_checks {
-        // Out of scope: the token grants get_order, not delete_order.
+        // Not granted at all: the token grants get_order, not delete_order,
+        // so the HTTP request is refused 403 with the scope to ask for.
         let denied = call(
             &python,
             &server.url,
@@ -210,12 +237,10 @@ async fn tool_calls_follow_the_token_and_its_revocation(
             json!({"id": 1}),
         )
         .await;
-        assert!(denied.is_error(), "{:?}", denied);
-        assert!(denied.text().contains("out_of_scope"), "{:?}", denied);
+        assert_step_up(&denied, "get_order delete_order");
         // Nor list_orders, which the ceiling allows but this token does not.
         let denied = call(&python, &server.url, &child, "list_orders", json!({})).await;
-        assert!(denied.is_error(), "{:?}", denied);
-        assert!(denied.text().contains("out_of_scope"), "{:?}", denied);
+        assert_step_up(&denied, "get_order list_orders");
         // Nothing was deleted.
         let got = call(&python, &server.url, &child, "get_order", json!({"id": 1})).await;
         assert!(got.ok(), "{:?}", got);
@@ -331,6 +356,104 @@ async fn a_call_without_a_token_is_told_where_the_metadata_is() {
     }
 }
 
+/// A valid token without the tool's action: the `tools/call` is answered
+/// 403 `insufficient_scope` naming the scope to ask for (the token's
+/// actions and the tool) before MCP runs anything; the metadata lists the
+/// tools as scopes. A tool the token grants, or another method, passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_the_token_does_not_grant_is_a_403_step_up_challenge() {
+    let issuer = TestApp::spawn().await;
+    let (listener, url) = McpServer::bind().await;
+    let server = McpServer::start(
+        listener,
+        &url,
+        &issuer,
+        example::RevocationSource::Feed {
+            token: feed_token(&issuer),
+        },
+    )
+    .await;
+    let t = token_at(&issuer, &server.url, now());
+    let post = |body: Value| {
+        issuer
+            .http
+            .post(&server.url)
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(&t)
+            .json(&body)
+            .send()
+    };
+    let tools_call = |name: &str| {
+        json!({
+            "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": name, "arguments": {"id": 1}},
+        })
+    };
+    let metadata = format!(
+        "{}/.well-known/oauth-protected-resource",
+        server.url.trim_end_matches("/mcp")
+    );
+    for (tool, scope) in [
+        ("delete_order", "get_order delete_order"),
+        ("list_orders", "get_order list_orders"),
+    ] {
+        let r = post(tools_call(tool)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{tool}");
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(
+            challenge.starts_with("Bearer error=\"insufficient_scope\""),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains(&format!("scope=\"{scope}\"")),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains(&format!("resource_metadata=\"{metadata}\"")),
+            "{challenge}"
+        );
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "insufficient_scope");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("the token grants no `{tool}`")),
+            "{body}"
+        );
+    }
+    // In a batch too.
+    let r = post(json!([tools_call("delete_order")])).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // A tool the token grants reaches MCP (which wants a session first:
+    // not a step-up refusal), and so does a method that calls no tool.
+    let r = post(tools_call("get_order")).await.unwrap();
+    assert_ne!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.headers().get("www-authenticate").is_none());
+    let r = post(json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "reqwest", "version": "0"},
+        },
+    }))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Without a token the same call is 401 (authentication comes first).
+    let r = issuer
+        .http
+        .post(&server.url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&tools_call("delete_order"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
 /// A token for `get_order` on `orders*` at `audience`, minted from the
 /// issuer's active key at `issued_at` (5 minutes' lifetime).
 fn token_at(issuer: &TestApp, audience: &str, issued_at: chrono::DateTime<chrono::Utc>) -> String {
@@ -436,8 +559,7 @@ async fn a_tool_answer_for_a_person_token_names_the_person_and_the_chain() {
         got
     );
     let denied = call(&python, &server.url, &t, "delete_order", json!({"id": 1})).await;
-    assert!(denied.is_error(), "{:?}", denied);
-    assert!(denied.text().contains("out_of_scope"), "{:?}", denied);
+    assert_step_up(&denied, "get_order delete_order");
 }
 
 /// A token capped at 40.00 EUR: `create_order` with its `amount` argument
