@@ -7,6 +7,7 @@
 //! - [`AuditLog`]: what the issuer did and refused.
 //! - [`PeopleStore`]: roles given to people explicitly, and their standing
 //!   consents for agents.
+//! - [`ApprovalStore`]: requests for a person's approval (CIBA).
 //! - [`Issuance`]: the writes of one mint (its one-time keys, its ledger
 //!   entry, its audit event) as one store operation.
 //!
@@ -27,12 +28,16 @@ use chrono::{DateTime, Utc};
 use crate::people::RoleName;
 use crate::token::{AgentId, Person};
 
+pub mod approvals;
 mod embedded;
 mod error;
 pub mod files;
 mod model;
 mod redis;
 
+pub use approvals::{
+    Approval, ApprovalStatus, ApprovalStore, AskedCapability, Decided, Decider, Polled, Verdict,
+};
 pub use embedded::RedbStore;
 pub use error::StoreError;
 pub use model::{
@@ -305,6 +310,8 @@ pub struct Stores {
     pub people: Arc<dyn PeopleStore>,
     /// Readiness of the backend.
     pub health: Arc<dyn StoreHealth>,
+    /// Requests for a person's approval.
+    pub approvals: Arc<dyn ApprovalStore>,
 }
 
 impl Stores {
@@ -342,6 +349,7 @@ impl Stores {
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
         B: AgentStore + TokenLedger + RevocationStore + Issuance + PeopleStore + StoreHealth,
+        B: ApprovalStore,
         B: 'static,
     {
         Self {
@@ -352,7 +360,8 @@ impl Stores {
             audit: backend.clone(),
             issuance: backend.clone(),
             people: backend.clone(),
-            health: backend,
+            health: backend.clone(),
+            approvals: backend,
         }
     }
 

@@ -6,6 +6,7 @@
 mod cluster_failover;
 mod composed;
 mod contract;
+mod contract_approvals;
 mod embedded;
 mod redis;
 pub(crate) mod redis_cluster;
@@ -86,4 +87,8 @@ contract_suite!(
     the_same_subject_at_two_identity_providers_is_two_people,
     a_person_holds_at_most_the_bounded_number_of_roles_and_consents,
     audit_query_filters_by_person_and_keeps_the_person_of_each_event,
+    an_approval_is_decided_once_by_its_person_and_collected_once,
+    a_denied_or_expired_approval_gives_no_token,
+    exactly_one_of_16_concurrent_decisions_and_collections_wins,
+    pending_requests_are_bounded_per_agent_and_per_person,
 );
