@@ -138,6 +138,8 @@ pub struct Config {
     pub idp: Vec<crate::people::IdpConfig>,
     /// Roles people may hold (`[[role]]`): only in the file.
     pub role: Vec<crate::people::Role>,
+    /// Which actions need a person's approval (`[approval]`): only in the file.
+    pub approval: super::approval_policy::ApprovalConfig,
 }
 
 impl Default for Config {
@@ -168,6 +170,7 @@ impl Default for Config {
             audit_unauthenticated_interval: Ttl(Duration::from_secs(60)),
             idp: Vec::new(),
             role: Vec::new(),
+            approval: Default::default(),
         }
     }
 }
@@ -314,6 +317,7 @@ impl Config {
                 return bad(format!("role `{}` is defined twice", role.name));
             }
         }
+        self.approval.check().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

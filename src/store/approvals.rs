@@ -258,9 +258,12 @@ pub trait ApprovalStore: Send + Sync {
     ) -> Result<Decided, StoreError>;
     /// A poll by `agent` (see [`Approval::poll`]). Concurrent polls of an
     /// approved request: exactly one gets [`Polled::Collect`].
-    async fn poll(&self, id: &str, agent: &AgentId, now: DateTime<Utc>)
-        -> Result<Polled, StoreError>;
+    async fn poll(
+        &self,
+        id: &str,
+        agent: &AgentId,
+        now: DateTime<Utc>,
+    ) -> Result<Polled, StoreError>;
     /// The person's kept requests, newest first, at most `limit`.
-    async fn for_person(&self, person: &Person, limit: usize)
-        -> Result<Vec<Approval>, StoreError>;
+    async fn for_person(&self, person: &Person, limit: usize) -> Result<Vec<Approval>, StoreError>;
 }

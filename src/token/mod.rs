@@ -28,7 +28,7 @@ pub use authorize::{authorize, authorize_bytes, Authorized, Denial, Limits, Requ
 pub use chain::{Chain, ChainError, Claims, Custody, HolderKey, Hop};
 pub use inspect::{inspect, BlockKind, BlockView, Inspection, RightView};
 pub use keys::{ed25519_private_key_pem, Jwk, Jwks, KeyError, KeySet, RootKeyPair};
-pub use mint::{mint, mint_with_rng, Capability, Minted};
+pub use mint::{mint, mint_approved, mint_with_rng, Approved, Capability, Minted};
 pub use reason::{challenge, Reason};
 pub use schema::{Narrowing, SCHEMA_VERSION};
 pub use types::{

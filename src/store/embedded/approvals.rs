@@ -231,11 +231,7 @@ impl ApprovalStore for RedbStore {
         .await
     }
 
-    async fn for_person(
-        &self,
-        person: &Person,
-        limit: usize,
-    ) -> Result<Vec<Approval>, StoreError> {
+    async fn for_person(&self, person: &Person, limit: usize) -> Result<Vec<Approval>, StoreError> {
         let pid = person_id(person);
         self.run(move |db| {
             let txn = db.begin_read().db()?;

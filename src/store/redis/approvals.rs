@@ -178,13 +178,12 @@ impl ApprovalStore for RedisStore {
         Ok(outcome.unwrap_or(Polled::Unknown))
     }
 
-    async fn for_person(
-        &self,
-        person: &Person,
-        limit: usize,
-    ) -> Result<Vec<Approval>, StoreError> {
+    async fn for_person(&self, person: &Person, limit: usize) -> Result<Vec<Approval>, StoreError> {
         let mut range = ::redis::cmd("ZRANGE");
-        range.arg(self.layout.person_approvals(person)).arg(0).arg(-1);
+        range
+            .arg(self.layout.person_approvals(person))
+            .arg(0)
+            .arg(-1);
         let ids: Vec<String> = self.query(&range).await?;
         if ids.is_empty() {
             return Ok(Vec::new());

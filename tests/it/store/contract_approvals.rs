@@ -129,7 +129,10 @@ pub async fn a_denied_or_expired_approval_gives_no_token(stores: &Stores) {
             .unwrap(),
         Decided::Expired
     );
-    assert_eq!(ap.poll(&late.id, &me, after).await.unwrap(), Polled::Expired);
+    assert_eq!(
+        ap.poll(&late.id, &me, after).await.unwrap(),
+        Polled::Expired
+    );
 }
 
 pub async fn exactly_one_of_16_concurrent_decisions_and_collections_wins(stores: &Stores) {
@@ -214,8 +217,13 @@ pub async fn pending_requests_are_bounded_per_agent_and_per_person(stores: &Stor
     ));
     // Deciding one frees its place.
     let first = first.unwrap();
-    ap.decide(&first.id, &Decider::Person(carol.clone()), Verdict::Deny, now)
-        .await
-        .unwrap();
+    ap.decide(
+        &first.id,
+        &Decider::Person(carol.clone()),
+        Verdict::Deny,
+        now,
+    )
+    .await
+    .unwrap();
     ap.create(&refused, now).await.unwrap();
 }
