@@ -109,9 +109,18 @@ pub struct Grant {
     pub expires_at: DateTime<Utc>,
     /// Whether the final holder proved possession of its key (DPoP).
     pub holder_proven: bool,
+    /// The person who approved this token and the approval id, when it
+    /// was minted after a person's approval (`approved_by`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::token::ApprovedBy>,
 }
 
 impl Grant {
+    /// Who approved this token, if a person did (`approved by …`).
+    pub fn approval(&self) -> Option<&crate::token::ApprovedBy> {
+        self.approval.as_ref()
+    }
+
     /// The agent presenting the token.
     pub fn acting(&self) -> &AgentId {
         self.chain.last().unwrap_or(&self.agent)

@@ -175,6 +175,13 @@ async fn an_approved_request_mints_approved_by_and_exactly_the_approved_amount_o
     assert!(authority.contains(&id), "{authority}");
 
     let keys = app.keys();
+    let bytes = token::decode(&token, &Limits::default()).unwrap();
+    let verified = token::Verified::from_bytes(&bytes, &keys, &Limits::default()).unwrap();
+    let approval = verified.chain().claims.approval.clone().unwrap();
+    assert_eq!(
+        (approval.person, approval.approval_id),
+        (alice(), id.clone())
+    );
     let check =
         |amount: &str| token::authorize(&token, &keys, &pay(amount), |_| false, &Limits::default());
     assert!(check("40.00EUR").is_ok());
