@@ -2,3 +2,4 @@
 //! CIBA grant at the token endpoint, the approval policy.
 
 mod flow;
+mod policy;
