@@ -318,10 +318,16 @@ fn failure(message: impl Into<String>) -> CallToolResult {
 fn success<T: Serialize>(grant: &Grant, value: &T) -> ToolResult {
     let block = ContentBlock::json(value).map_err(|e| failure(e.message.to_string()))?;
     let custody = grant.custody();
-    let acting = match custody.person() {
+    let mut acting = match custody.person() {
         Some(_) => format!("acting {custody}"),
         None => format!("acting as {custody}"),
     };
+    if let Some(a) = grant.approval() {
+        acting.push_str(&format!(
+            ", approved by {} (approval {})",
+            a.person, a.approval_id
+        ));
+    }
     Ok(CallToolResult::success(vec![
         block,
         ContentBlock::text(acting),

@@ -21,6 +21,8 @@ pub enum AuditKind {
     Admin,
     /// An authorization decision was recorded.
     Decision,
+    /// A request for a person's approval was made, decided or refused.
+    Approval,
 }
 
 /// How an audited event ended. Stored and served as the text of
@@ -61,6 +63,12 @@ pub enum AuditOutcome {
     ConsentRecorded,
     /// A person's standing consent for an agent was withdrawn (`consent withdrawn`).
     ConsentWithdrawn,
+    /// An agent asked a person's approval (`approval requested`).
+    ApprovalRequested,
+    /// A request for approval was approved (`approval approved`).
+    ApprovalApproved,
+    /// A request for approval was denied (`approval denied`).
+    ApprovalDenied,
     /// Any other text, kept as it was stored. Never one of the texts above:
     /// [`From<&str>`](#impl-From<%26str>-for-AuditOutcome) and
     /// deserializing map those to their variant.
@@ -84,6 +92,9 @@ impl AuditOutcome {
             Self::RoleRevoked => "role revoked",
             Self::ConsentRecorded => "consent recorded",
             Self::ConsentWithdrawn => "consent withdrawn",
+            Self::ApprovalRequested => "approval requested",
+            Self::ApprovalApproved => "approval approved",
+            Self::ApprovalDenied => "approval denied",
             Self::Other(text) => text,
         }
     }
@@ -105,6 +116,9 @@ impl From<&str> for AuditOutcome {
             "role revoked" => Self::RoleRevoked,
             "consent recorded" => Self::ConsentRecorded,
             "consent withdrawn" => Self::ConsentWithdrawn,
+            "approval requested" => Self::ApprovalRequested,
+            "approval approved" => Self::ApprovalApproved,
+            "approval denied" => Self::ApprovalDenied,
             other => Self::Other(other.to_owned()),
         }
     }

@@ -13,6 +13,7 @@
 //! | `audit` | `audit` (stream) |
 //! | `agents` | `agent:<id>` (hash), `agents` (set) |
 //! | `people` | `roles:<person>` (set), `consents:<person>` (set) |
+//! | `approvals` | `approval:<id>` (string), `pending-agent:<agent>`, `pending-person:<person>`, `person-approvals:<person>` (sorted sets) |
 //! | `meta` | `layout` (string: the layout version) |
 //! | `code:<hash>` | `code` (string: JSON authorization code), `used` (string) |
 //! | `fam:<id>` | `family` (string: JSON refresh family), `current` (string), `revoked` (string), `tokens` (list) |
@@ -136,6 +137,30 @@ impl RedisLayout {
     /// `P{agents}:agents`: set of every agent id.
     pub fn agents(&self) -> String {
         self.key("agents", "agents")
+    }
+
+    /// `P{approvals}:approval:<id>`: string, JSON of one request for a
+    /// person's approval, expires when the record may be dropped.
+    pub fn approval(&self, id: &str) -> String {
+        self.keyed("approvals", "approval", id)
+    }
+
+    /// `P{approvals}:pending-agent:<agent>`: sorted set of the agent's
+    /// pending approval ids by expiry (Unix ms).
+    pub fn approvals_pending_agent(&self, agent: &str) -> String {
+        self.keyed("approvals", "pending-agent", agent)
+    }
+
+    /// `P{approvals}:pending-person:<person>`: sorted set of the person's
+    /// pending approval ids by expiry (Unix ms).
+    pub fn approvals_pending_person(&self, person: &Person) -> String {
+        self.keyed("approvals", "pending-person", &person_id(person))
+    }
+
+    /// `P{approvals}:person-approvals:<person>`: sorted set of every kept
+    /// approval id of the person, by drop time (Unix ms).
+    pub fn person_approvals(&self, person: &Person) -> String {
+        self.keyed("approvals", "person-approvals", &person_id(person))
     }
 
     /// `P{people}:roles:<person>`: set of the role names given to one

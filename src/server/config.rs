@@ -150,6 +150,8 @@ pub struct Config {
     // -- Clients (issue 12): Client ID Metadata Documents.
     /// How Client ID Metadata Documents are fetched (`[clients]`).
     pub clients: super::cimd::ClientsConfig,
+    /// Which actions need a person's approval (`[approval]`): only in the file.
+    pub approval: super::approval_policy::ApprovalConfig,
 }
 
 impl Default for Config {
@@ -183,6 +185,7 @@ impl Default for Config {
             web: crate::web::WebConfig::default(),
             login: None,
             clients: super::cimd::ClientsConfig::default(),
+            approval: Default::default(),
         }
     }
 }
@@ -338,6 +341,7 @@ impl Config {
                 .check(&self.idp)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
+        self.approval.check().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

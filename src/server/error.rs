@@ -58,6 +58,18 @@ pub enum OAuthCode {
     InvalidDpopProof,
     /// `unsupported_token_type` (RFC 7009).
     UnsupportedTokenType,
+    /// `authorization_pending` (OpenID CIBA Core, token endpoint).
+    AuthorizationPending,
+    /// `slow_down` (CIBA: polled sooner than the interval).
+    SlowDown,
+    /// `expired_token` (CIBA: the request expired).
+    ExpiredToken,
+    /// `access_denied` (CIBA: the person denied, or approval is needed).
+    AccessDenied,
+    /// `unknown_user_id` (CIBA backchannel request).
+    UnknownUserId,
+    /// `invalid_binding_message` (CIBA backchannel request).
+    InvalidBindingMessage,
 }
 
 impl OAuthCode {
@@ -73,6 +85,12 @@ impl OAuthCode {
             Self::InvalidAuthorizationDetails => "invalid_authorization_details",
             Self::InvalidDpopProof => "invalid_dpop_proof",
             Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::ExpiredToken => "expired_token",
+            Self::AccessDenied => "access_denied",
+            Self::UnknownUserId => "unknown_user_id",
+            Self::InvalidBindingMessage => "invalid_binding_message",
         }
     }
 }

@@ -167,12 +167,15 @@ fn finish(
     on: OnBehalf,
     remote: Option<String>,
 ) -> Result<Granted, ApiError> {
+    if let Some(why) = state.config.approval.refusal(&asked.action) {
+        return Err(ApiError::oauth(OAuthCode::AccessDenied, why));
+    }
     let lifetime = intersect(state, client, asked, rights)?;
     let proof = dpop(state, headers)?;
     mint_for(state, client, asked, lifetime, proof, Some(on), remote)
 }
 
-fn intersect(
+pub(crate) fn intersect(
     state: &AppState,
     client: &Client,
     asked: &Asked,

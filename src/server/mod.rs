@@ -11,6 +11,8 @@ pub mod admin_ops;
 pub mod admin_people;
 pub mod authcode;
 pub mod cimd;
+pub mod approval_policy;
+pub mod ciba;
 pub mod config;
 pub mod error;
 pub mod exchange;
@@ -81,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .route("/oauth/token", post(oauth::token))
+        .route("/oauth/bc-authorize", post(ciba::bc_authorize))
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/oauth/introspect", post(introspect::introspect))
         .merge(admin)

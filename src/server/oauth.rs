@@ -71,6 +71,14 @@ impl Form {
         }
     }
 
+    /// The same form with `name` set to `value` (replacing it if present).
+    pub(crate) fn with(&self, name: &str, value: String) -> Self {
+        let mut pairs: Vec<(String, String)> =
+            self.0.iter().filter(|(k, _)| k != name).cloned().collect();
+        pairs.push((name.to_owned(), value));
+        Self(pairs)
+    }
+
     pub(crate) fn required(&self, name: &str) -> Result<&str, ApiError> {
         self.one(name)?
             .filter(|v| !v.is_empty())
@@ -246,6 +254,23 @@ pub(crate) struct Asked {
     pub(crate) audience: Option<Audience>,
     pub(crate) lifetime: Option<Duration>,
     via_details: bool,
+}
+
+impl Asked {
+    /// What an approval names, as if asked with `authorization_details`.
+    pub(crate) fn approved(
+        action: Action,
+        resource: ResourcePattern,
+        audience: Option<Audience>,
+    ) -> Self {
+        Self {
+            action,
+            resource,
+            audience,
+            lifetime: None,
+            via_details: true,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -576,6 +601,7 @@ enum GrantType {
     ClientCredentials,
     TokenExchange,
     IdJag,
+    Ciba,
 }
 
 /// Answers a token request, or says why not and (once the client is
@@ -620,14 +646,16 @@ async fn authenticated(
         "client_credentials" => GrantType::ClientCredentials,
         exchange::TOKEN_EXCHANGE => GrantType::TokenExchange,
         exchange::JWT_BEARER_GRANT => GrantType::IdJag,
+        super::ciba::CIBA_GRANT => GrantType::Ciba,
         other => {
             return Err(ApiError::oauth(
                 OAuthCode::UnsupportedGrantType,
                 format!(
-                    "grant_type {} is not supported; use client_credentials, {} or {}",
+                    "grant_type {} is not supported; use client_credentials, {}, {} or {}",
                     quoted(other),
                     exchange::TOKEN_EXCHANGE,
-                    exchange::JWT_BEARER_GRANT
+                    exchange::JWT_BEARER_GRANT,
+                    super::ciba::CIBA_GRANT
                 ),
             ))
         }
@@ -655,6 +683,7 @@ async fn issue_to(
             exchange::token_exchange(state, headers, form, &client, remote).await
         }
         GrantType::IdJag => exchange::id_jag(state, headers, form, &client, remote).await,
+        GrantType::Ciba => super::ciba::collect(state, headers, form, &client, remote).await,
     };
     let granted = match granted {
         Ok(granted) => granted,
@@ -868,6 +897,23 @@ pub(crate) fn mint_for(
     on_behalf: Option<OnBehalf>,
     remote: Option<String>,
 ) -> Result<Granted, ApiError> {
+    mint_granted(
+        state, client, asked, lifetime, proof, on_behalf, None, remote,
+    )
+}
+
+/// [`mint_for`], with the person's approval when there is one.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn mint_granted(
+    state: &AppState,
+    client: &Client,
+    asked: &Asked,
+    lifetime: Lifetime,
+    proof: Option<Proof>,
+    on_behalf: Option<OnBehalf>,
+    approved: Option<token::Approved>,
+    remote: Option<String>,
+) -> Result<Granted, ApiError> {
     let now = state.now();
     let (holder_key, dpop_jti) = match proof {
         Some(p) => (Some(p.holder_key), Some(p.jti)),
@@ -884,8 +930,11 @@ pub(crate) fn mint_for(
         on_behalf,
     };
     let ring = state.ring();
-    let minted = token::mint(&cap, ring.active(), now)
-        .map_err(|e| ApiError::Internal(format!("mint: {e}")))?;
+    let minted = match &approved {
+        None => token::mint(&cap, ring.active(), now),
+        Some(a) => token::mint_approved(&cap, a, ring.active(), now),
+    }
+    .map_err(|e| ApiError::Internal(format!("mint: {e}")))?;
     let issued = IssuedToken {
         token_id: minted.token_id.clone(),
         agent: client.id.clone(),
@@ -918,6 +967,10 @@ pub(crate) fn mint_for(
         }
     };
     ev.remote_addr = remote;
+    if let Some(a) = &approved {
+        ev.approval_id = Some(a.approval_id.clone());
+        ev.amount = a.max_amount.clone();
+    }
 
     let mut detail = json!({
         "type": "tessera",
@@ -926,6 +979,9 @@ pub(crate) fn mint_for(
     });
     if let Some(a) = &asked.audience {
         detail["locations"] = json!([a.as_str()]);
+    }
+    if let Some(max) = approved.as_ref().and_then(|a| a.max_amount.as_ref()) {
+        detail["amount"] = json!({"currency": max.currency(), "value": max.minor()});
     }
     let _ = asked.via_details; // both forms get the same echo
     Ok(Granted {
@@ -1035,7 +1091,11 @@ pub async fn metadata(State(state): State<AppState>) -> Json<serde_json::Value> 
             super::authcode::REFRESH_TOKEN,
             exchange::TOKEN_EXCHANGE,
             exchange::JWT_BEARER_GRANT,
+            super::ciba::CIBA_GRANT,
         ],
+        "backchannel_authentication_endpoint": format!("{}/oauth/bc-authorize", state.issuer),
+        "backchannel_token_delivery_modes_supported": ["poll"],
+        "backchannel_user_code_parameter_supported": false,
         "authorization_grant_profiles_supported": [exchange::ID_JAG_PROFILE],
         "token_exchange_subject_token_types_supported": exchange::SUBJECT_TOKEN_TYPES,
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],

@@ -46,6 +46,7 @@ use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
 mod authcode;
+mod approvals;
 mod people;
 
 use super::files;
@@ -133,6 +134,7 @@ impl RedbStore {
         txn.open_table(AUDIT).db()?;
         txn.open_table(people::PEOPLE).db()?;
         authcode::create(&txn)?;
+        approvals::create_tables(&txn)?;
         txn.commit().db()?;
         let db = Arc::new(db);
         let feed_head = Arc::new(watch::Sender::new(head));

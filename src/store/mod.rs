@@ -7,6 +7,7 @@
 //! - [`AuditLog`]: what the issuer did and refused.
 //! - [`PeopleStore`]: roles given to people explicitly, and their standing
 //!   consents for agents.
+//! - [`ApprovalStore`]: requests for a person's approval (CIBA).
 //! - [`Issuance`]: the writes of one mint (its one-time keys, its ledger
 //!   entry, its audit event) as one store operation.
 //!
@@ -28,6 +29,7 @@ use crate::people::RoleName;
 use crate::token::{AgentId, Person};
 
 pub mod authcode;
+pub mod approvals;
 mod embedded;
 mod error;
 pub mod files;
@@ -35,6 +37,9 @@ mod model;
 mod redis;
 
 pub use authcode::AuthCodeStore;
+pub use approvals::{
+    Approval, ApprovalStatus, ApprovalStore, AskedCapability, Decided, Decider, Polled, Verdict,
+};
 pub use embedded::RedbStore;
 pub use error::StoreError;
 pub use model::{
@@ -309,6 +314,8 @@ pub struct Stores {
     pub health: Arc<dyn StoreHealth>,
     /// Authorization codes, refresh families and remembered consents.
     pub authcodes: Arc<dyn AuthCodeStore>,
+    /// Requests for a person's approval.
+    pub approvals: Arc<dyn ApprovalStore>,
 }
 
 impl Stores {
@@ -347,6 +354,7 @@ impl Stores {
     where
         B: AgentStore + TokenLedger + RevocationStore + Issuance + PeopleStore + StoreHealth,
         B: AuthCodeStore,
+        B: ApprovalStore,
         B: 'static,
     {
         Self {
@@ -358,7 +366,8 @@ impl Stores {
             issuance: backend.clone(),
             people: backend.clone(),
             authcodes: backend.clone(),
-            health: backend,
+            health: backend.clone(),
+            approvals: backend,
         }
     }
 

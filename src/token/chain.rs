@@ -120,6 +120,38 @@ pub struct Claims {
     /// `on_behalf_of` and `prior_actor`: the person the token acts for and
     /// the agents that held a token for them before, oldest first.
     pub on_behalf: Option<OnBehalf>,
+    /// `approved_by`: the person who approved the token, and the approval
+    /// id, when it was minted after a person's approval.
+    pub approval: Option<ApprovedBy>,
+}
+
+/// `approved_by(<issuer>, <subject>, <approval id>)`, read from the
+/// authority block only.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApprovedBy {
+    /// The person who approved.
+    pub person: Person,
+    /// The approval id (the CIBA `auth_req_id`).
+    pub approval_id: String,
+}
+
+/// Reads `approved_by`, failing closed on more than one or a malformed one.
+fn approved_by(facts: &[RawFact]) -> Result<Option<ApprovedBy>, ChainError> {
+    match one(facts, "approved_by")? {
+        None => Ok(None),
+        Some([Value::Str(issuer), Value::Str(subject), Value::Str(id)])
+            if !id.is_empty() && id.len() <= 128 =>
+        {
+            Ok(Some(ApprovedBy {
+                person: Person::parse(issuer, subject)
+                    .map_err(|e| ChainError::Schema(format!("`approved_by`: {e}")))?,
+                approval_id: id.clone(),
+            }))
+        }
+        Some(_) => Err(ChainError::Schema(
+            "`approved_by` must hold an issuer, a subject and an approval id".into(),
+        )),
+    }
 }
 
 /// The claims plus the hand-overs that follow them.
@@ -326,6 +358,7 @@ pub fn claims(authority_payload: &[u8]) -> Result<Claims, ChainError> {
         issued_at: one_date(&facts, "issued_at")?,
         expires_at: one_date(&facts, "expires_at")?.ok_or_else(|| missing("expires_at"))?,
         on_behalf: on_behalf(&facts)?,
+        approval: approved_by(&facts)?,
     })
 }
 

@@ -34,6 +34,32 @@ pub struct Capability {
 /// Most further actions one token may grant beyond its first.
 pub const MAX_ACTIONS: usize = 63;
 
+/// A person's approval that a token carries (DESIGN.md, "Human approval,
+/// amounts and budgets"): `approved_by(<issuer>, <subject>, <approval id>)`
+/// in the authority block, and the approved amount as a cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approved {
+    /// The person who approved.
+    pub person: super::Person,
+    /// The approval id (the CIBA `auth_req_id`).
+    pub approval_id: String,
+    /// The largest amount of one operation the person approved, if any.
+    pub max_amount: Option<super::Amount>,
+}
+
+/// Mints a token for a capability a person approved: [`mint`] plus the
+/// `approved_by` fact and, when the approval names an amount, the check
+/// `amount($c, $v), $c == <currency>, $v <= <minor units>` in the
+/// authority block (so no holder can lift it).
+pub fn mint_approved(
+    cap: &Capability,
+    approved: &Approved,
+    root: &RootKeyPair,
+    now: DateTime<Utc>,
+) -> Result<Minted, TokenError> {
+    mint_inner(cap, &[], Some(approved), root, now, &mut rand::rngs::OsRng)
+}
+
 /// A freshly minted token and its bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Minted {
@@ -81,13 +107,24 @@ pub fn mint_with_rng<R: RngCore + CryptoRng>(
     now: DateTime<Utc>,
     rng: &mut R,
 ) -> Result<Minted, TokenError> {
-    mint_actions_with_rng(cap, &[], root, now, rng)
+    mint_inner(cap, &[], None, root, now, rng)
 }
 
 /// [`mint_actions`] with the given source of randomness.
 pub fn mint_actions_with_rng<R: RngCore + CryptoRng>(
     cap: &Capability,
     more: &[Action],
+    root: &RootKeyPair,
+    now: DateTime<Utc>,
+    rng: &mut R,
+) -> Result<Minted, TokenError> {
+    mint_inner(cap, more, None, root, now, rng)
+}
+
+fn mint_inner<R: RngCore + CryptoRng>(
+    cap: &Capability,
+    more: &[Action],
+    approved: Option<&Approved>,
     root: &RootKeyPair,
     now: DateTime<Utc>,
     rng: &mut R,
@@ -158,6 +195,27 @@ pub fn mint_actions_with_rng<R: RngCore + CryptoRng>(
                 [
                     ("position", builder::int(position)),
                     ("agent", builder::string(actor.as_str())),
+                ],
+            )?;
+        }
+    }
+    if let Some(a) = approved {
+        block = add(
+            block,
+            "approved_by({issuer}, {subject}, {approval});",
+            [
+                ("issuer", builder::string(a.person.issuer())),
+                ("subject", builder::string(a.person.subject())),
+                ("approval", builder::string(&a.approval_id)),
+            ],
+        )?;
+        if let Some(max) = &a.max_amount {
+            block = add(
+                block,
+                "check if amount($c, $v), $c == {currency}, $v <= {max};",
+                [
+                    ("currency", builder::string(max.currency())),
+                    ("max", builder::int(max.minor())),
                 ],
             )?;
         }

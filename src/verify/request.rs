@@ -114,6 +114,10 @@ pub struct Grant {
     /// there are several.
     #[serde(skip_serializing_if = "one_or_none")]
     pub actions: Vec<String>,
+    /// The person who approved this token and the approval id, when it
+    /// was minted after a person's approval (`approved_by`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::token::ApprovedBy>,
 }
 
 /// Whether a list has at most one element (serde's skip test).
@@ -122,6 +126,11 @@ fn one_or_none(v: &[String]) -> bool {
 }
 
 impl Grant {
+    /// Who approved this token, if a person did (`approved by …`).
+    pub fn approval(&self) -> Option<&crate::token::ApprovedBy> {
+        self.approval.as_ref()
+    }
+
     /// The agent presenting the token.
     pub fn acting(&self) -> &AgentId {
         self.chain.last().unwrap_or(&self.agent)

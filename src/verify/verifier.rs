@@ -484,6 +484,7 @@ impl Verifier {
             expires_at: grant.expires_at,
             holder_proven,
             actions: grant.actions,
+            approval: entry.verified.chain().claims.approval.clone(),
         })
     }
 

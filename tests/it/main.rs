@@ -3,6 +3,8 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(feature = "server")]
+mod approval;
 #[cfg(feature = "cli")]
 mod cli;
 #[cfg(feature = "server")]

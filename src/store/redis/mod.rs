@@ -16,6 +16,7 @@
 //! Redis is back.
 
 mod authcode;
+mod approvals;
 mod conn;
 mod migrate;
 mod people;
@@ -163,6 +164,8 @@ pub struct RedisStore {
     issue_script: Script,
     add_bounded_script: Script,
     remove_script: Script,
+    approval_create_script: Script,
+    approval_cas_script: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -223,6 +226,8 @@ impl RedisStore {
             issue_script: Script::new(ISSUE_SCRIPT),
             add_bounded_script: Script::new(people::ADD_BOUNDED_SCRIPT),
             remove_script: Script::new(people::REMOVE_SCRIPT),
+            approval_create_script: Script::new(approvals::CREATE_SCRIPT),
+            approval_cas_script: Script::new(approvals::CAS_SCRIPT),
         };
         if store.client.is_some() {
             store.migrate().await?;

@@ -36,8 +36,17 @@ async fn metadata_names_the_issuer_its_endpoints_and_private_key_jwt_with_eddsa(
             "authorization_code",
             "refresh_token",
             "urn:ietf:params:oauth:grant-type:token-exchange",
-            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "urn:openid:params:grant-type:ciba"
         ])
+    );
+    assert_eq!(
+        m["backchannel_authentication_endpoint"],
+        json!(app.url("/oauth/bc-authorize"))
+    );
+    assert_eq!(
+        m["backchannel_token_delivery_modes_supported"],
+        json!(["poll"])
     );
 }
 

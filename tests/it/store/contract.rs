@@ -15,6 +15,8 @@ use tessera::store::{
 use tessera::store::{MAX_CONSENTS_PER_PERSON, MAX_ROLES_PER_PERSON};
 use tessera::token::{Action, AgentId, AgentKey, Audience, Person, ResourcePattern};
 
+pub use super::contract_approvals::*;
+
 /// The real time. Redis expires keys by its own clock, so the contract uses
 /// real time for `now` everywhere.
 #[allow(clippy::disallowed_methods)] // tests are an edge: they may read the clock

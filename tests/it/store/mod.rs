@@ -7,6 +7,7 @@ mod cluster_failover;
 mod composed;
 mod contract;
 mod contract_authcode;
+mod contract_approvals;
 mod embedded;
 mod redis;
 pub(crate) mod redis_cluster;
@@ -93,4 +94,8 @@ contract_suite!(
     a_family_keeps_its_newest_tokens_and_can_be_revoked,
     remembered_consents_replace_list_and_are_withdrawn,
     a_person_remembers_at_most_the_bounded_number_of_consents,
+    an_approval_is_decided_once_by_its_person_and_collected_once,
+    a_denied_or_expired_approval_gives_no_token,
+    exactly_one_of_16_concurrent_decisions_and_collections_wins,
+    pending_requests_are_bounded_per_agent_and_per_person,
 );
