@@ -46,6 +46,7 @@ use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
 mod people;
+mod tlog;
 
 use super::files;
 use super::{
@@ -131,6 +132,8 @@ impl RedbStore {
         let replay = ReplayIndex::load(&txn.open_table(REPLAY_EXPIRY).db()?)?;
         txn.open_table(AUDIT).db()?;
         txn.open_table(people::PEOPLE).db()?;
+        txn.open_table(tlog::TLOG_LEAVES).db()?;
+        txn.open_table(tlog::TLOG_NODES).db()?;
         txn.commit().db()?;
         let db = Arc::new(db);
         let feed_head = Arc::new(watch::Sender::new(head));
@@ -665,9 +668,11 @@ impl<'txn, 'n, 'a> ReplayTables<'txn, 'n, 'a> {
 fn append_audit(
     txn: &WriteTransaction,
     bytes: &[u8],
+    leaf: &[u8],
     at: DateTime<Utc>,
     retention: AuditRetention,
 ) -> Result<u64, StoreError> {
+    tlog::append_leaf(txn, leaf)?;
     let mut table = txn.open_table(AUDIT).db()?;
     let seq = last_seq(&table)?
         .checked_add(1)
@@ -712,6 +717,11 @@ fn trim_audit(
         table.remove(seq).db()?;
     }
     Ok(())
+}
+
+/// The leaf bytes of `event` in the audit tree.
+fn leaf_of(event: &AuditEvent) -> Result<Vec<u8>, StoreError> {
+    crate::tlog::record::leaf_bytes(event).map_err(|e| StoreError::Decode(e.to_string()))
 }
 
 /// When a stored audit event (JSON) was recorded.
@@ -961,6 +971,7 @@ impl Issuance for RedbStore {
         let token = token.clone();
         let token_bytes = encode(&token)?;
         let event_bytes = encode(event)?;
+        let leaf = leaf_of(event)?;
         let (at, retention) = (event.at, self.retention);
         self.write(move |txn, notes| {
             {
@@ -977,6 +988,7 @@ impl Issuance for RedbStore {
             Ok(Issue::Recorded(cursor_of(append_audit(
                 txn,
                 &event_bytes,
+                &leaf,
                 at,
                 retention,
             )?)))
@@ -989,8 +1001,9 @@ impl Issuance for RedbStore {
 impl AuditLog for RedbStore {
     async fn append(&self, event: &AuditEvent) -> Result<Cursor, StoreError> {
         let bytes = encode(event)?;
+        let leaf = leaf_of(event)?;
         let (at, retention) = (event.at, self.retention);
-        self.write(move |txn, _| Ok(cursor_of(append_audit(txn, &bytes, at, retention)?)))
+        self.write(move |txn, _| Ok(cursor_of(append_audit(txn, &bytes, &leaf, at, retention)?)))
             .await
     }
 

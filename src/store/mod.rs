@@ -32,6 +32,7 @@ mod error;
 pub mod files;
 mod model;
 mod redis;
+pub mod tree;
 
 pub use embedded::RedbStore;
 pub use error::StoreError;
@@ -39,6 +40,7 @@ pub use model::{
     AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, IssuedToken, Revocation,
 };
 pub use redis::{RedisConfig, RedisStore};
+pub use tree::AuditTree;
 
 /// The agent registry.
 #[async_trait]
@@ -305,6 +307,8 @@ pub struct Stores {
     pub people: Arc<dyn PeopleStore>,
     /// Readiness of the backend.
     pub health: Arc<dyn StoreHealth>,
+    /// The audit log's Merkle tree.
+    pub tree: Arc<dyn AuditTree>,
 }
 
 impl Stores {
@@ -342,6 +346,7 @@ impl Stores {
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
         B: AgentStore + TokenLedger + RevocationStore + Issuance + PeopleStore + StoreHealth,
+        B: AuditTree,
         B: 'static,
     {
         Self {
@@ -352,6 +357,7 @@ impl Stores {
             audit: backend.clone(),
             issuance: backend.clone(),
             people: backend.clone(),
+            tree: backend.clone(),
             health: backend,
         }
     }

@@ -19,6 +19,7 @@ mod conn;
 mod migrate;
 mod people;
 mod store;
+mod tlog;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -162,6 +163,9 @@ pub struct RedisStore {
     issue_script: Script,
     add_bounded_script: Script,
     remove_script: Script,
+    tlog_script: Script,
+    /// One audit tree append at a time from this process.
+    tlog_lock: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -222,6 +226,8 @@ impl RedisStore {
             issue_script: Script::new(ISSUE_SCRIPT),
             add_bounded_script: Script::new(people::ADD_BOUNDED_SCRIPT),
             remove_script: Script::new(people::REMOVE_SCRIPT),
+            tlog_script: Script::new(tlog::APPEND_SCRIPT),
+            tlog_lock: tokio::sync::Mutex::new(()),
         };
         if store.client.is_some() {
             store.migrate().await?;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use super::contract_tree::*;
 use chrono::{DateTime, TimeDelta, Utc};
 use tessera::people::RoleName;
 use tessera::store::{

@@ -6,6 +6,7 @@
 mod cluster_failover;
 mod composed;
 mod contract;
+mod contract_tree;
 mod embedded;
 mod redis;
 pub(crate) mod redis_cluster;
@@ -86,4 +87,5 @@ contract_suite!(
     the_same_subject_at_two_identity_providers_is_two_people,
     a_person_holds_at_most_the_bounded_number_of_roles_and_consents,
     audit_query_filters_by_person_and_keeps_the_person_of_each_event,
+    every_append_adds_its_leaf_and_roots_and_proofs_match_a_memory_tree,
 );
