@@ -45,6 +45,8 @@ pub struct AppState {
     /// The trusted identity providers (`[[idp]]`) and their cached keys;
     /// `None` when they could not be set up (every person grant is refused).
     pub idps: Option<Arc<TrustedIdps>>,
+    /// The audit key and the last signed checkpoint of the audit log.
+    pub audit: Arc<super::audit_tlog::AuditPublisher>,
 }
 
 /// Refusals of token requests before the client is authenticated.
@@ -324,6 +326,7 @@ impl AppState {
             fallback: Arc::new(Fallback::default()),
             agent_keys: Arc::new(KeyCache::default()),
             refusals: Arc::new(refusals),
+            audit: Arc::default(),
         }
     }
 

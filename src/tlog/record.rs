@@ -57,7 +57,15 @@ pub fn leaf_bytes(event: &AuditEvent) -> Result<Vec<u8>, RecordError> {
 /// version-1 record this version can read.
 pub fn decode_leaf(bytes: &[u8]) -> Option<AuditEvent> {
     match bytes.split_first() {
-        Some((&RECORD_VERSION, json)) => serde_json::from_slice(json).ok(),
+        Some((&RECORD_VERSION, json)) => {
+            let mut value: Value = serde_json::from_slice(json).ok()?;
+            // Empty lists are left out of the leaf bytes.
+            let fields = value.as_object_mut()?;
+            fields
+                .entry("chain")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            serde_json::from_value(value).ok()
+        }
         _ => None,
     }
 }

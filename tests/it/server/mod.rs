@@ -5,6 +5,7 @@
 mod admin;
 mod attack_net;
 mod attack_store;
+mod audit_log;
 pub(crate) mod helpers;
 mod introspect;
 mod oauth;
