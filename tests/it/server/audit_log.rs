@@ -192,3 +192,63 @@ async fn checkpoints_leaves_and_proofs_verify_on_redis() {
     };
     exercise(app).await;
 }
+
+#[tokio::test]
+async fn the_audit_query_filters_by_chain_kind_outcome_and_time_and_refuses_malformed_ones() {
+    let app = TestApp::spawn().await;
+    let t0 = now();
+    let mut e = event("https://agents.example/sub", "q-1", t0);
+    e.chain = vec![
+        "https://agents.example/top".into(),
+        "https://agents.example/sub".into(),
+    ];
+    e.revocation_ids = vec!["parent-rev".into(), "child-rev".into()];
+    app.state.stores.audit.append(&e).await.unwrap();
+    let mut other = event("https://agents.example/lone", "q-2", t0);
+    other.outcome = "refused".into();
+    other.kind = tessera::store::AuditKind::Refusal;
+    app.state.stores.audit.append(&other).await.unwrap();
+
+    let ids = |reply: &super::helpers::Reply| -> Vec<String> {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"]["token_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let top = super::helpers::segment("https://agents.example/top");
+    for (query, want) in [
+        (format!("chain_agent={top}"), vec!["q-1"]),
+        ("revocation_id=parent-rev".to_owned(), vec!["q-1"]),
+        ("kind=refusal".to_owned(), vec!["q-2"]),
+        ("outcome=granted".to_owned(), vec!["q-1"]),
+        ("since=2999-01-01T00:00:00Z".to_owned(), vec![]),
+        ("until=2999-01-01T00:00:00Z".to_owned(), vec!["q-1", "q-2"]),
+    ] {
+        let reply = app.admin_get(&format!("/v1/audit?{query}")).await;
+        assert_eq!(ids(&reply), want, "{query}");
+    }
+    for (query, says) in [
+        ("since=yesterday", "since is not an RFC 3339 time"),
+        (
+            "until=2026-13-01T00:00:00Z",
+            "until is not an RFC 3339 time",
+        ),
+        (
+            "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+            "since must be before until",
+        ),
+        ("kind=party", "kind is not a known audit kind"),
+        ("after=not-a-cursor", "invalid cursor"),
+    ] {
+        let reply = app.admin_get(&format!("/v1/audit?{query}")).await;
+        reply.assert_oauth_error(400, "invalid_request");
+        assert!(
+            reply.description().contains(says),
+            "{query}: {}",
+            reply.text
+        );
+    }
+}
