@@ -11,6 +11,7 @@ mod embedded;
 mod redis;
 pub(crate) mod redis_cluster;
 pub(crate) mod redis_server;
+mod tamper;
 
 /// Declares each contract function as a test against each backend:
 /// `store::embedded_contract::<name>`, `store::redis_contract::<name>` and
