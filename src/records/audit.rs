@@ -213,6 +213,19 @@ pub struct AuditQuery {
     pub person: Option<crate::token::Person>,
     /// Only events after this cursor; from the oldest kept event if `None`.
     pub after: Option<Cursor>,
+    /// Only events with this agent anywhere in their chain (or as their agent).
+    pub in_chain: Option<String>,
+    /// Only events about the token with this revocation id or one of its
+    /// descendants (an attenuated token lists its parent's ids first).
+    pub revocation_id: Option<String>,
+    /// Only events of this kind.
+    pub kind: Option<AuditKind>,
+    /// Only events with this outcome.
+    pub outcome: Option<AuditOutcome>,
+    /// Only events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events before this time.
+    pub until: Option<DateTime<Utc>>,
     /// At most this many events.
     pub limit: usize,
 }
@@ -232,7 +245,30 @@ impl AuditQuery {
             Some(person) => event.person.as_ref() == Some(person),
             None => true,
         };
-        agent_ok && token_ok && person_ok
+        let chain_ok = match &self.in_chain {
+            Some(agent) => {
+                event.agent.as_deref() == Some(agent.as_str())
+                    || event.chain.iter().any(|a| a == agent)
+            }
+            None => true,
+        };
+        let revocation_ok = match &self.revocation_id {
+            Some(id) => event.revocation_ids.iter().any(|r| r == id),
+            None => true,
+        };
+        let kind_ok = self.kind.is_none_or(|k| k == event.kind);
+        let outcome_ok = self.outcome.as_ref().is_none_or(|o| *o == event.outcome);
+        let since_ok = self.since.is_none_or(|t| event.at >= t);
+        let until_ok = self.until.is_none_or(|t| event.at < t);
+        agent_ok
+            && token_ok
+            && person_ok
+            && chain_ok
+            && revocation_ok
+            && kind_ok
+            && outcome_ok
+            && since_ok
+            && until_ok
     }
 }
 
@@ -255,6 +291,52 @@ mod tests {
         (AuditOutcome::ConsentRecorded, "consent recorded"),
         (AuditOutcome::ConsentWithdrawn, "consent withdrawn"),
     ];
+
+    #[test]
+    fn queries_filter_by_chain_revocation_id_kind_outcome_and_time_window() {
+        let at: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
+        let event = AuditEvent {
+            at,
+            kind: AuditKind::Mint,
+            agent: Some("agent://sub".into()),
+            token_id: Some("t".into()),
+            capability: None,
+            outcome: AuditOutcome::Granted,
+            reason: None,
+            remote_addr: None,
+            chain: vec!["agent://top".into(), "agent://sub".into()],
+            person: None,
+            amount: None,
+            approval_id: None,
+            revocation_ids: vec!["parent".into(), "child".into()],
+            service: None,
+        };
+        let q = |f: fn(&mut AuditQuery)| {
+            let mut query = AuditQuery::default();
+            f(&mut query);
+            query.matches(&event)
+        };
+        assert!(q(|q| q.in_chain = Some("agent://top".into())));
+        assert!(!q(|q| q.in_chain = Some("agent://other".into())));
+        assert!(q(|q| q.revocation_id = Some("parent".into())));
+        assert!(!q(|q| q.revocation_id = Some("other".into())));
+        assert!(q(|q| q.kind = Some(AuditKind::Mint)));
+        assert!(!q(|q| q.kind = Some(AuditKind::Refusal)));
+        assert!(q(|q| q.outcome = Some(AuditOutcome::Granted)));
+        assert!(!q(|q| q.outcome = Some(AuditOutcome::Denied)));
+        assert!(q(
+            |q| q.since = Some("2026-01-02T03:04:05Z".parse().unwrap())
+        ));
+        assert!(!q(
+            |q| q.since = Some("2026-01-02T03:04:06Z".parse().unwrap())
+        ));
+        assert!(q(
+            |q| q.until = Some("2026-01-02T03:04:06Z".parse().unwrap())
+        ));
+        assert!(!q(
+            |q| q.until = Some("2026-01-02T03:04:05Z".parse().unwrap())
+        ));
+    }
 
     #[test]
     fn outcomes_are_stored_as_the_same_text_as_before() {

@@ -129,6 +129,17 @@ impl RedisLayout {
         self.key("audit", "audit")
     }
 
+    /// `P{audit}:tlog:leaves`: list of the audit tree's leaf bytes, by index.
+    pub fn tlog_leaves(&self) -> String {
+        self.key("audit", "tlog:leaves")
+    }
+
+    /// `P{audit}:tlog:nodes`: hash from `<level>:<index>` to the hex hash of
+    /// that complete subtree of the audit tree.
+    pub fn tlog_nodes(&self) -> String {
+        self.key("audit", "tlog:nodes")
+    }
+
     /// `P{agents}:agent:<id>`: hash of one agent's fields.
     pub fn agent(&self, id: &str) -> String {
         self.keyed("agents", "agent", id)

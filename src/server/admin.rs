@@ -631,6 +631,27 @@ pub struct AuditParams {
     person_subject: Option<String>,
     after: Option<String>,
     limit: Option<usize>,
+    chain_agent: Option<String>,
+    revocation_id: Option<String>,
+    kind: Option<String>,
+    outcome: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// An RFC 3339 time of a query, or a 400 naming the parameter.
+fn query_time(
+    name: &str,
+    value: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| ApiError::bad_request(format!("{name} is not an RFC 3339 time")))
+        })
+        .transpose()
 }
 
 /// `GET /v1/audit?agent=&token_id=&person_issuer=&person_subject=&after=&limit=`
@@ -651,12 +672,34 @@ pub async fn audit_log(
             ))
         }
     };
+    let kind = q
+        .kind
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            serde_json::from_value(serde_json::Value::String(k.to_owned()))
+                .map_err(|_| ApiError::bad_request("kind is not a known audit kind"))
+        })
+        .transpose()?;
+    let since = query_time("since", q.since.as_deref())?;
+    let until = query_time("until", q.until.as_deref())?;
+    if let (Some(since), Some(until)) = (since, until) {
+        if since >= until {
+            return Err(ApiError::bad_request("since must be before until"));
+        }
+    }
     let query = AuditQuery {
         agent: q.agent,
         token_id: q.token_id,
         person,
         after: q.after.filter(|a| !a.is_empty()).map(Cursor::new),
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        in_chain: q.chain_agent.filter(|a| !a.is_empty()),
+        revocation_id: q.revocation_id.filter(|r| !r.is_empty()),
+        kind,
+        outcome: q.outcome.filter(|o| !o.is_empty()).map(AuditOutcome::from),
+        since,
+        until,
     };
     let events = state.stores.audit.query(&query).await?;
     let next = events.last().map(|(c, _)| c.clone());

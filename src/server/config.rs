@@ -86,6 +86,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Directory of the root key ring (default: `<data_dir>/keys`).
     pub keys_dir: Option<PathBuf>,
+    /// The audit log's signing key, a hex Ed25519 seed created 0600 on
+    /// first start (default: `<keys_dir>/audit-ed25519.key`); not a root key.
+    pub audit_key_file: Option<PathBuf>,
+    /// The origin line of audit checkpoints and the audit key's name
+    /// (default: the issuer URL's host and port, then `/audit`).
+    pub audit_origin: Option<String>,
     /// Use Redis for agents, revocations, replay caches and the audit log:
     /// `redis://host:port[/db]` for one server, or
     /// `redis+cluster://host:port,host:port` for a Redis Cluster (any
@@ -161,6 +167,8 @@ impl Default for Config {
             issuer_url: None,
             data_dir: PathBuf::from("tessera-data"),
             keys_dir: None,
+            audit_key_file: None,
+            audit_origin: None,
             redis_url: None,
             redis_key_prefix: "tessera:".into(),
             default_ttl: Ttl(Duration::from_secs(300)),

@@ -13,6 +13,7 @@ pub mod authcode;
 pub mod cimd;
 pub mod approval_policy;
 pub mod ciba;
+pub mod audit_tlog;
 pub mod config;
 pub mod error;
 pub mod exchange;
@@ -63,6 +64,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/keys/rotate", post(admin_ops::rotate_keys))
         .route("/v1/revocations", post(admin::revoke).get(admin::feed))
         .route("/v1/audit", get(admin::audit_log))
+        .route("/v1/audit/leaves", get(audit_tlog::leaves))
+        .route("/v1/audit/proof/inclusion", get(audit_tlog::inclusion))
+        .route("/v1/audit/proof/consistency", get(audit_tlog::consistency))
         .route("/v1/people", get(admin_people::show_person))
         .route(
             "/v1/people/roles",
@@ -82,6 +86,8 @@ pub fn app(state: AppState) -> Router {
             get(oauth::metadata),
         )
         .route("/.well-known/jwks.json", get(oauth::jwks))
+        .route("/.well-known/tessera-audit-key", get(audit_tlog::audit_key))
+        .route("/v1/audit/checkpoint", get(audit_tlog::checkpoint))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/bc-authorize", post(ciba::bc_authorize))
         .route("/oauth/revoke", post(oauth::revoke))
@@ -177,6 +183,9 @@ pub enum ServeError {
     /// Serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The audit signing key could not be loaded or created.
+    #[error("{0}")]
+    AuditKey(#[from] audit_tlog::AuditKeyError),
 }
 
 /// Opens a listener on `addr`, naming the address and its `setting` when
@@ -227,6 +236,17 @@ pub async fn serve(
         "embedded"
     };
     let state = AppState::new(config, stores, ring, Arc::new(SystemClock));
+    let audit_key = state
+        .config
+        .audit_key_file
+        .clone()
+        .unwrap_or_else(|| keys_dir.join(audit_tlog::AUDIT_KEY_FILE));
+    let origin = state
+        .config
+        .audit_origin
+        .clone()
+        .unwrap_or_else(|| audit_tlog::default_origin(&state.issuer));
+    audit_tlog::install_key(&state, &audit_key, &origin)?;
     tracing::info!(%addr, issuer = %state.issuer, store = store_kind, "tessera issuer listening");
     if let Some(m) = &metrics_listener {
         tracing::info!(addr = %m.local_addr()?, "metrics listening");

@@ -50,6 +50,8 @@ pub struct AppState {
     pub web: Option<Arc<crate::web::Web>>,
     /// Client ID Metadata Documents, fetched and cached (`[clients]`).
     pub client_metadata: Arc<super::cimd::ClientMetadataFetcher>,
+    /// The audit key and the last signed checkpoint of the audit log.
+    pub audit: Arc<super::audit_tlog::AuditPublisher>,
 }
 
 /// Refusals of token requests before the client is authenticated.
@@ -341,6 +343,7 @@ impl AppState {
             fallback: Arc::new(Fallback::default()),
             agent_keys: Arc::new(KeyCache::default()),
             refusals: Arc::new(refusals),
+            audit: Arc::default(),
         }
     }
 

@@ -48,6 +48,7 @@ use tokio::sync::{oneshot, watch};
 mod authcode;
 mod approvals;
 mod people;
+mod tlog;
 
 use super::files;
 use super::{
@@ -135,6 +136,8 @@ impl RedbStore {
         txn.open_table(people::PEOPLE).db()?;
         authcode::create(&txn)?;
         approvals::create_tables(&txn)?;
+        txn.open_table(tlog::TLOG_LEAVES).db()?;
+        txn.open_table(tlog::TLOG_NODES).db()?;
         txn.commit().db()?;
         let db = Arc::new(db);
         let feed_head = Arc::new(watch::Sender::new(head));
@@ -669,9 +672,11 @@ impl<'txn, 'n, 'a> ReplayTables<'txn, 'n, 'a> {
 fn append_audit(
     txn: &WriteTransaction,
     bytes: &[u8],
+    leaf: &[u8],
     at: DateTime<Utc>,
     retention: AuditRetention,
 ) -> Result<u64, StoreError> {
+    tlog::append_leaf(txn, leaf)?;
     let mut table = txn.open_table(AUDIT).db()?;
     let seq = last_seq(&table)?
         .checked_add(1)
@@ -716,6 +721,11 @@ fn trim_audit(
         table.remove(seq).db()?;
     }
     Ok(())
+}
+
+/// The leaf bytes of `event` in the audit tree.
+fn leaf_of(event: &AuditEvent) -> Result<Vec<u8>, StoreError> {
+    crate::tlog::record::leaf_bytes(event).map_err(|e| StoreError::Decode(e.to_string()))
 }
 
 /// When a stored audit event (JSON) was recorded.
@@ -965,6 +975,7 @@ impl Issuance for RedbStore {
         let token = token.clone();
         let token_bytes = encode(&token)?;
         let event_bytes = encode(event)?;
+        let leaf = leaf_of(event)?;
         let (at, retention) = (event.at, self.retention);
         self.write(move |txn, notes| {
             {
@@ -981,6 +992,7 @@ impl Issuance for RedbStore {
             Ok(Issue::Recorded(cursor_of(append_audit(
                 txn,
                 &event_bytes,
+                &leaf,
                 at,
                 retention,
             )?)))
@@ -993,8 +1005,9 @@ impl Issuance for RedbStore {
 impl AuditLog for RedbStore {
     async fn append(&self, event: &AuditEvent) -> Result<Cursor, StoreError> {
         let bytes = encode(event)?;
+        let leaf = leaf_of(event)?;
         let (at, retention) = (event.at, self.retention);
-        self.write(move |txn, _| Ok(cursor_of(append_audit(txn, &bytes, at, retention)?)))
+        self.write(move |txn, _| Ok(cursor_of(append_audit(txn, &bytes, &leaf, at, retention)?)))
             .await
     }
 

@@ -35,6 +35,7 @@ mod error;
 pub mod files;
 mod model;
 mod redis;
+pub mod tree;
 
 pub use authcode::AuthCodeStore;
 pub use approvals::{
@@ -46,6 +47,7 @@ pub use model::{
     AgentRecord, AuditEvent, AuditKind, AuditQuery, Ceiling, Cursor, IssuedToken, Revocation,
 };
 pub use redis::{RedisConfig, RedisStore};
+pub use tree::AuditTree;
 
 /// The agent registry.
 #[async_trait]
@@ -316,6 +318,8 @@ pub struct Stores {
     pub authcodes: Arc<dyn AuthCodeStore>,
     /// Requests for a person's approval.
     pub approvals: Arc<dyn ApprovalStore>,
+    /// The audit log's Merkle tree.
+    pub tree: Arc<dyn AuditTree>,
 }
 
 impl Stores {
@@ -355,6 +359,7 @@ impl Stores {
         B: AgentStore + TokenLedger + RevocationStore + Issuance + PeopleStore + StoreHealth,
         B: AuthCodeStore,
         B: ApprovalStore,
+        B: AuditTree,
         B: 'static,
     {
         Self {
@@ -366,8 +371,9 @@ impl Stores {
             issuance: backend.clone(),
             people: backend.clone(),
             authcodes: backend.clone(),
-            health: backend.clone(),
-            approvals: backend,
+            approvals: backend.clone(),
+            tree: backend.clone(),
+            health: backend,
         }
     }
 

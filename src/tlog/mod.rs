@@ -13,7 +13,9 @@
 pub mod checkpoint;
 pub mod memory;
 pub mod merkle;
+pub mod nodes;
 pub mod note;
+pub mod record;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use memory::MemoryTree;

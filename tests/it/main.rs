@@ -28,6 +28,7 @@ mod server;
 #[cfg(feature = "store")]
 mod store;
 mod tlog;
+mod tlog_record;
 mod token;
 #[cfg(feature = "server")]
 mod verify;

@@ -21,6 +21,7 @@ mod conn;
 mod migrate;
 mod people;
 mod store;
+mod tlog;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -166,6 +167,9 @@ pub struct RedisStore {
     remove_script: Script,
     approval_create_script: Script,
     approval_cas_script: Script,
+    tlog_script: Script,
+    /// One audit tree append at a time from this process.
+    tlog_lock: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -228,6 +232,8 @@ impl RedisStore {
             remove_script: Script::new(people::REMOVE_SCRIPT),
             approval_create_script: Script::new(approvals::CREATE_SCRIPT),
             approval_cas_script: Script::new(approvals::CAS_SCRIPT),
+            tlog_script: Script::new(tlog::APPEND_SCRIPT),
+            tlog_lock: tokio::sync::Mutex::new(()),
         };
         if store.client.is_some() {
             store.migrate().await?;

@@ -332,7 +332,10 @@ impl TestApp {
             Some(url) => Stores::redis(url, &config.redis_key_prefix).await.unwrap(),
             None => Stores::embedded(&config.data_dir).unwrap(),
         };
+        let audit_key = config.keys_dir().join(server::audit_tlog::AUDIT_KEY_FILE);
         let state = AppState::new(config, stores, ring, Arc::new(SystemClock));
+        let origin = server::audit_tlog::default_origin(&state.issuer);
+        server::audit_tlog::install_key(&state, &audit_key, &origin).unwrap();
         let app = server::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();

@@ -7,6 +7,7 @@ mod attack_net;
 mod attack_store;
 mod authcode;
 mod cimd;
+mod audit_log;
 pub(crate) mod helpers;
 mod introspect;
 mod oauth;

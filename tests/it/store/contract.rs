@@ -6,6 +6,7 @@ use std::sync::Arc;
 pub use super::contract_authcode::*;
 use std::time::{Duration, Instant};
 
+pub use super::contract_tree::*;
 use chrono::{DateTime, TimeDelta, Utc};
 use tessera::people::RoleName;
 use tessera::store::{

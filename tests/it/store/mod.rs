@@ -8,10 +8,12 @@ mod composed;
 mod contract;
 mod contract_authcode;
 mod contract_approvals;
+mod contract_tree;
 mod embedded;
 mod redis;
 pub(crate) mod redis_cluster;
 pub(crate) mod redis_server;
+mod tamper;
 
 /// Declares each contract function as a test against each backend:
 /// `store::embedded_contract::<name>`, `store::redis_contract::<name>` and
@@ -98,4 +100,5 @@ contract_suite!(
     a_denied_or_expired_approval_gives_no_token,
     exactly_one_of_16_concurrent_decisions_and_collections_wins,
     pending_requests_are_bounded_per_agent_and_per_person,
+    every_append_adds_its_leaf_and_roots_and_proofs_match_a_memory_tree,
 );
