@@ -45,6 +45,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
+mod budget;
 mod people;
 
 use super::files;
@@ -131,6 +132,9 @@ impl RedbStore {
         let replay = ReplayIndex::load(&txn.open_table(REPLAY_EXPIRY).db()?)?;
         txn.open_table(AUDIT).db()?;
         txn.open_table(people::PEOPLE).db()?;
+        txn.open_table(budget::BUDGETS).db()?;
+        txn.open_table(budget::RESERVATIONS).db()?;
+        txn.open_table(budget::IDEMPOTENCY).db()?;
         txn.commit().db()?;
         let db = Arc::new(db);
         let feed_head = Arc::new(watch::Sender::new(head));

@@ -27,12 +27,16 @@ use chrono::{DateTime, Utc};
 use crate::people::RoleName;
 use crate::token::{AgentId, Person};
 
+pub mod budget;
 mod embedded;
 mod error;
 pub mod files;
 mod model;
 mod redis;
 
+pub use budget::{
+    BudgetLedger, BudgetState, Charge, Reservation, ReserveRequest, Reserved, Settled,
+};
 pub use embedded::RedbStore;
 pub use error::StoreError;
 pub use model::{

@@ -118,6 +118,9 @@ pub struct Authorized {
     pub expires_at: DateTime<Utc>,
     /// Revocation id of every block, hex, authority first.
     pub revocation_ids: Vec<String>,
+    /// Every budget of the chain, each charged for every spend.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<super::budget::BudgetLine>,
 }
 
 impl Authorized {
@@ -313,6 +316,7 @@ pub struct Verified {
     root_key: PublicKey,
     revocation_ids: Vec<Vec<u8>>,
     expires_at: DateTime<Utc>,
+    budgets: Vec<super::budget::BudgetLine>,
 }
 
 impl Verified {
@@ -355,11 +359,15 @@ impl Verified {
         let expires_at = passed
             .expires_at
             .map_or(chain.claims.expires_at, |e| e.min(chain.claims.expires_at));
+        let revocation_ids = biscuit.revocation_identifiers();
+        let budgets = super::budget::read_budgets(&layout.payloads, &third_party, &revocation_ids)
+            .map_err(|e| Denial::new(Reason::Malformed, e))?;
         Ok(Self {
+            budgets,
             third_party,
             expires_at,
             payloads: layout.payloads.iter().map(|p| p.to_vec()).collect(),
-            revocation_ids: biscuit.revocation_identifiers(),
+            revocation_ids,
             biscuit,
             chain,
             root_key_id,
@@ -390,6 +398,11 @@ impl Verified {
     /// The root key id the token was verified with, and that key.
     pub fn root_key(&self) -> (u32, &PublicKey) {
         (self.root_key_id, &self.root_key)
+    }
+
+    /// Every budget the chain declares, in block order, with its ledger key.
+    pub fn budgets(&self) -> &[super::budget::BudgetLine] {
+        &self.budgets
     }
 
     /// Every block's revocation id, authority first.
@@ -565,6 +578,7 @@ impl Verified {
             token_id: chain.claims.token_id.clone(),
             expires_at: self.expires_at,
             revocation_ids: self.revocation_ids.iter().map(hex::encode).collect(),
+            budgets: self.budgets.clone(),
         })
     }
 }

@@ -65,6 +65,18 @@ pub fn mint_with_rng<R: RngCore + CryptoRng>(
     now: DateTime<Utc>,
     rng: &mut R,
 ) -> Result<Minted, TokenError> {
+    mint_with_budgets(cap, None, root, now, rng)
+}
+
+/// [`mint_with_rng`] with a cumulative budget in the authority block
+/// (`budget(id, currency, limit)`, see `token::budget`).
+pub fn mint_with_budgets<R: RngCore + CryptoRng>(
+    cap: &Capability,
+    budget: Option<&super::budget::Budget>,
+    root: &RootKeyPair,
+    now: DateTime<Utc>,
+    rng: &mut R,
+) -> Result<Minted, TokenError> {
     let issued_at = truncate(now)?;
     let lifetime = chrono::Duration::from_std(cap.lifetime.duration())
         .map_err(|_| TokenError::Internal("lifetime out of range".into()))?;
@@ -134,6 +146,9 @@ pub fn mint_with_rng<R: RngCore + CryptoRng>(
              check if holder_proven(true);",
             [("key", key)],
         )?;
+    }
+    if let Some(b) = budget {
+        block = super::budget::declare(block, b)?;
     }
     let biscuit = Biscuit::builder()
         .merge(block)

@@ -109,6 +109,10 @@ pub struct Grant {
     pub expires_at: DateTime<Utc>,
     /// Whether the final holder proved possession of its key (DPoP).
     pub holder_proven: bool,
+    /// Every cumulative budget of the token's chain (each is charged for
+    /// every spend; see [`Grant::reserve`]). Empty for a token without one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<crate::token::BudgetLine>,
 }
 
 impl Grant {

@@ -483,6 +483,7 @@ impl Verifier {
             token_id: grant.token_id,
             expires_at: grant.expires_at,
             holder_proven,
+            budgets: grant.budgets,
         })
     }
 

@@ -17,6 +17,7 @@
 
 mod conn;
 mod migrate;
+mod budget;
 mod people;
 mod store;
 
