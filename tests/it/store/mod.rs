@@ -4,6 +4,7 @@
 //! coming back).
 
 mod cluster_failover;
+mod budget;
 mod composed;
 mod contract;
 mod embedded;

@@ -3,6 +3,7 @@
 mod adversarial;
 mod amounts;
 mod bad_input;
+mod budgets;
 mod delegation;
 mod expiry;
 mod fail_closed;
