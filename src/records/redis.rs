@@ -120,7 +120,11 @@ impl RedisLayout {
     /// `P{budget}:budget-idem:<key>/<idempotency key>`: string, the request's
     /// fingerprint and its outcome, kept for a day.
     pub fn budget_idempotency(&self, first_key: &str, idempotency_key: &str) -> String {
-        self.keyed("budget", "budget-idem", &format!("{first_key}/{idempotency_key}"))
+        self.keyed(
+            "budget",
+            "budget-idem",
+            &format!("{first_key}/{idempotency_key}"),
+        )
     }
 
     /// `P{mint}:replay:<key>`: string `1`, expires with the one-time key.

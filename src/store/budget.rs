@@ -100,8 +100,7 @@ impl ReserveRequest {
 pub(crate) fn valid_token(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
 }
 
@@ -193,8 +192,7 @@ pub trait BudgetLedger: Send + Sync {
     /// stays committed.
     async fn release(&self, id: &str, now: DateTime<Utc>) -> Result<Settled, StoreError>;
     /// One budget, if the ledger has seen it.
-    async fn show(&self, key: &str, now: DateTime<Utc>)
-        -> Result<Option<BudgetState>, StoreError>;
+    async fn show(&self, key: &str, now: DateTime<Utc>) -> Result<Option<BudgetState>, StoreError>;
 }
 
 /// A new reservation id: 32 random hex digits.

@@ -39,7 +39,9 @@ pub enum BudgetError {
     #[error("invalid budget: expected <id>:<amount>, as in trip:200.00EUR")]
     Malformed,
     /// An id outside the allowed alphabet or length.
-    #[error("invalid budget id: 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit")]
+    #[error(
+        "invalid budget id: 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+    )]
     Id,
     /// The limit is not a valid amount.
     #[error(transparent)]
@@ -137,7 +139,10 @@ pub fn budget_key(revocation_id: &[u8], id: &str) -> String {
 }
 
 /// Adds the `budget` fact to a block.
-pub(crate) fn declare(block: BlockBuilder, b: &Budget) -> Result<BlockBuilder, biscuit_auth::error::Token> {
+pub(crate) fn declare(
+    block: BlockBuilder,
+    b: &Budget,
+) -> Result<BlockBuilder, biscuit_auth::error::Token> {
     add(
         block,
         "budget({id}, {currency}, {limit});",
@@ -167,7 +172,11 @@ pub fn read_budgets(
         }
         let (id, currency, limit) = match f.terms.as_slice() {
             [Value::Str(id), Value::Str(c), Value::Int(l)] => (id, c, *l),
-            _ => return Err(format!("block {i}: `budget` must hold an id, a currency and an integer limit")),
+            _ => {
+                return Err(format!(
+                    "block {i}: `budget` must hold an id, a currency and an integer limit"
+                ))
+            }
         };
         let id = BudgetId::parse(id).map_err(|e| format!("block {i}: {e}"))?;
         let limit = Amount::new(currency, limit).map_err(|e| format!("block {i}: {e}"))?;

@@ -699,10 +699,12 @@ mod tests {
                 expires_at: expiry.map(at),
                 audience: audience.map(|a| Audience::parse(&format!("https://{a}")).unwrap()),
                 max_amount: cap.map(|v| crate::token::Amount::new("EUR", v).unwrap()),
-                budget: cap.map(|v| crate::token::Budget::new(
-                    crate::token::BudgetId::parse("trip").unwrap(),
-                    crate::token::Amount::new("EUR", v).unwrap(),
-                )),
+                budget: cap.map(|v| {
+                    crate::token::Budget::new(
+                        crate::token::BudgetId::parse("trip").unwrap(),
+                        crate::token::Amount::new("EUR", v).unwrap(),
+                    )
+                }),
             })
     }
 

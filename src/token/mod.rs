@@ -7,8 +7,8 @@
 
 mod amount;
 mod attenuate;
-mod budget;
 mod authorize;
+mod budget;
 mod chain;
 mod gate;
 mod inspect;
@@ -24,11 +24,11 @@ use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
 
 pub use amount::{minor_digits, Amount, AmountError};
+pub use attenuate::{attenuate, attenuate_with_rng, delegate, delegate_with_rng};
+pub use authorize::{authorize, authorize_bytes, Authorized, Denial, Limits, Request, Verified};
 pub use budget::{
     budget_key, read_budgets, Budget, BudgetError, BudgetId, BudgetLine, MAX_BUDGET_ID_LEN,
 };
-pub use attenuate::{attenuate, attenuate_with_rng, delegate, delegate_with_rng};
-pub use authorize::{authorize, authorize_bytes, Authorized, Denial, Limits, Request, Verified};
 pub use chain::{Chain, ChainError, Claims, Custody, HolderKey, Hop};
 pub use inspect::{inspect, BlockKind, BlockView, Inspection, RightView};
 pub use keys::{ed25519_private_key_pem, Jwk, Jwks, KeyError, KeySet, RootKeyPair};

@@ -102,8 +102,14 @@ impl Grant {
         idempotency_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Spend, SpendError> {
-        self.reserve_for(ledger, amount, idempotency_key, DEFAULT_RESERVATION_TTL, now)
-            .await
+        self.reserve_for(
+            ledger,
+            amount,
+            idempotency_key,
+            DEFAULT_RESERVATION_TTL,
+            now,
+        )
+        .await
     }
 
     /// [`Grant::reserve`] with a reservation lifetime.

@@ -235,11 +235,7 @@ impl BudgetLedger for RedbStore {
             .await
     }
 
-    async fn show(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<BudgetState>, StoreError> {
+    async fn show(&self, key: &str, now: DateTime<Utc>) -> Result<Option<BudgetState>, StoreError> {
         let now_ms = ms(now);
         self.lookup(|db| {
             let txn = db.begin_read().db()?;
@@ -257,4 +253,3 @@ impl BudgetLedger for RedbStore {
         })
     }
 }
-

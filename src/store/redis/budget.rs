@@ -118,7 +118,11 @@ fn settled(s: &str) -> Result<Settled, StoreError> {
         "released" => Settled::Released,
         "expired" => Settled::Expired,
         "unknown" => Settled::Unknown,
-        other => return Err(StoreError::Decode(format!("unexpected settle reply {other:?}"))),
+        other => {
+            return Err(StoreError::Decode(format!(
+                "unexpected settle reply {other:?}"
+            )))
+        }
     })
 }
 
@@ -129,7 +133,12 @@ fn time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
 }
 
 impl RedisStore {
-    async fn settle(&self, id: &str, now: DateTime<Utc>, commit: bool) -> Result<Settled, StoreError> {
+    async fn settle(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        commit: bool,
+    ) -> Result<Settled, StoreError> {
         if !crate::store::budget::valid_token(id, 64) {
             return Ok(Settled::Unknown);
         }
@@ -207,7 +216,10 @@ impl BudgetLedger for RedisStore {
                 keys: req.charges.iter().map(|c| c.key.clone()).collect(),
                 amount: req.amount,
                 currency: req.currency.clone(),
-                expires_at: time(exp.parse().map_err(|_| StoreError::Decode("expiry".into()))?)?,
+                expires_at: time(
+                    exp.parse()
+                        .map_err(|_| StoreError::Decode("expiry".into()))?,
+                )?,
             }),
             [k] if k == "conflict" => Reserved::IdempotencyConflict,
             [k, i] if k == "exceeded" => Reserved::Exceeded { which: which(i)? },
@@ -225,11 +237,7 @@ impl BudgetLedger for RedisStore {
         self.settle(id, now, false).await
     }
 
-    async fn show(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<BudgetState>, StoreError> {
+    async fn show(&self, key: &str, now: DateTime<Utc>) -> Result<Option<BudgetState>, StoreError> {
         if !crate::store::budget::valid_token(key, 64) {
             return Ok(None);
         }
@@ -247,7 +255,10 @@ impl BudgetLedger for RedisStore {
             committed: 0,
             reserved: 0,
         };
-        let int = |v: &str| v.parse::<i64>().map_err(|_| StoreError::Decode("budget field".into()));
+        let int = |v: &str| {
+            v.parse::<i64>()
+                .map_err(|_| StoreError::Decode("budget field".into()))
+        };
         for (f, v) in &all {
             match f.as_str() {
                 "currency" => state.currency = v.clone(),

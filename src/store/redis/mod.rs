@@ -15,9 +15,9 @@
 //! [`StoreError::Unavailable`] and the connection reconnects by itself once
 //! Redis is back.
 
+mod budget;
 mod conn;
 mod migrate;
-mod budget;
 mod people;
 mod store;
 

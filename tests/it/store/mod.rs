@@ -3,8 +3,8 @@
 //! one backend can show (persistence across reopening; Redis going away and
 //! coming back).
 
-mod cluster_failover;
 mod budget;
+mod cluster_failover;
 mod composed;
 mod contract;
 mod embedded;

@@ -25,7 +25,10 @@ fn budget(s: &str) -> Budget {
 
 fn grant(issuer: &Issuer, token: &str, holder: &biscuit_auth::KeyPair) -> Grant {
     let a = issuer
-        .check(token, &req("pay", "order:42", Some(SERVICE), t0(), Some(holder)))
+        .check(
+            token,
+            &req("pay", "order:42", Some(SERVICE), t0(), Some(holder)),
+        )
         .unwrap();
     Grant {
         agent: a.chain[0].clone(),
@@ -95,7 +98,12 @@ fn hand(s: &Setup, to: &biscuit_auth::KeyPair, b: &str) -> String {
     .unwrap()
 }
 
-async fn spend(g: &Grant, ledger: &dyn BudgetLedger, amount: &str, idem: &str) -> Result<(), SpendError> {
+async fn spend(
+    g: &Grant,
+    ledger: &dyn BudgetLedger,
+    amount: &str,
+    idem: &str,
+) -> Result<(), SpendError> {
     let s = g.reserve(ledger, &eur(amount), idem, now()).await?;
     assert_eq!(
         s.commit(ledger, now()).await.unwrap(),
@@ -119,15 +127,23 @@ async fn a_sub_agent_is_stopped_by_its_own_budget_and_by_its_parents() {
     let sub_grant = grant(&s.issuer, &hand(&s, &sub, "sub:50.00EUR"), &sub);
     assert_eq!(sub_grant.budgets.len(), 2);
     spend(&sub_grant, ledger, "50.00EUR", "s1").await.unwrap();
-    assert_eq!(exceeded_id(spend(&sub_grant, ledger, "0.01EUR", "s2").await), "sub");
+    assert_eq!(
+        exceeded_id(spend(&sub_grant, ledger, "0.01EUR", "s2").await),
+        "sub"
+    );
 
     let parent_grant = grant(&s.issuer, &s.token, &s.parent);
-    spend(&parent_grant, ledger, "150.00EUR", "p1").await.unwrap();
+    spend(&parent_grant, ledger, "150.00EUR", "p1")
+        .await
+        .unwrap();
     // A second sub-agent with a budget of its own, still inside the
     // parent's, which is now spent.
     let sub2 = keypair(4);
     let sub2_grant = grant(&s.issuer, &hand(&s, &sub2, "sub:100.00EUR"), &sub2);
-    assert_eq!(exceeded_id(spend(&sub2_grant, ledger, "0.01EUR", "t1").await), "trip");
+    assert_eq!(
+        exceeded_id(spend(&sub2_grant, ledger, "0.01EUR", "t1").await),
+        "trip"
+    );
     let root_key = &parent_grant.budgets[0].key;
     let state = ledger.show(root_key, now()).await.unwrap().unwrap();
     assert_eq!((state.committed, state.limit), (20_000, 20_000));
@@ -153,7 +169,10 @@ async fn a_forged_budget_with_the_same_id_and_a_larger_limit_raises_nothing() {
     assert_eq!(fg.budgets.len(), 2);
     assert_eq!(fg.budgets[0], g.budgets[0]);
     assert_ne!(fg.budgets[1].key, g.budgets[0].key);
-    assert_eq!(exceeded_id(spend(&fg, ledger, "0.01EUR", "b").await), "trip");
+    assert_eq!(
+        exceeded_id(spend(&fg, ledger, "0.01EUR", "b").await),
+        "trip"
+    );
     // Another token minted with the same id has a ledger entry of its own.
     let other = mint_with_budgets(
         &cap("pay", "order:*", Some(SERVICE), Some(&s.parent)),
@@ -163,7 +182,10 @@ async fn a_forged_budget_with_the_same_id_and_a_larger_limit_raises_nothing() {
         &mut rand::rngs::OsRng,
     )
     .unwrap();
-    assert_ne!(grant(&s.issuer, &other.token, &s.parent).budgets[0].key, g.budgets[0].key);
+    assert_ne!(
+        grant(&s.issuer, &other.token, &s.parent).budgets[0].key,
+        g.budgets[0].key
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,7 +197,9 @@ async fn a_spend_in_another_currency_or_from_a_token_without_budget_is_refused()
         g.reserve(ledger, &eur("1USD"), "c", now()).await,
         Err(SpendError::Currency { .. })
     ));
-    let plain = s.issuer.mint(&cap("pay", "order:*", Some(SERVICE), Some(&s.parent)));
+    let plain = s
+        .issuer
+        .mint(&cap("pay", "order:*", Some(SERVICE), Some(&s.parent)));
     let pg = grant(&s.issuer, &plain.token, &s.parent);
     assert!(matches!(
         pg.reserve(ledger, &eur("1EUR"), "c", now()).await,
@@ -186,7 +210,14 @@ async fn a_spend_in_another_currency_or_from_a_token_without_budget_is_refused()
 #[test]
 fn budget_text_is_checked() {
     assert_eq!(budget("trip:200.00EUR").to_string(), "trip:200.00EUR");
-    for bad in ["trip", "Trip:1EUR", ":1EUR", "trip:1.001EUR", "trip:-1EUR", &"a".repeat(65)] {
+    for bad in [
+        "trip",
+        "Trip:1EUR",
+        ":1EUR",
+        "trip:1.001EUR",
+        "trip:-1EUR",
+        &"a".repeat(65),
+    ] {
         assert!(Budget::parse(bad).is_err(), "{bad}");
     }
 }
