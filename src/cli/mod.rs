@@ -220,6 +220,11 @@ struct NarrowingArgs {
     /// currency, as in `12.50EUR` (docs/token-schema.md).
     #[arg(long, value_name = "AMOUNT")]
     max_amount: Option<Amount>,
+    /// Declare a cumulative budget, charged (with every budget before it in
+    /// the chain) for each spend: `<id>:<amount>`, as in `trip:200.00EUR`
+    /// (docs/budgets.md).
+    #[arg(long, value_name = "ID:AMOUNT")]
+    budget: Option<crate::token::Budget>,
 }
 
 #[derive(Debug, Args)]
@@ -616,6 +621,7 @@ impl NarrowingArgs {
             expires_at,
             audience: self.audience,
             max_amount: self.max_amount,
+            budget: self.budget,
         })
     }
 }

@@ -18,6 +18,7 @@
 //! | `code:<hash>` | `code` (string: JSON authorization code), `used` (string) |
 //! | `fam:<id>` | `family` (string: JSON refresh family), `current` (string), `revoked` (string), `tokens` (list) |
 //! | `people` | `remembered:<person>` (hash: client and resource -> JSON consent) |
+//! | `budget` | `budget:<key>` (hash), `budget-res:<id>` (hash), `budget-idem:<key>/<idempotency key>` (string) |
 //!
 //! This module is strings and serde only: no I/O, no Redis client.
 
@@ -105,6 +106,29 @@ impl RedisLayout {
     /// [`REVOCATION_FIELD`]).
     pub fn revocations(&self) -> String {
         self.key("rev", "revocations")
+    }
+
+    /// `P{budget}:budget:<key>`: hash of one cumulative budget (`currency`,
+    /// `limit`, `committed`, and `r:<reservation id>` = `<amount>:<expiry ms>`
+    /// per pending reservation); expires after the token that declared it.
+    pub fn budget(&self, key: &str) -> String {
+        self.keyed("budget", "budget", key)
+    }
+
+    /// `P{budget}:budget-res:<id>`: hash of one reservation (`state`,
+    /// `amount`, `exp`, `keys`), kept for a day after it is made.
+    pub fn budget_reservation(&self, id: &str) -> String {
+        self.keyed("budget", "budget-res", id)
+    }
+
+    /// `P{budget}:budget-idem:<key>/<idempotency key>`: string, the request's
+    /// fingerprint and its outcome, kept for a day.
+    pub fn budget_idempotency(&self, first_key: &str, idempotency_key: &str) -> String {
+        self.keyed(
+            "budget",
+            "budget-idem",
+            &format!("{first_key}/{idempotency_key}"),
+        )
     }
 
     /// `P{mint}:replay:<key>`: string `1`, expires with the one-time key.

@@ -47,6 +47,7 @@ use tokio::sync::{oneshot, watch};
 
 mod authcode;
 mod approvals;
+mod budget;
 mod people;
 mod tlog;
 
@@ -138,6 +139,9 @@ impl RedbStore {
         approvals::create_tables(&txn)?;
         txn.open_table(tlog::TLOG_LEAVES).db()?;
         txn.open_table(tlog::TLOG_NODES).db()?;
+        txn.open_table(budget::BUDGETS).db()?;
+        txn.open_table(budget::RESERVATIONS).db()?;
+        txn.open_table(budget::IDEMPOTENCY).db()?;
         txn.commit().db()?;
         let db = Arc::new(db);
         let feed_head = Arc::new(watch::Sender::new(head));

@@ -30,6 +30,7 @@ use crate::token::{AgentId, Person};
 
 pub mod authcode;
 pub mod approvals;
+pub mod budget;
 mod embedded;
 mod error;
 pub mod files;
@@ -40,6 +41,9 @@ pub mod tree;
 pub use authcode::AuthCodeStore;
 pub use approvals::{
     Approval, ApprovalStatus, ApprovalStore, AskedCapability, Decided, Decider, Polled, Verdict,
+};
+pub use budget::{
+    BudgetLedger, BudgetState, Charge, Reservation, ReserveRequest, Reserved, Settled,
 };
 pub use embedded::RedbStore;
 pub use error::StoreError;

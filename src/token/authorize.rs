@@ -124,6 +124,9 @@ pub struct Authorized {
     /// output is unchanged.
     #[serde(skip_serializing_if = "at_most_one")]
     pub actions: Vec<String>,
+    /// Every budget of the chain, each charged for every spend.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<super::budget::BudgetLine>,
 }
 
 /// Whether a list has at most one element (serde's skip test).
@@ -324,6 +327,7 @@ pub struct Verified {
     root_key: PublicKey,
     revocation_ids: Vec<Vec<u8>>,
     expires_at: DateTime<Utc>,
+    budgets: Vec<super::budget::BudgetLine>,
 }
 
 impl Verified {
@@ -366,11 +370,15 @@ impl Verified {
         let expires_at = passed
             .expires_at
             .map_or(chain.claims.expires_at, |e| e.min(chain.claims.expires_at));
+        let revocation_ids = biscuit.revocation_identifiers();
+        let budgets = super::budget::read_budgets(&layout.payloads, &third_party, &revocation_ids)
+            .map_err(|e| Denial::new(Reason::Malformed, e))?;
         Ok(Self {
+            budgets,
             third_party,
             expires_at,
             payloads: layout.payloads.iter().map(|p| p.to_vec()).collect(),
-            revocation_ids: biscuit.revocation_identifiers(),
+            revocation_ids,
             biscuit,
             chain,
             root_key_id,
@@ -401,6 +409,11 @@ impl Verified {
     /// The root key id the token was verified with, and that key.
     pub fn root_key(&self) -> (u32, &PublicKey) {
         (self.root_key_id, &self.root_key)
+    }
+
+    /// Every budget the chain declares, in block order, with its ledger key.
+    pub fn budgets(&self) -> &[super::budget::BudgetLine] {
+        &self.budgets
     }
 
     /// Every block's revocation id, authority first.
@@ -577,6 +590,7 @@ impl Verified {
             expires_at: self.expires_at,
             revocation_ids: self.revocation_ids.iter().map(hex::encode).collect(),
             actions: granted_actions(&chain.claims.rights),
+            budgets: self.budgets.clone(),
         })
     }
 }

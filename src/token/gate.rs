@@ -25,7 +25,8 @@
 //!   biscuit uses to encode `&&`, `||` and `.try_or()` pass and count
 //!   toward the budget, nested at most [`MAX_CLOSURE_DEPTH`] deep;
 //! - facts only where [`SHAPES`] names them: one `delegated_to` in a
-//!   delegation (third-party) block, nothing in a first-party block.
+//!   delegation (third-party) block, and one `budget` in any block (read
+//!   by Tessera from the decoded block, never joined by a check).
 //!
 //! Refused, with [`Reason::LimitsExceeded`](super::Reason): rules
 //! (Tessera never writes one after the authority block, and a rule is how a
@@ -77,6 +78,13 @@ pub enum Role {
     /// Tessera reads it from the decoded block; Datalog never trusts it
     /// outside the block.
     DelegationFact {
+        /// How many such facts one block may hold.
+        max: usize,
+    },
+    /// A fact any block after the authority block may carry (first-party
+    /// or third-party), at most `max` times. Tessera reads it from the
+    /// decoded block; no check of Tessera's reads it.
+    BlockFact {
         /// How many such facts one block may hold.
         max: usize,
     },
@@ -137,6 +145,11 @@ pub const SHAPES: &[Shape] = &[
         name: "delegated_to",
         arity: 2,
         role: Role::DelegationFact { max: 1 },
+    },
+    Shape {
+        name: "budget",
+        arity: 3,
+        role: Role::BlockFact { max: 1 },
     },
 ];
 
@@ -271,12 +284,6 @@ fn check_facts(
     if block.facts.is_empty() {
         return Ok(());
     }
-    if !third_party {
-        return Err(format!(
-            "{} fact(s) in a first-party block (it may hold checks only)",
-            block.facts.len()
-        ));
-    }
     let mut counts = vec![0usize; SHAPES.len()];
     for f in &block.facts {
         let name = symbols
@@ -286,7 +293,14 @@ fn check_facts(
             .iter()
             .position(|s| s.name == name && s.arity == f.predicate.terms.len());
         let (k, max) = match found.map(|k| (k, SHAPES[k].role)) {
-            Some((k, Role::DelegationFact { max })) => (k, max),
+            Some((k, Role::BlockFact { max })) => (k, max),
+            Some((k, Role::DelegationFact { max })) if third_party => (k, max),
+            _ if !third_party => {
+                return Err(format!(
+                    "{} fact(s) in a first-party block (it may hold checks and one `budget` only)",
+                    block.facts.len()
+                ))
+            }
             _ => return Err("a fact that a delegation block does not carry".into()),
         };
         counts[k] = counts[k].saturating_add(1);
@@ -685,6 +699,12 @@ mod tests {
                 expires_at: expiry.map(at),
                 audience: audience.map(|a| Audience::parse(&format!("https://{a}")).unwrap()),
                 max_amount: cap.map(|v| crate::token::Amount::new("EUR", v).unwrap()),
+                budget: cap.map(|v| {
+                    crate::token::Budget::new(
+                        crate::token::BudgetId::parse("trip").unwrap(),
+                        crate::token::Amount::new("EUR", v).unwrap(),
+                    )
+                }),
             })
     }
 

@@ -57,7 +57,7 @@ pub fn mint_approved(
     root: &RootKeyPair,
     now: DateTime<Utc>,
 ) -> Result<Minted, TokenError> {
-    mint_inner(cap, &[], Some(approved), root, now, &mut rand::rngs::OsRng)
+    mint_inner(cap, &[], Some(approved), None, root, now, &mut rand::rngs::OsRng)
 }
 
 /// A freshly minted token and its bookkeeping.
@@ -107,7 +107,7 @@ pub fn mint_with_rng<R: RngCore + CryptoRng>(
     now: DateTime<Utc>,
     rng: &mut R,
 ) -> Result<Minted, TokenError> {
-    mint_inner(cap, &[], None, root, now, rng)
+    mint_inner(cap, &[], None, None, root, now, rng)
 }
 
 /// [`mint_actions`] with the given source of randomness.
@@ -118,13 +118,26 @@ pub fn mint_actions_with_rng<R: RngCore + CryptoRng>(
     now: DateTime<Utc>,
     rng: &mut R,
 ) -> Result<Minted, TokenError> {
-    mint_inner(cap, more, None, root, now, rng)
+    mint_inner(cap, more, None, None, root, now, rng)
+}
+
+/// [`mint_with_rng`] with a cumulative budget in the authority block
+/// (`budget(id, currency, limit)`, see `token::budget`).
+pub fn mint_with_budgets<R: RngCore + CryptoRng>(
+    cap: &Capability,
+    budget: Option<&super::budget::Budget>,
+    root: &RootKeyPair,
+    now: DateTime<Utc>,
+    rng: &mut R,
+) -> Result<Minted, TokenError> {
+    mint_inner(cap, &[], None, budget, root, now, rng)
 }
 
 fn mint_inner<R: RngCore + CryptoRng>(
     cap: &Capability,
     more: &[Action],
     approved: Option<&Approved>,
+    budget: Option<&super::budget::Budget>,
     root: &RootKeyPair,
     now: DateTime<Utc>,
     rng: &mut R,
@@ -228,6 +241,9 @@ fn mint_inner<R: RngCore + CryptoRng>(
              check if holder_proven(true);",
             [("key", key)],
         )?;
+    }
+    if let Some(b) = budget {
+        block = super::budget::declare(block, b)?;
     }
     let biscuit = Biscuit::builder()
         .merge(block)

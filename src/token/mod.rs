@@ -8,6 +8,7 @@
 mod amount;
 mod attenuate;
 mod authorize;
+mod budget;
 mod chain;
 mod gate;
 mod inspect;
@@ -25,12 +26,15 @@ use base64::{alphabet, Engine as _};
 pub use amount::{minor_digits, Amount, AmountError};
 pub use attenuate::{attenuate, attenuate_with_rng, delegate, delegate_with_rng};
 pub use authorize::{authorize, authorize_bytes, Authorized, Denial, Limits, Request, Verified};
+pub use budget::{
+    budget_key, read_budgets, Budget, BudgetError, BudgetId, BudgetLine, MAX_BUDGET_ID_LEN,
+};
 pub use chain::{ApprovedBy, Chain, ChainError, Claims, Custody, HolderKey, Hop};
 pub use inspect::{inspect, BlockKind, BlockView, Inspection, RightView};
 pub use keys::{ed25519_private_key_pem, Jwk, Jwks, KeyError, KeySet, RootKeyPair};
 pub use mint::{
-    mint, mint_actions, mint_actions_with_rng, mint_approved, mint_with_rng, Approved, Capability,
-    Minted, MAX_ACTIONS,
+    mint, mint_actions, mint_actions_with_rng, mint_approved, mint_with_budgets, mint_with_rng,
+    Approved, Capability, Minted, MAX_ACTIONS,
 };
 pub use reason::{challenge, Reason};
 pub use schema::{Narrowing, SCHEMA_VERSION};

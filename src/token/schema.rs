@@ -34,6 +34,10 @@ pub struct Narrowing {
     /// operation without an amount is refused. Caps of several blocks all
     /// hold, so a later block can only lower the cap.
     pub max_amount: Option<Amount>,
+    /// A cumulative budget this block declares (`budget(id, currency,
+    /// limit)`): charged, with every other budget of the chain, for each
+    /// spend (see `token::budget`).
+    pub budget: Option<super::budget::Budget>,
 }
 
 impl Narrowing {
@@ -193,6 +197,9 @@ pub(crate) fn narrowing_checks(
                 ("max", builder::int(cap.minor())),
             ],
         )?;
+    }
+    if let Some(b) = &n.budget {
+        block = super::budget::declare(block, b)?;
     }
     Ok(block)
 }

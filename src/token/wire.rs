@@ -176,13 +176,43 @@ pub struct RawFact {
 pub fn block_facts(payload: &[u8]) -> Result<Vec<RawFact>, WireError> {
     let block = schema::Block::decode(payload)
         .map_err(|_| WireError::Malformed("block does not decode"))?;
+    facts_of(&block, &[])
+}
+
+/// The facts of every block, each block's symbols resolved as biscuit does:
+/// the authority block and first-party blocks share one table that grows
+/// block by block; a third-party block (`third_party[i]`) has its own.
+pub fn chain_facts(
+    payloads: &[impl AsRef<[u8]>],
+    third_party: &[bool],
+) -> Result<Vec<Vec<RawFact>>, WireError> {
+    let mut shared: Vec<String> = Vec::new();
+    let mut out = Vec::with_capacity(payloads.len());
+    for (i, payload) in payloads.iter().enumerate() {
+        let block = schema::Block::decode(payload.as_ref())
+            .map_err(|_| WireError::Malformed("block does not decode"))?;
+        if third_party.get(i).copied().unwrap_or(false) {
+            out.push(facts_of(&block, &[])?);
+        } else {
+            out.push(facts_of(&block, &shared)?);
+            shared.extend(block.symbols);
+        }
+    }
+    Ok(out)
+}
+
+/// The facts of `block`, whose own symbols follow `shared`.
+fn facts_of(block: &schema::Block, shared: &[String]) -> Result<Vec<RawFact>, WireError> {
     let symbol = |i: u64| -> Result<String, WireError> {
         if i < SYMBOL_OFFSET {
             DEFAULT_SYMBOLS.get_symbol(i).map(str::to_owned)
         } else {
             usize::try_from(i - SYMBOL_OFFSET)
                 .ok()
-                .and_then(|j| block.symbols.get(j))
+                .and_then(|j| match j.checked_sub(shared.len()) {
+                    None => shared.get(j),
+                    Some(k) => block.symbols.get(k),
+                })
                 .cloned()
         }
         .ok_or(WireError::Malformed("unknown symbol"))

@@ -28,6 +28,8 @@ mod reason;
 mod redis_conn;
 mod request;
 pub mod revocations;
+#[cfg(feature = "store")]
+pub mod spend;
 mod verifier;
 pub mod view;
 

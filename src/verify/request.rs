@@ -118,6 +118,10 @@ pub struct Grant {
     /// was minted after a person's approval (`approved_by`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::token::ApprovedBy>,
+    /// Every cumulative budget of the token's chain (each is charged for
+    /// every spend; see [`Grant::reserve`]). Empty for a token without one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<crate::token::BudgetLine>,
 }
 
 /// Whether a list has at most one element (serde's skip test).

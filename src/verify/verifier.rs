@@ -485,6 +485,7 @@ impl Verifier {
             holder_proven,
             actions: grant.actions,
             approval: entry.verified.chain().claims.approval.clone(),
+            budgets: grant.budgets,
         })
     }
 

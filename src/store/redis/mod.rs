@@ -17,6 +17,7 @@
 
 mod authcode;
 mod approvals;
+mod budget;
 mod conn;
 mod migrate;
 mod people;

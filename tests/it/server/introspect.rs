@@ -311,6 +311,7 @@ async fn garbage_forged_expired_and_revoked_tokens_are_all_just_inactive() {
         revoked,
         &token::Narrowing {
             max_amount: None,
+            budget: None,
             action: None,
             resource: Some(ResourcePattern::parse("docs/team-a/y").unwrap()),
             expires_at: None,

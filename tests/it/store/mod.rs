@@ -3,6 +3,7 @@
 //! one backend can show (persistence across reopening; Redis going away and
 //! coming back).
 
+mod budget;
 mod cluster_failover;
 mod composed;
 mod contract;

@@ -298,6 +298,7 @@ fn attenuate_or_delegate_with_a_narrowing_outside_the_token_is_not_narrower() {
     let n = |action: Option<&str>, resource: Option<&str>, exp: Option<i64>, aud: Option<&str>| {
         Narrowing {
             max_amount: None,
+            budget: None,
             action: action.map(|a| Action::parse(a).unwrap()),
             resource: resource.map(|r| ResourcePattern::parse(r).unwrap()),
             expires_at: exp.map(|e| t0() + secs(e)),

@@ -4,6 +4,7 @@ mod action_sets;
 mod adversarial;
 mod amounts;
 mod bad_input;
+mod budgets;
 mod delegation;
 mod expiry;
 mod fail_closed;

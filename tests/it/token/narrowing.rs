@@ -60,6 +60,7 @@ impl Spec {
     fn narrowing(&self) -> Narrowing {
         Narrowing {
             max_amount: None,
+            budget: None,
             action: self.action.map(|i| Action::parse(ACTIONS[i]).unwrap()),
             resource: self
                 .resource
