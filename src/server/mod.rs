@@ -9,11 +9,11 @@
 pub mod admin;
 pub mod admin_ops;
 pub mod admin_people;
-pub mod authcode;
-pub mod cimd;
 pub mod approval_policy;
-pub mod ciba;
 pub mod audit_tlog;
+pub mod authcode;
+pub mod ciba;
+pub mod cimd;
 pub mod config;
 pub mod error;
 pub mod exchange;

@@ -28,8 +28,8 @@ use chrono::{DateTime, Utc};
 use crate::people::RoleName;
 use crate::token::{AgentId, Person};
 
-pub mod authcode;
 pub mod approvals;
+pub mod authcode;
 pub mod budget;
 mod embedded;
 mod error;
@@ -38,10 +38,10 @@ mod model;
 mod redis;
 pub mod tree;
 
-pub use authcode::AuthCodeStore;
 pub use approvals::{
     Approval, ApprovalStatus, ApprovalStore, AskedCapability, Decided, Decider, Polled, Verdict,
 };
+pub use authcode::AuthCodeStore;
 pub use budget::{
     BudgetLedger, BudgetState, Charge, Reservation, ReserveRequest, Reserved, Settled,
 };

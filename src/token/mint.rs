@@ -57,7 +57,15 @@ pub fn mint_approved(
     root: &RootKeyPair,
     now: DateTime<Utc>,
 ) -> Result<Minted, TokenError> {
-    mint_inner(cap, &[], Some(approved), None, root, now, &mut rand::rngs::OsRng)
+    mint_inner(
+        cap,
+        &[],
+        Some(approved),
+        None,
+        root,
+        now,
+        &mut rand::rngs::OsRng,
+    )
 }
 
 /// A freshly minted token and its bookkeeping.

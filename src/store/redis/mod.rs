@@ -15,8 +15,8 @@
 //! [`StoreError::Unavailable`] and the connection reconnects by itself once
 //! Redis is back.
 
-mod authcode;
 mod approvals;
+mod authcode;
 mod budget;
 mod conn;
 mod migrate;

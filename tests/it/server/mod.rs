@@ -5,9 +5,9 @@
 mod admin;
 mod attack_net;
 mod attack_store;
+mod audit_log;
 mod authcode;
 mod cimd;
-mod audit_log;
 pub(crate) mod helpers;
 mod introspect;
 mod oauth;
