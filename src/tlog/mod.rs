@@ -10,6 +10,7 @@
 //! Everything here is pure: keys and data in, values out. Stores and HTTP
 //! endpoints come later (see `docs/audit.md`).
 
+pub mod audit_check;
 pub mod checkpoint;
 pub mod memory;
 pub mod merkle;
