@@ -335,6 +335,7 @@ pub async fn register_agent(
         disabled: false,
         created_at: existing.as_ref().map_or(now, |e| e.created_at),
         updated_at: now,
+        notification_endpoint: None,
     };
     state.stores.agents.put(&record).await?;
     let mut ev = admin_event(

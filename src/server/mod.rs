@@ -9,16 +9,17 @@
 pub mod admin;
 pub mod admin_ops;
 pub mod admin_people;
-pub mod authcode;
-pub mod cimd;
 pub mod approval_policy;
+pub mod authcode;
 pub mod ciba;
+pub mod cimd;
 pub mod config;
 pub mod error;
 pub mod exchange;
 pub mod introspect;
 pub mod keyring;
 pub mod metrics;
+pub mod notify;
 pub mod oauth;
 pub mod state;
 

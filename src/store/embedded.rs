@@ -45,8 +45,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
-mod authcode;
 mod approvals;
+mod authcode;
 mod people;
 
 use super::files;

@@ -28,18 +28,18 @@ use chrono::{DateTime, Utc};
 use crate::people::RoleName;
 use crate::token::{AgentId, Person};
 
-pub mod authcode;
 pub mod approvals;
+pub mod authcode;
 mod embedded;
 mod error;
 pub mod files;
 mod model;
 mod redis;
 
-pub use authcode::AuthCodeStore;
 pub use approvals::{
     Approval, ApprovalStatus, ApprovalStore, AskedCapability, Decided, Decider, Polled, Verdict,
 };
+pub use authcode::AuthCodeStore;
 pub use embedded::RedbStore;
 pub use error::StoreError;
 pub use model::{

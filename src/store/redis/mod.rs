@@ -15,8 +15,8 @@
 //! [`StoreError::Unavailable`] and the connection reconnects by itself once
 //! Redis is back.
 
-mod authcode;
 mod approvals;
+mod authcode;
 mod conn;
 mod migrate;
 mod people;
@@ -562,6 +562,7 @@ fn agent_from_hash(mut hash: HashMap<String, String>) -> Result<AgentRecord, Sto
         },
         created_at: time(take("created_at")?)?,
         updated_at: time(take("updated_at")?)?,
+        notification_endpoint: hash.remove("notification_endpoint"),
     })
 }
 

@@ -6,8 +6,8 @@
 mod cluster_failover;
 mod composed;
 mod contract;
-mod contract_authcode;
 mod contract_approvals;
+mod contract_authcode;
 mod embedded;
 mod redis;
 pub(crate) mod redis_cluster;
