@@ -34,6 +34,44 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most notifications being delivered at once, process-wide.
 pub const MAX_IN_FLIGHT: usize = 64;
 
+/// Longest `notification_endpoint`, in bytes.
+pub const MAX_ENDPOINT: usize = 2048;
+
+/// Checks an agent's `notification_endpoint`: an absolute `https://` URL
+/// without credentials or fragment, or `http://` on a loopback host when
+/// `loopback_http` (`[approval] loopback_http_notifications`) allows it.
+pub fn check_endpoint(url: &str, loopback_http: bool) -> Result<String, String> {
+    if url.len() > MAX_ENDPOINT {
+        return Err(format!(
+            "notification_endpoint is longer than {MAX_ENDPOINT} bytes"
+        ));
+    }
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("notification_endpoint is not a URL: {e}"))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("notification_endpoint must not hold credentials".into());
+    }
+    if parsed.fragment().is_some() {
+        return Err("notification_endpoint must not have a fragment".into());
+    }
+    let Some(host) = parsed.host_str() else {
+        return Err("notification_endpoint has no host".into());
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(parsed.to_string()),
+        "http" if loopback && loopback_http => Ok(parsed.to_string()),
+        "http" if loopback => Err("notification_endpoint: http on loopback needs [approval] \
+             loopback_http_notifications = true; otherwise use https"
+            .into()),
+        _ => Err("notification_endpoint must be an https URL".into()),
+    }
+}
+
 struct Sender {
     http: reqwest::Client,
     in_flight: Arc<Semaphore>,
@@ -224,5 +262,30 @@ async fn attempt_event(
     });
     if let Err(e) = audit(state, ev).await {
         tracing::warn!(error = %e, "could not audit a notification attempt");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_endpoint;
+
+    #[test]
+    fn notification_endpoints_are_https_or_allowed_loopback_http() {
+        assert!(check_endpoint("https://agent.example/cb", false).is_ok());
+        assert!(check_endpoint("http://127.0.0.1:9/cb", true).is_ok());
+        assert!(check_endpoint("http://[::1]:9/cb", true).is_ok());
+        assert!(check_endpoint("http://localhost:9/cb", true).is_ok());
+        for (url, loopback_http) in [
+            ("http://127.0.0.1:9/cb", false),
+            ("http://agent.example/cb", true),
+            ("https://u:p@agent.example/cb", false),
+            ("https://agent.example/cb#x", false),
+            ("ftp://agent.example/cb", true),
+            ("not a url", true),
+        ] {
+            assert!(check_endpoint(url, loopback_http).is_err(), "{url}");
+        }
+        let long = format!("https://agent.example/{}", "a".repeat(2100));
+        assert!(check_endpoint(&long, false).is_err());
     }
 }
