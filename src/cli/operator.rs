@@ -26,7 +26,7 @@ pub enum AgentOperatorCommand {
     ///
     /// Its key and id stay. Tokens already issued keep what they say until
     /// they expire or are revoked.
-    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["description", "actions"])))]
+    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["description", "actions", "notification_endpoint"])))]
     Update {
         #[command(flatten)]
         conn: issuer::AdminConn,
@@ -48,6 +48,10 @@ pub enum AgentOperatorCommand {
         /// Longest token lifetime of the new ceiling.
         #[arg(long, value_name = "DURATION", requires = "actions")]
         max_ttl: Option<String>,
+        /// Ping mode: where Tessera POSTs `{"auth_req_id"}` once a person
+        /// decided (https; `""` removes it).
+        #[arg(long, value_name = "URL")]
+        notification_endpoint: Option<String>,
     },
 }
 
@@ -118,10 +122,14 @@ pub async fn agent(http: &reqwest::Client, cmd: AgentOperatorCommand) -> Result<
             resources,
             audiences,
             max_ttl,
+            notification_endpoint,
         } => {
             let mut body = json!({});
             if let Some(d) = description {
                 body["description"] = d.into();
+            }
+            if let Some(e) = notification_endpoint {
+                body["notification_endpoint"] = e.into();
             }
             if !actions.is_empty() {
                 let mut ceiling = json!({

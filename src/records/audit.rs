@@ -69,6 +69,11 @@ pub enum AuditOutcome {
     ApprovalApproved,
     /// A request for approval was denied (`approval denied`).
     ApprovalDenied,
+    /// A notification (ping to the agent, webhook to the person) reached
+    /// its receiver (`notification delivered`).
+    NotificationDelivered,
+    /// One attempt at a notification failed (`notification failed`).
+    NotificationFailed,
     /// Any other text, kept as it was stored. Never one of the texts above:
     /// [`From<&str>`](#impl-From<%26str>-for-AuditOutcome) and
     /// deserializing map those to their variant.
@@ -95,6 +100,8 @@ impl AuditOutcome {
             Self::ApprovalRequested => "approval requested",
             Self::ApprovalApproved => "approval approved",
             Self::ApprovalDenied => "approval denied",
+            Self::NotificationDelivered => "notification delivered",
+            Self::NotificationFailed => "notification failed",
             Self::Other(text) => text,
         }
     }
@@ -119,6 +126,8 @@ impl From<&str> for AuditOutcome {
             "approval requested" => Self::ApprovalRequested,
             "approval approved" => Self::ApprovalApproved,
             "approval denied" => Self::ApprovalDenied,
+            "notification delivered" => Self::NotificationDelivered,
+            "notification failed" => Self::NotificationFailed,
             other => Self::Other(other.to_owned()),
         }
     }

@@ -197,6 +197,10 @@ struct AgentInput {
     #[serde(default)]
     description: String,
     ceiling: CeilingInput,
+    /// Ping mode: where to POST `{"auth_req_id"}` (https, or loopback http
+    /// where `[approval] loopback_http_notifications` allows).
+    #[serde(default)]
+    notification_endpoint: Option<String>,
 }
 
 /// A registration that passed [`validate`]: the parts of the agent record
@@ -319,6 +323,14 @@ pub async fn register_agent(
 ) -> Result<Response, ApiError> {
     let input: AgentInput = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid agent: {e}")))?;
+    let notification_endpoint = input
+        .notification_endpoint
+        .as_deref()
+        .map(|url| {
+            super::notify::check_endpoint(url, state.config.approval.loopback_http_notifications)
+        })
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let ValidAgent {
         id,
         public_key,
@@ -335,6 +347,7 @@ pub async fn register_agent(
         disabled: false,
         created_at: existing.as_ref().map_or(now, |e| e.created_at),
         updated_at: now,
+        notification_endpoint,
     };
     state.stores.agents.put(&record).await?;
     let mut ev = admin_event(

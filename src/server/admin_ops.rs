@@ -32,6 +32,9 @@ struct AgentUpdate {
     description: Option<String>,
     #[serde(default)]
     ceiling: Option<CeilingInput>,
+    /// Ping mode: where to POST `{"auth_req_id"}`; `""` removes it.
+    #[serde(default)]
+    notification_endpoint: Option<String>,
 }
 
 /// `PATCH /v1/agents/{id}`: changes an agent's description or ceiling
@@ -47,11 +50,22 @@ pub async fn update_agent(
 ) -> Result<Json<AgentRecord>, ApiError> {
     let input: AgentUpdate = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid agent update: {e}")))?;
-    if input.description.is_none() && input.ceiling.is_none() {
+    if input.description.is_none()
+        && input.ceiling.is_none()
+        && input.notification_endpoint.is_none()
+    {
         return Err(ApiError::bad_request(
-            "give description or ceiling (or both)",
+            "give description, ceiling or notification_endpoint",
         ));
     }
+    let endpoint = match input.notification_endpoint.as_deref() {
+        None => None,
+        Some("") => Some(None),
+        Some(url) => Some(Some(
+            super::notify::check_endpoint(url, state.config.approval.loopback_http_notifications)
+                .map_err(ApiError::bad_request)?,
+        )),
+    };
     if input
         .description
         .as_ref()
@@ -76,6 +90,9 @@ pub async fn update_agent(
     }
     if let Some(c) = ceiling {
         record.ceiling = c;
+    }
+    if let Some(e) = endpoint {
+        record.notification_endpoint = e;
     }
     record.updated_at = state.now();
     state.stores.agents.put(&record).await?;

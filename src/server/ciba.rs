@@ -178,6 +178,21 @@ async fn backchannel(
         .map(notification_token)
         .transpose()
         .map_err(with_person)?;
+    if notification_token.is_some() {
+        let endpoint = state
+            .stores
+            .agents
+            .get(client.id.as_str())
+            .await
+            .map_err(|e| with_person(e.into()))?
+            .and_then(|a| a.notification_endpoint);
+        if endpoint.is_none() {
+            return Err(with_person(ApiError::bad_request(
+                "client_notification_token (ping mode) needs the agent's notification_endpoint: \
+                 register it (PATCH /v1/agents/{id}) or poll without the token",
+            )));
+        }
+    }
     let (asked, amount) = asked_with_amount(form).map_err(with_person)?;
 
     let standing = state

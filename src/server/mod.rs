@@ -20,6 +20,7 @@ pub mod exchange;
 pub mod introspect;
 pub mod keyring;
 pub mod metrics;
+pub mod notify;
 pub mod oauth;
 pub mod state;
 

@@ -1094,7 +1094,7 @@ pub async fn metadata(State(state): State<AppState>) -> Json<serde_json::Value> 
             super::ciba::CIBA_GRANT,
         ],
         "backchannel_authentication_endpoint": format!("{}/oauth/bc-authorize", state.issuer),
-        "backchannel_token_delivery_modes_supported": ["poll"],
+        "backchannel_token_delivery_modes_supported": ["poll", "ping"],
         "backchannel_user_code_parameter_supported": false,
         "authorization_grant_profiles_supported": [exchange::ID_JAG_PROFILE],
         "token_exchange_subject_token_types_supported": exchange::SUBJECT_TOKEN_TYPES,

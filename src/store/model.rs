@@ -63,6 +63,10 @@ pub struct AgentRecord {
     pub created_at: DateTime<Utc>,
     /// When the record last changed.
     pub updated_at: DateTime<Utc>,
+    /// Where Tessera POSTs `{"auth_req_id": …}` once a person decided
+    /// (OpenID CIBA ping mode), if the agent uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_endpoint: Option<String>,
 }
 
 /// A token the issuer minted, kept so that an operator can revoke it by

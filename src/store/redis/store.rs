@@ -23,7 +23,7 @@ use crate::store::{
 impl AgentStore for RedisStore {
     async fn put(&self, agent: &AgentRecord) -> Result<(), StoreError> {
         let key = self.layout.agent(agent.id.as_str());
-        let fields = [
+        let mut fields = vec![
             ("id", agent.id.to_string()),
             ("public_key", agent.public_key.to_string()),
             ("description", agent.description.clone()),
@@ -35,6 +35,9 @@ impl AgentStore for RedisStore {
             ("created_at", rfc3339(agent.created_at)),
             ("updated_at", rfc3339(agent.updated_at)),
         ];
+        if let Some(endpoint) = &agent.notification_endpoint {
+            fields.push(("notification_endpoint", endpoint.clone()));
+        }
         let mut pipe = ::redis::pipe();
         pipe.atomic()
             .cmd("DEL")

@@ -16,7 +16,7 @@ const IDP: &str = "https://login.acme.example";
 const PAY: &str = "https://pay.example";
 const CIBA: &str = "urn:openid:params:grant-type:ciba";
 
-fn alice() -> Person {
+pub(super) fn alice() -> Person {
     Person::parse(IDP, "alice").unwrap()
 }
 
@@ -32,7 +32,15 @@ fn payer_role() -> Role {
 /// the rule that payments always need approval; alice holds the role and
 /// consents to `agent`.
 async fn issuer() -> (TestApp, TestAgent) {
+    issuer_with(|_| {}).await
+}
+
+/// [`issuer`] with more settings.
+pub(super) async fn issuer_with(
+    tweak: impl FnOnce(&mut tessera::server::Config),
+) -> (TestApp, TestAgent) {
     let app = TestApp::spawn_with(None, |c| {
+        tweak(c);
         c.idp = vec![IdpConfig {
             issuer: IDP.to_owned(),
             audience: "tessera".to_owned(),
@@ -77,7 +85,11 @@ fn details(amount: Value) -> String {
     .to_string()
 }
 
-async fn bc_authorize(app: &TestApp, agent: &TestAgent, extra: &[(&str, String)]) -> Reply {
+pub(super) async fn bc_authorize(
+    app: &TestApp,
+    agent: &TestAgent,
+    extra: &[(&str, String)],
+) -> Reply {
     let endpoint = app.url("/oauth/bc-authorize");
     let mut form = vec![
         ("client_assertion_type", JWT_BEARER.to_owned()),
@@ -90,7 +102,7 @@ async fn bc_authorize(app: &TestApp, agent: &TestAgent, extra: &[(&str, String)]
     Reply::from(app.http.post(endpoint).form(&form).send().await.unwrap()).await
 }
 
-fn good(amount: Value) -> Vec<(&'static str, String)> {
+pub(super) fn good(amount: Value) -> Vec<(&'static str, String)> {
     vec![
         ("login_hint", format!("{IDP}|alice")),
         ("binding_message", "Pay invoice 42".to_owned()),
@@ -98,7 +110,7 @@ fn good(amount: Value) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn poll(app: &TestApp, agent: &TestAgent, id: &str) -> Reply {
+pub(super) async fn poll(app: &TestApp, agent: &TestAgent, id: &str) -> Reply {
     let form = vec![
         ("grant_type", CIBA.to_owned()),
         ("client_assertion_type", JWT_BEARER.to_owned()),

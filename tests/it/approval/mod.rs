@@ -2,4 +2,5 @@
 //! CIBA grant at the token endpoint, the approval policy.
 
 mod flow;
+mod ping;
 mod policy;

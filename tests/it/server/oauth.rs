@@ -46,7 +46,7 @@ async fn metadata_names_the_issuer_its_endpoints_and_private_key_jwt_with_eddsa(
     );
     assert_eq!(
         m["backchannel_token_delivery_modes_supported"],
-        json!(["poll"])
+        json!(["poll", "ping"])
     );
 }
 

@@ -49,6 +49,7 @@ pub fn agent(id: &str, now: DateTime<Utc>) -> AgentRecord {
         disabled: false,
         created_at: now,
         updated_at: now,
+        notification_endpoint: None,
     }
 }
 
