@@ -65,7 +65,10 @@ async fn a_decision_pings_the_agent_with_its_token_retrying_and_audited() {
     // A plain-http endpoint elsewhere than loopback is refused; loopback is taken.
     let patch = |url: String| {
         app.http
-            .patch(app.url(&format!("/v1/agents/{}", agent.id)))
+            .patch(app.url(&format!(
+                "/v1/agents/{}",
+                crate::server::helpers::segment(&agent.id)
+            )))
             .bearer_auth(app.admin_token())
             .json(&json!({ "notification_endpoint": url }))
             .send()
