@@ -194,9 +194,9 @@ impl NoteVerifier {
         if text.len() > MAX_NAME_BYTES + 64 {
             return Err(NoteError::VerifierKey);
         }
-        let mut parts = text.split('+');
-        let (Some(name), Some(id_hex), Some(key_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        // The name holds no '+', but the base64 key may: split twice only.
+        let mut parts = text.splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
         else {
             return Err(NoteError::VerifierKey);
         };
@@ -327,6 +327,18 @@ mod tests {
         input.extend_from_slice(v.key().as_bytes());
         let digest = Sha256::digest(&input);
         assert_eq!(v.id().to_be_bytes(), digest[..4]);
+    }
+
+    #[test]
+    fn a_verifier_key_whose_base64_holds_a_plus_parses() {
+        let with_plus: Vec<NoteVerifier> = (0..=255u8)
+            .map(|seed| signer(seed, "log.example/p").verifier())
+            .filter(|v| v.to_string().matches('+').count() > 2)
+            .collect();
+        assert!(!with_plus.is_empty());
+        for v in with_plus {
+            assert_eq!(NoteVerifier::parse(&v.to_string()).unwrap(), v);
+        }
     }
 
     #[test]

@@ -52,7 +52,7 @@ async fn checkpoint(app: &TestApp, verifier: &NoteVerifier, origin: &str) -> Che
 async fn exercise(app: TestApp) {
     let key = app.get("/.well-known/tessera-audit-key", None).await;
     assert_eq!(key.status, 200);
-    let verifier = NoteVerifier::parse(key.text.trim()).unwrap();
+    let verifier = NoteVerifier::parse(key.text.trim()).expect(&key.text);
     let origin = format!("{}/audit", app.base.trim_start_matches("http://"));
     assert_eq!(verifier.name(), origin);
 
