@@ -198,6 +198,9 @@ async fn an_sdk_client_connects_through_the_browser(world: &World, sdk: Sdk, nam
     );
 }
 
+// Not run yet: /oauth/authorize and the consent page are not on main
+// (issue 12; work in progress on the branch `authorize`).
+#[ignore = "needs /oauth/authorize and the consent page (issue 12)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typescript_sdk_connects_through_the_browser_and_is_refused_after_revocation() {
     let Some(world) = world().await else {
@@ -206,6 +209,9 @@ async fn the_typescript_sdk_connects_through_the_browser_and_is_refused_after_re
     an_sdk_client_connects_through_the_browser(&world, Sdk::TypeScript, "ts-client").await;
 }
 
+// Not run yet: /oauth/authorize and the consent page are not on main
+// (issue 12; work in progress on the branch `authorize`).
+#[ignore = "needs /oauth/authorize and the consent page (issue 12)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_connects_through_the_browser_and_is_refused_after_revocation() {
     let Some(python) = crate::python::python_with("mcp, httpx2", "MCP SDK browser test") else {
