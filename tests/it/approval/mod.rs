@@ -2,5 +2,7 @@
 //! CIBA grant at the token endpoint, the approval policy.
 
 mod flow;
+mod page;
 mod ping;
 mod policy;
+mod webhook;
