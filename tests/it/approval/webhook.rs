@@ -22,11 +22,11 @@ use crate::server::helpers::eventually;
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const SECRET: &str = "webhook-secret-of-the-test-0123456789";
 
-type Seen = Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+pub(super) type Seen = Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>;
 
 /// A receiver on a free loopback port that answers its first request 503
 /// and records every request (signature header, body bytes).
-async fn receiver() -> (String, Seen) {
+pub(super) async fn receiver() -> (String, Seen) {
     let seen: Seen = Arc::default();
     let s = seen.clone();
     let app = axum::Router::new().route(
