@@ -306,7 +306,10 @@ mod tests {
     #[test]
     fn a_signature_checks_with_the_secret_the_body_and_a_fresh_timestamp() {
         let h = sign(SECRET, 1_800_000_000, BODY);
-        assert!(h.starts_with("t=1800000000,v1=") && h.len() == 16 + 64, "{h}");
+        assert!(
+            h.starts_with("t=1800000000,v1=") && h.len() == 16 + 64,
+            "{h}"
+        );
         assert_eq!(verify(SECRET, &h, BODY, 1_800_000_000, 300), Ok(()));
         let line = format!("Tessera-Signature: {h}");
         assert_eq!(verify(SECRET, &line, BODY, 1_800_000_300, 300), Ok(()));
@@ -321,18 +324,36 @@ mod tests {
     fn forged_altered_replayed_and_malformed_signatures_are_refused() {
         let h = sign(SECRET, 1_800_000_000, BODY);
         let bad = SignatureError::BadSignature;
-        assert_eq!(verify(b"another secret of 32 bytes......", &h, BODY, 1_800_000_000, 300), Err(bad.clone()));
-        assert_eq!(verify(SECRET, &h, b"{\"auth_req_id\":\"ac\"}", 1_800_000_000, 300), Err(bad.clone()));
+        assert_eq!(
+            verify(
+                b"another secret of 32 bytes......",
+                &h,
+                BODY,
+                1_800_000_000,
+                300
+            ),
+            Err(bad.clone())
+        );
+        assert_eq!(
+            verify(SECRET, &h, b"{\"auth_req_id\":\"ac\"}", 1_800_000_000, 300),
+            Err(bad.clone())
+        );
         // Moving t breaks the MAC.
         let moved = h.replace("t=1800000000", "t=1800000500");
         assert_eq!(verify(SECRET, &moved, BODY, 1_800_000_500, 300), Err(bad));
         assert_eq!(
             verify(SECRET, &h, BODY, 1_800_000_301, 300),
-            Err(SignatureError::TooOld { age: 301, tolerance: 300 })
+            Err(SignatureError::TooOld {
+                age: 301,
+                tolerance: 300
+            })
         );
         assert_eq!(
             verify(SECRET, &h, BODY, 1_799_999_000, 300),
-            Err(SignatureError::InFuture { ahead: 1000, tolerance: 300 })
+            Err(SignatureError::InFuture {
+                ahead: 1000,
+                tolerance: 300
+            })
         );
         for header in [
             "",
@@ -346,7 +367,10 @@ mod tests {
             &format!("t=1800000000,v1={}", "zz".repeat(32)),
         ] {
             assert!(
-                matches!(verify(SECRET, header, BODY, 1_800_000_000, 300), Err(SignatureError::Malformed(_))),
+                matches!(
+                    verify(SECRET, header, BODY, 1_800_000_000, 300),
+                    Err(SignatureError::Malformed(_))
+                ),
                 "{header}"
             );
         }

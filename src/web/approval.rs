@@ -79,8 +79,13 @@ async fn own(state: &AppState, session: &Session, id: &str) -> Result<Approval, 
     Ok(approval)
 }
 
+/// `GET` and `POST /approvals/{id}`.
+pub(super) fn one() -> axum::routing::MethodRouter<AppState> {
+    axum::routing::get(show).post(decide)
+}
+
 /// `GET /approvals/{id}`.
-pub(super) async fn show(
+async fn show(
     State(state): State<AppState>,
     LoggedIn(session): LoggedIn,
     path: Result<Path<String>, PathRejection>,
@@ -96,7 +101,7 @@ pub(super) async fn show(
 }
 
 /// `POST /approvals/{id}`: `verdict=approve|deny` and the CSRF field.
-pub(super) async fn decide(
+async fn decide(
     State(state): State<AppState>,
     LoggedIn(session): LoggedIn,
     path: Result<Path<String>, PathRejection>,
@@ -161,7 +166,12 @@ mod tests {
     fn only_64_lower_hex_digits_name_a_request() {
         let ok = "a".repeat(64);
         assert_eq!(approval_id(Ok(Path(ok.clone()))).unwrap(), ok);
-        for bad in ["A".repeat(64), "a".repeat(63), "a".repeat(65), "../x".into()] {
+        for bad in [
+            "A".repeat(64),
+            "a".repeat(63),
+            "a".repeat(65),
+            "../x".into(),
+        ] {
             assert_eq!(
                 approval_id(Ok(Path(bad))).unwrap_err().status,
                 StatusCode::NOT_FOUND

@@ -139,7 +139,11 @@ pub fn decided(a: &Approval, verdict: Verdict) -> Response {
     };
     let body = html(
         "<h1 id=\"outcome\">{}</h1><p>{}</p>{}<p><a href=\"/approvals\">All your approvals</a></p>",
-        &[&title, &what, &details(a, a.decided_at.unwrap_or(a.created_at))],
+        &[
+            &title,
+            &what,
+            &details(a, a.decided_at.unwrap_or(a.created_at)),
+        ],
     );
     page(title, body)
 }

@@ -172,7 +172,7 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", post(login::logout))
         .route("/me", get(me::me))
         .route("/approvals", get(approval::list))
-        .route("/approvals/{id}", get(approval::show).post(approval::decide))
+        .route("/approvals/{id}", approval::one())
         .layer(middleware::map_response(page::with_secure_headers))
         .route(page::STYLESHEET_PATH, get(page::stylesheet))
 }

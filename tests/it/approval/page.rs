@@ -8,9 +8,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tessera::people::{Role, RoleName};
 use tessera::server::approval_policy::{Always, ApprovalRule};
+use tessera::server::webhook;
 use tessera::server::Config;
 use tessera::store::ApprovalStatus;
-use tessera::server::webhook;
 use tessera::token::{self, Action, AgentId, Amount, Audience, Limits, Person, Request, Resource};
 use tessera::web::page::CSP;
 use tessera::web::{ClientAuth, LoginConfig};
@@ -195,7 +195,12 @@ async fn the_person_named_sees_the_request_approves_once_and_the_token_says_so()
     assert!(done.contains("Approved"), "{done}");
     // Once: a second decision is a conflict, whatever it says.
     let (status, again) = s
-        .post(&id, Some(&alice), &[("csrf", &csrf), ("verdict", "deny")], &[])
+        .post(
+            &id,
+            Some(&alice),
+            &[("csrf", &csrf), ("verdict", "deny")],
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     assert_eq!(s.status_of(&id).await, ApprovalStatus::Approved);
@@ -247,11 +252,19 @@ async fn another_person_sees_nothing_and_decides_nothing() {
     // Even with a CSRF token of bob's own session for this request.
     let web = crate::web::fixture::web(&s.app);
     let bob_session = web
-        .open_session(bob.trim_start_matches("tessera-session="), s.app.state.now())
+        .open_session(
+            bob.trim_start_matches("tessera-session="),
+            s.app.state.now(),
+        )
         .unwrap();
     let token = web.csrf_token(&bob_session, &format!("approval:{id}"));
     let (status, _) = s
-        .post(&id, Some(&bob), &[("csrf", &token), ("verdict", "approve")], &[])
+        .post(
+            &id,
+            Some(&bob),
+            &[("csrf", &token), ("verdict", "approve")],
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(s.status_of(&id).await, ApprovalStatus::Pending);
@@ -293,8 +306,18 @@ async fn a_missing_forged_or_cross_site_csrf_token_is_refused_and_decides_nothin
             .await
             .unwrap(),
     );
-    let cases: Vec<(Option<&str>, Vec<(&str, &str)>, Vec<(&'static str, &str)>, &str)> = vec![
-        (Some(&alice), vec![("verdict", "approve")], vec![], "missing"),
+    let cases: Vec<(
+        Option<&str>,
+        Vec<(&str, &str)>,
+        Vec<(&'static str, &str)>,
+        &str,
+    )> = vec![
+        (
+            Some(&alice),
+            vec![("verdict", "approve")],
+            vec![],
+            "missing",
+        ),
         (
             Some(&alice),
             vec![("csrf", "AAAAforged"), ("verdict", "approve")],
@@ -333,7 +356,12 @@ async fn a_missing_forged_or_cross_site_csrf_token_is_refused_and_decides_nothin
     }
     // A verdict that is neither: 400, nothing decided.
     let (status, _) = s
-        .post(&id, Some(&alice), &[("csrf", &csrf), ("verdict", "maybe")], &[])
+        .post(
+            &id,
+            Some(&alice),
+            &[("csrf", &csrf), ("verdict", "maybe")],
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(s.status_of(&id).await, ApprovalStatus::Pending);
@@ -469,7 +497,8 @@ async fn in_a_browser_the_person_follows_the_webhook_link_approves_and_the_agent
         proven_key: None,
         amount: Some(Amount::parse(amount).unwrap()),
     };
-    let check = |a: &str| token::authorize(r.token(), &keys, &pay(a), |_| false, &Limits::default());
+    let check =
+        |a: &str| token::authorize(r.token(), &keys, &pay(a), |_| false, &Limits::default());
     assert!(check("40.00EUR").is_ok());
     assert!(check("40.01EUR").is_err());
 }

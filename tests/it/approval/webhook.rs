@@ -107,7 +107,10 @@ async fn a_new_request_is_posted_signed_to_the_webhook_retried_audited_and_check
     assert_eq!(notice.auth_req_id, id);
     assert_eq!(notice.approval_url, app.url(&format!("/approvals/{id}")));
     assert_eq!(
-        (notice.person.issuer.as_str(), notice.person.subject.as_str()),
+        (
+            notice.person.issuer.as_str(),
+            notice.person.subject.as_str()
+        ),
         (alice().issuer(), "alice")
     );
     assert_eq!(notice.agent_chain, vec![agent.id.clone()]);
@@ -208,9 +211,9 @@ async fn an_unreadable_secret_is_audited_and_the_request_still_stands() {
     let failed = events.iter().any(|(_, e)| {
         e.approval_id.as_deref() == Some(id.as_str())
             && e.outcome.as_str() == "notification failed"
-            && e.reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with("webhook, attempt 0") && r.contains("cannot be read"))
+            && e.reason.as_deref().is_some_and(|r| {
+                r.starts_with("webhook, attempt 0") && r.contains("cannot be read")
+            })
     });
     assert!(failed, "{events:?}");
     assert!(seen.lock().unwrap().is_empty());
