@@ -32,8 +32,8 @@ pub struct ApprovalConfig {
     /// Whether operators may approve or deny through the admin API
     /// (`tessera approvals approve|deny`); off by default: only the person.
     pub operators_may_decide: bool,
-    /// Whether an agent's `notification_endpoint` (ping mode) may be
-    /// `http://` on a loopback address (127.0.0.1, [::1], localhost);
+    /// Whether an agent's `notification_endpoint` (ping mode) and the
+    /// `webhook_url` may be `http://` on a loopback address (127.0.0.1, [::1], localhost);
     /// off by default: https only.
     pub loopback_http_notifications: bool,
     /// Where to POST the signed notice of each new request (the person's

@@ -144,6 +144,14 @@ impl Setup {
     }
 }
 
+/// A POST of the approval form: cookie, fields, headers, what it is.
+type Attempt<'a> = (
+    Option<&'a str>,
+    Vec<(&'a str, &'a str)>,
+    Vec<(&'static str, &'a str)>,
+    &'static str,
+);
+
 /// The CSRF field's value in `page`.
 fn csrf_of(page: &str) -> String {
     let at = page.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
@@ -306,12 +314,7 @@ async fn a_missing_forged_or_cross_site_csrf_token_is_refused_and_decides_nothin
             .await
             .unwrap(),
     );
-    let cases: Vec<(
-        Option<&str>,
-        Vec<(&str, &str)>,
-        Vec<(&'static str, &str)>,
-        &str,
-    )> = vec![
+    let cases: Vec<Attempt> = vec![
         (
             Some(&alice),
             vec![("verdict", "approve")],

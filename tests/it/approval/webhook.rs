@@ -246,3 +246,107 @@ fn the_webhook_settings_go_together_and_refuse_plain_http_elsewhere() {
         assert!(e.contains("webhook"), "{bad}: {e}");
     }
 }
+
+/// The next line the receiver prints, within 10 s.
+async fn next_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("a line within 10 s")
+        .unwrap()
+        .expect("a line")
+}
+
+/// Kills the child on drop.
+struct Child(tokio::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_receiver_takes_a_signed_notice_and_refuses_a_forged_or_replayed_one() {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+    let Some(python) = crate::python::python_with("hmac", "Python webhook receiver test") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("webhook.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/webhook_receiver.py");
+    let mut child = Child(
+        tokio::process::Command::new(python)
+            .arg(script)
+            .arg("--secret-file")
+            .arg(&secret_file)
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let ready: serde_json::Value = serde_json::from_str(&next_line(&mut lines).await).unwrap();
+    assert_eq!(ready["listening"], port);
+
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let (hook, file) = (url.clone(), secret_file.clone());
+    let (app, agent) = issuer_with(move |c| {
+        c.approval.loopback_http_notifications = true;
+        c.approval.webhook_url = Some(hook);
+        c.approval.webhook_secret_file = Some(file);
+    })
+    .await;
+    let r = bc_authorize(&app, &agent, &good(json!("12.50EUR"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json["auth_req_id"].as_str().unwrap().to_owned();
+    let got: serde_json::Value = serde_json::from_str(&next_line(&mut lines).await).unwrap();
+    assert_eq!(got["ok"], true, "{got}");
+    assert_eq!(got["notice"]["auth_req_id"], json!(id));
+    assert_eq!(
+        got["notice"]["approval_url"],
+        json!(app.url(&format!("/approvals/{id}")))
+    );
+
+    // Forged and replayed notices are refused with the reason.
+    let body = br#"{"auth_req_id":"forged"}"#.to_vec();
+    let now = app.state.now().timestamp();
+    let post = |header: String, body: Vec<u8>| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header(SIGNATURE_HEADER, header)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let wrong = webhook::sign(b"not the secret at all, no", now, &body);
+    let (status, reason) = post(wrong, body.clone()).await;
+    assert_eq!(status, 401);
+    assert!(reason.starts_with("bad signature"), "{reason}");
+    let old = webhook::sign(SECRET.as_bytes(), now - 1200, &body);
+    let (status, reason) = post(old, body.clone()).await;
+    assert_eq!(status, 401);
+    assert!(reason.starts_with("timestamp too old"), "{reason}");
+    let (status, reason) = post("t=1".into(), body.clone()).await;
+    assert_eq!(status, 401);
+    assert!(reason.starts_with("malformed"), "{reason}");
+    // An authentic one made here is taken: the check is the same on both sides.
+    let fresh = webhook::sign(SECRET.as_bytes(), now, &body);
+    assert_eq!(post(fresh, body).await.0, 204);
+    let line: serde_json::Value = serde_json::from_str(&next_line(&mut lines).await).unwrap();
+    assert_eq!(line["notice"]["auth_req_id"], "forged");
+}
