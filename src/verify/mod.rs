@@ -30,6 +30,8 @@ mod request;
 pub mod revocations;
 #[cfg(feature = "store")]
 pub mod spend;
+#[cfg(feature = "store")]
+pub mod http_ledger;
 mod verifier;
 pub mod view;
 

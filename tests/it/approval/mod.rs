@@ -4,3 +4,4 @@
 mod flow;
 mod ping;
 mod policy;
+mod operators;
