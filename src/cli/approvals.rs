@@ -57,7 +57,12 @@ pub struct DecideArgs {
     #[command(flatten)]
     one: OneArgs,
     /// Your name, recorded as `operator:<name>` (1 to 64 of A-Z a-z 0-9 . _ @ -).
-    #[arg(long, value_name = "NAME", env = "TESSERA_OPERATOR", default_value = "admin")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "TESSERA_OPERATOR",
+        default_value = "admin"
+    )]
     operator: String,
     /// Print the decided request as JSON.
     #[arg(long)]
@@ -104,7 +109,10 @@ pub fn approvals(cmd: ApprovalsCommand) -> Result<(), Failure> {
             }
             ApprovalsCommand::Show(OneArgs { conn, id }) => {
                 let resp = http
-                    .get(url(&conn.issuer, &format!("/v1/approvals/{}", segment(&id))))
+                    .get(url(
+                        &conn.issuer,
+                        &format!("/v1/approvals/{}", segment(&id)),
+                    ))
                     .bearer_auth(admin_token_text(&conn.admin_token)?)
                     .send()
                     .await

@@ -22,9 +22,7 @@ use serde_json::json;
 
 use super::error::{bounded, ApiError, MAX_DESCRIPTION_CHARS};
 use super::state::AppState;
-use crate::store::{
-    Approval, ApprovalStatus, AskedCapability, Decided, Decider, Verdict,
-};
+use crate::store::{Approval, ApprovalStatus, AskedCapability, Decided, Decider, Verdict};
 use crate::token::{AgentId, Person};
 
 /// The header naming the operator who decides (1 to 64 of

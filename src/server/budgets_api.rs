@@ -94,7 +94,9 @@ async fn spendable(state: &AppState, text: &str) -> Result<token::Verified, ApiE
     let keys = state.ring().key_set(now);
     let verified = token::Verified::from_bytes(&bytes, &keys, &state.limits).map_err(invalid)?;
     if verified.expires_at() <= now {
-        return Err(ApiError::Unauthenticated("expired: the token expired".into()));
+        return Err(ApiError::Unauthenticated(
+            "expired: the token expired".into(),
+        ));
     }
     for id in verified.revocation_ids() {
         if state

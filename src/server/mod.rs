@@ -7,8 +7,8 @@
 //! served only on the `metrics_listen` address, by [`metrics_app`].
 
 pub mod admin;
-pub mod admin_ops;
 pub mod admin_approvals;
+pub mod admin_ops;
 pub mod admin_people;
 pub mod approval_policy;
 pub mod audit_tlog;

@@ -109,8 +109,8 @@ impl BudgetLedger for HttpBudgetLedger {
         _now: DateTime<Utc>,
     ) -> Result<Reserved, StoreError> {
         req.validate()?;
-        let amount = Amount::new(&req.currency, req.amount)
-            .map_err(|e| StoreError::Limit(e.to_string()))?;
+        let amount =
+            Amount::new(&req.currency, req.amount).map_err(|e| StoreError::Limit(e.to_string()))?;
         let ttl_ms = u64::try_from(req.ttl.as_millis()).unwrap_or(u64::MAX);
         let body = json!({
             "token": self.token,
@@ -148,7 +148,11 @@ impl BudgetLedger for HttpBudgetLedger {
 
     /// Not offered by the spend API (`GET /v1/budgets/{key}` takes the
     /// admin token): always an error.
-    async fn show(&self, _key: &str, _now: DateTime<Utc>) -> Result<Option<BudgetState>, StoreError> {
+    async fn show(
+        &self,
+        _key: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<Option<BudgetState>, StoreError> {
         Err(StoreError::Backend(
             "the spend API does not show budgets: use `tessera budget show` with an admin token"
                 .into(),

@@ -2,6 +2,6 @@
 //! CIBA grant at the token endpoint, the approval policy.
 
 mod flow;
+mod operators;
 mod ping;
 mod policy;
-mod operators;

@@ -49,7 +49,11 @@ async fn operators_may_not_decide_unless_the_policy_says_so() {
         let r = decide(&app, &id, verb, Some("ops")).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         assert_eq!(r.error(), "access_denied", "{}", r.text);
-        assert!(r.description().contains("operators_may_decide"), "{}", r.text);
+        assert!(
+            r.description().contains("operators_may_decide"),
+            "{}",
+            r.text
+        );
     }
     // Nothing was decided: still pending, and the agent still waits.
     assert_eq!(status_of(&app, &id).await, ApprovalStatus::Pending);
@@ -179,7 +183,10 @@ async fn operators_list_requests_by_person_and_status_without_notification_token
     let (app, agent) = issuer_with(|c| c.approval.operators_may_decide = true).await;
     let first = ask(&app, &agent).await;
     let mut form = good(json!({"currency": "EUR", "value": 100}));
-    form.push(("client_notification_token", "secret-notification-token-123".into()));
+    form.push((
+        "client_notification_token",
+        "secret-notification-token-123".into(),
+    ));
     let r = bc_authorize(&app, &agent, &form).await;
     // Ping mode needs a notification_endpoint; whichever answer, the
     // token must never show in the lists.
@@ -189,7 +196,11 @@ async fn operators_list_requests_by_person_and_status_without_notification_token
 
     let all = app.admin_get("/v1/approvals").await;
     assert_eq!(all.status, StatusCode::OK, "{}", all.text);
-    assert!(!all.text.contains("secret-notification-token"), "{}", all.text);
+    assert!(
+        !all.text.contains("secret-notification-token"),
+        "{}",
+        all.text
+    );
     assert!(!all.text.contains("notification_token"), "{}", all.text);
     let mut expected = vec![first.clone()];
     if let Some(s) = &second {
@@ -279,13 +290,26 @@ async fn the_approvals_cli_lists_shows_and_approves_with_one_line_errors() {
     let base = app.base.as_str();
 
     let out = tessera(&["approvals", "list", "--issuer", base], &admin).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "{text}");
-    assert!(lines[0].starts_with(&format!("{id}  pending  {}", agent.id)), "{text}");
-    assert!(lines[0].contains("payments:create invoice:42 40.00EUR"), "{text}");
-    assert!(lines[0].contains("for alice at https://login.acme.example"), "{text}");
+    assert!(
+        lines[0].starts_with(&format!("{id}  pending  {}", agent.id)),
+        "{text}"
+    );
+    assert!(
+        lines[0].contains("payments:create invoice:42 40.00EUR"),
+        "{text}"
+    );
+    assert!(
+        lines[0].contains("for alice at https://login.acme.example"),
+        "{text}"
+    );
 
     let out = tessera(&["approvals", "show", &id, "--issuer", base], &admin).await;
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -293,11 +317,23 @@ async fn the_approvals_cli_lists_shows_and_approves_with_one_line_errors() {
     assert_eq!(shown["binding_message"], "Pay invoice 42");
 
     let out = tessera(
-        &["approvals", "approve", &id, "--issuer", base, "--operator", "carol"],
+        &[
+            "approvals",
+            "approve",
+            &id,
+            "--issuer",
+            base,
+            "--operator",
+            "carol",
+        ],
         &admin,
     )
     .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("approved"), "{text}");
     assert!(text.contains("by operator:carol"), "{text}");
@@ -309,14 +345,21 @@ async fn the_approvals_cli_lists_shows_and_approves_with_one_line_errors() {
         &admin,
     )
     .await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "no approval requests\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no approval requests\n"
+    );
     // Errors: one line each.
     one_line_failure(
         &tessera(&["approvals", "deny", &id, "--issuer", base], &admin).await,
         "409 already_decided",
     );
     one_line_failure(
-        &tessera(&["approvals", "show", &"0".repeat(64), "--issuer", base], &admin).await,
+        &tessera(
+            &["approvals", "show", &"0".repeat(64), "--issuer", base],
+            &admin,
+        )
+        .await,
         "404 not_found",
     );
     one_line_failure(
@@ -324,7 +367,16 @@ async fn the_approvals_cli_lists_shows_and_approves_with_one_line_errors() {
         "401 invalid_token",
     );
     let out = tessera(
-        &["approvals", "list", "--issuer", base, "--idp", "nope", "--subject", "a"],
+        &[
+            "approvals",
+            "list",
+            "--issuer",
+            base,
+            "--idp",
+            "nope",
+            "--subject",
+            "a",
+        ],
         &admin,
     )
     .await;

@@ -142,7 +142,11 @@ async fn only_a_valid_token_with_a_budget_spends_and_callers_never_name_limits()
     let minted = budget_token(app.state.ring().active(), Some("trip:10.00EUR"));
     let t = minted.token.clone();
     // Another root's token: 401, whatever budget it declares.
-    let forged = budget_token(&RootKeyPair::new(0, biscuit_auth::KeyPair::new()), Some("trip:999999.00EUR")).token;
+    let forged = budget_token(
+        &RootKeyPair::new(0, biscuit_auth::KeyPair::new()),
+        Some("trip:999999.00EUR"),
+    )
+    .token;
     let r = reserve(&app, &forged, "1.00EUR", "f-1").await;
     refused(&r, 401, "invalid_token");
     // Garbage: 401.
@@ -246,12 +250,14 @@ async fn budget_show_prints_the_ledger_in_one_line_or_one_line_of_error() {
     )
     .await;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         text.trim(),
-        format!(
-            "{key}  limit 100.00EUR  committed 12.50EUR  reserved 7.50EUR  left 80.00EUR"
-        )
+        format!("{key}  limit 100.00EUR  committed 12.50EUR  reserved 7.50EUR  left 80.00EUR")
     );
     let out = tessera(
         &["budget", "show", &key, "--issuer", &app.base, "--json"],
@@ -262,8 +268,16 @@ async fn budget_show_prints_the_ledger_in_one_line_or_one_line_of_error() {
     assert_eq!(json["committed"], 1250);
 
     for (args, admin, needle) in [
-        (vec!["budget", "show", "b1-0000"], Some(admin.as_str()), "404 not_found"),
-        (vec!["budget", "show", &key], Some("not-a-token"), "401 invalid_token"),
+        (
+            vec!["budget", "show", "b1-0000"],
+            Some(admin.as_str()),
+            "404 not_found",
+        ),
+        (
+            vec!["budget", "show", &key],
+            Some("not-a-token"),
+            "401 invalid_token",
+        ),
     ] {
         let mut args = args.clone();
         args.extend(["--issuer", &app.base]);

@@ -265,13 +265,12 @@ pub async fn operators_list_every_persons_approvals_newest_first_and_by_status(s
     let pending = ids(ap.list(Some(ApprovalStatus::Pending), 100).await.unwrap());
     assert!(pending.contains(&made[2].id));
     assert!(!pending.contains(&made[0].id) && !pending.contains(&made[1].id));
-    let approved = ap
-        .list(Some(ApprovalStatus::Approved), 100)
-        .await
-        .unwrap();
+    let approved = ap.list(Some(ApprovalStatus::Approved), 100).await.unwrap();
     let mine = approved.iter().find(|a| a.id == made[0].id).unwrap();
     assert_eq!(mine.decided_by.as_deref(), Some("operator:ops"));
-    assert!(approved.iter().all(|a| a.status == ApprovalStatus::Approved));
+    assert!(approved
+        .iter()
+        .all(|a| a.status == ApprovalStatus::Approved));
     let denied = ids(ap.list(Some(ApprovalStatus::Denied), 100).await.unwrap());
     assert_eq!(
         denied.iter().filter(|id| **id == made[1].id).count(),
