@@ -45,6 +45,7 @@ async fn sixteen_concurrent_spenders_over_http_never_exceed_the_budget() {
         let (grant, ledger) = (grant.clone(), ledger.clone());
         tasks.push(tokio::spawn(async move {
             let mut charged = 0i64;
+            let mut spent = Vec::new();
             for i in 0..5 {
                 let key = format!("spender-{n}-{i}");
                 match grant
@@ -62,18 +63,22 @@ async fn sixteen_concurrent_spenders_over_http_never_exceed_the_budget() {
                             Settled::Committed
                         );
                         charged += 100;
+                        spent.push((key, spend.id));
                     }
                     Err(SpendError::Exceeded { id, .. }) => assert_eq!(id, "trip"),
                     Err(e) => panic!("unexpected refusal: {e}"),
                 }
             }
-            charged
+            (charged, spent)
         }));
     }
-    let mut total = 0;
+    let (mut total, mut spent) = (0, Vec::new());
     for t in tasks {
-        total += t.await.unwrap();
+        let (charged, keys) = t.await.unwrap();
+        total += charged;
+        spent.extend(keys);
     }
+    assert_eq!(spent.len(), 10);
     assert_eq!(total, 1000, "exactly the budget is spent, never more");
     let key = &grant.budgets[0].key;
     let state = app
