@@ -180,17 +180,39 @@ async fn unknown_expired_and_unauthenticated_decisions_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_list_requests_by_person_and_status_without_notification_tokens() {
-    let (app, agent) = issuer_with(|c| c.approval.operators_may_decide = true).await;
+    let (app, agent) = issuer_with(|c| {
+        c.approval.operators_may_decide = true;
+        c.approval.loopback_http_notifications = true;
+    })
+    .await;
     let first = ask(&app, &agent).await;
+    // Ping mode: the request holds the agent's notification token.
+    let r = app
+        .http
+        .patch(app.url(&format!("/v1/agents/{}", urlencode(&agent.id))))
+        .bearer_auth(app.admin_token())
+        .json(&json!({ "notification_endpoint": "http://127.0.0.1:9/cb" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     let mut form = good(json!({"currency": "EUR", "value": 100}));
     form.push((
         "client_notification_token",
         "secret-notification-token-123".into(),
     ));
     let r = bc_authorize(&app, &agent, &form).await;
-    // Ping mode needs a notification_endpoint; whichever answer, the
-    // token must never show in the lists.
-    let second = r.json["auth_req_id"].as_str().map(str::to_owned);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let second = r.json["auth_req_id"].as_str().unwrap().to_owned();
+    let stored = app
+        .state
+        .stores
+        .approvals
+        .get(&second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.notification_token.is_some());
     let r = decide(&app, &first, "deny", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
@@ -202,17 +224,20 @@ async fn operators_list_requests_by_person_and_status_without_notification_token
         all.text
     );
     assert!(!all.text.contains("notification_token"), "{}", all.text);
-    let mut expected = vec![first.clone()];
-    if let Some(s) = &second {
-        expected.insert(0, s.clone());
-    }
-    assert_eq!(ids(&all), expected);
+    let one = app.admin_get(&format!("/v1/approvals/{second}")).await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.text);
+    assert!(
+        !one.text.contains("secret-notification-token"),
+        "{}",
+        one.text
+    );
+    assert_eq!(ids(&all), vec![second.clone(), first.clone()]);
     assert_eq!(all.json["approvals"][0]["person"]["subject"], "alice");
 
     let denied = app.admin_get("/v1/approvals?status=denied").await;
     assert_eq!(ids(&denied), vec![first.clone()]);
     let pending = app.admin_get("/v1/approvals?status=pending").await;
-    assert_eq!(ids(&pending), second.iter().cloned().collect::<Vec<_>>());
+    assert_eq!(ids(&pending), vec![second.clone()]);
     let alices = app
         .admin_get(
             "/v1/approvals?person_issuer=https%3A%2F%2Flogin.acme.example&person_subject=alice&limit=1",
