@@ -62,7 +62,18 @@ async fn settle(app: &TestApp, verb: &str, token: &str, reservation: &str) -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spends_over_http_are_charged_once_and_never_past_the_limit() {
-    let app = TestApp::spawn().await;
+    charged_once_never_past_the_limit(TestApp::spawn().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spends_over_http_are_charged_once_and_never_past_the_limit_on_redis() {
+    let Some(app) = TestApp::spawn_redis().await else {
+        return;
+    };
+    charged_once_never_past_the_limit(app).await;
+}
+
+async fn charged_once_never_past_the_limit(app: TestApp) {
     let t = budget_token(app.state.ring().active(), Some("trip:100.00EUR")).token;
 
     let r = reserve(&app, &t, "60.00EUR", "spend-1").await;

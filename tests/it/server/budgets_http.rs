@@ -35,7 +35,18 @@ fn grant(app: &TestApp, token: &str) -> Grant {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_concurrent_spenders_over_http_never_exceed_the_budget() {
-    let app = TestApp::spawn().await;
+    sixteen_spenders(TestApp::spawn().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_concurrent_spenders_over_http_never_exceed_the_budget_on_redis() {
+    let Some(app) = TestApp::spawn_redis().await else {
+        return;
+    };
+    sixteen_spenders(app).await;
+}
+
+async fn sixteen_spenders(app: TestApp) {
     let t = budget_token(app.state.ring().active(), Some("trip:10.00EUR")).token;
     let grant = Arc::new(grant(&app, &t));
     let ledger = Arc::new(HttpBudgetLedger::new(&app.base, &t).unwrap());
