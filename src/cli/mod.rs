@@ -13,7 +13,11 @@ use chrono::{DateTime, Utc};
 use clap::{Args, FromArgMatches as _, Parser, Subcommand};
 
 #[cfg(feature = "server")]
+mod approvals;
+#[cfg(feature = "server")]
 mod audit;
+#[cfg(feature = "server")]
+mod budget;
 mod help;
 #[cfg(feature = "verifier")]
 mod http;
@@ -87,6 +91,14 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
+    /// List, show, approve and deny requests for a person's approval, at an issuer.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
+    /// Show a cumulative budget as the issuer's ledger holds it.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Budget(budget::BudgetCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -476,6 +488,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit(args) => audit::audit(args)?,
         #[cfg(feature = "server")]
         Command::Webhook(cmd) => webhook::webhook(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Approvals(cmd) => approvals::approvals(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Budget(cmd) => budget::budget(cmd)?,
         Command::Completions { shell } => help::completions(shell)?,
         Command::Man { out_dir } => help::man(out_dir.as_deref())?,
     }

@@ -324,6 +324,8 @@ pub struct Stores {
     pub approvals: Arc<dyn ApprovalStore>,
     /// The audit log's Merkle tree.
     pub tree: Arc<dyn AuditTree>,
+    /// Cumulative budgets (the issuer's `/v1/budgets` API).
+    pub budgets: Arc<dyn BudgetLedger>,
 }
 
 impl Stores {
@@ -364,6 +366,7 @@ impl Stores {
         B: AuthCodeStore,
         B: ApprovalStore,
         B: AuditTree,
+        B: BudgetLedger,
         B: 'static,
     {
         Self {
@@ -377,6 +380,7 @@ impl Stores {
             authcodes: backend.clone(),
             approvals: backend.clone(),
             tree: backend.clone(),
+            budgets: backend.clone(),
             health: backend,
         }
     }

@@ -5,6 +5,7 @@ mod e2e;
 mod flow;
 mod page;
 mod page_fixture;
+mod operators;
 mod ping;
 mod policy;
 mod webhook;

@@ -7,6 +7,8 @@ mod attack_net;
 mod attack_store;
 mod audit_log;
 mod authcode;
+mod budgets_api;
+mod budgets_http;
 mod cimd;
 pub(crate) mod helpers;
 mod introspect;

@@ -101,5 +101,6 @@ contract_suite!(
     a_denied_or_expired_approval_gives_no_token,
     exactly_one_of_16_concurrent_decisions_and_collections_wins,
     pending_requests_are_bounded_per_agent_and_per_person,
+    operators_list_every_persons_approvals_newest_first_and_by_status,
     every_append_adds_its_leaf_and_roots_and_proofs_match_a_memory_tree,
 );
