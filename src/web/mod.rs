@@ -15,6 +15,7 @@
 //! live in signed cookies, so a stranger cannot grow memory or disk.
 
 pub mod config;
+pub mod console;
 pub mod cookie;
 pub mod csrf;
 pub mod login;
@@ -169,6 +170,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login/callback", get(login::callback))
         .route("/logout", post(login::logout))
         .route("/me", get(me::me))
+        .merge(console::routes())
         .layer(middleware::map_response(page::with_secure_headers))
         .route(page::STYLESHEET_PATH, get(page::stylesheet))
 }

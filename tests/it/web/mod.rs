@@ -3,6 +3,7 @@
 //! attacks on it.
 
 mod attack;
+mod console;
 pub mod browser;
 pub mod fixture;
 mod login;
