@@ -59,7 +59,7 @@ await run(async (page) => {
   await page.fill('form.filters input[name="kind"]', 'mint');
   await Promise.all([page.waitForNavigation(), page.click('form.filters button')]);
   const chains = await page.$$eval('#records p.chain', (items) => items.map((i) => i.textContent.replace(/\s+/g, ' ').trim()));
-  const auditChain = chains.some((c) => c.includes(`${agent} -> docs:read on docs/team-a/q3 -> granted`));
+  const auditChain = chains.some((c) => c.startsWith(`${agent} -> docs:read on docs/team-a/q3`) && c.endsWith('-> granted'));
   await shot(page, dir, 'console-audit.png');
   scripts += await page.$$eval('script', (s) => s.length);
 
