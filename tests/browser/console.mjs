@@ -46,6 +46,8 @@ await run(async (page) => {
   await page.click('nav.console a[href="/console/approvals"]');
   await page.waitForURL(`${base}/console/approvals`);
   const approvalsPage = (await page.textContent('h1'))?.trim();
+  const approvalPending = (await page.$$eval('#approvals li.approval', (items) => items.map((i) => i.textContent)))
+    .some((t) => t.includes('pending') && t.includes('pay invoice <42>'));
   await shot(page, dir, 'console-approvals.png');
 
   await page.click('nav.console a[href="/console/revocations"]');
@@ -56,9 +58,9 @@ await run(async (page) => {
   await page.click('nav.console a[href="/console/audit"]');
   await page.waitForURL(`${base}/console/audit`);
   await page.fill('form.filters input[name="agent"]', agent);
-  await page.fill('form.filters input[name="kind"]', 'mint');
   await Promise.all([page.waitForNavigation(), page.click('form.filters button')]);
   const chains = await page.$$eval('#records p.chain', (items) => items.map((i) => i.textContent.replace(/\s+/g, ' ').trim()));
+  const personChain = chains.some((c) => c.startsWith(`${person} at `) && c.includes(`agent://acme/planner -> ${agent} -> payments:create on invoice:<42>`) && c.endsWith('-> approval requested'));
   const auditChain = chains.some((c) => c.startsWith(`${agent} -> docs:read on docs/team-a/q3`) && c.endsWith('-> granted'));
   await shot(page, dir, 'console-audit.png');
   scripts += await page.$$eval('script', (s) => s.length);
@@ -74,6 +76,8 @@ await run(async (page) => {
     tokenLive,
     revokedShown,
     approvalsPage,
+    approvalPending,
+    personChain,
     auditChain,
     chains,
     scripts,

@@ -89,5 +89,11 @@ pub(super) async fn page(State(state): State<AppState>, op: Operator) -> Respons
     } else {
         html("<p class=\"muted\">{} agents, by id.</p>", &[&total])
     };
-    console_page(&state, &op, "/console/agents", "Agents", html("{}{}", &[&note, &list]))
+    console_page(
+        &state,
+        &op,
+        "/console/agents",
+        "Agents",
+        html("{}{}", &[&note, &list]),
+    )
 }

@@ -35,11 +35,7 @@ pub(super) async fn page(
     }
 }
 
-async fn render(
-    state: &AppState,
-    op: &Operator,
-    raw: Option<&str>,
-) -> Result<Response, ErrorPage> {
+async fn render(state: &AppState, op: &Operator, raw: Option<&str>) -> Result<Response, ErrorPage> {
     let filters: Filters = query(raw)?;
     let now = state.now();
     let mut q = filters.to_query(PAGE_ROWS)?;
@@ -104,5 +100,11 @@ async fn render(
             &next_link("/console/approvals", next),
         ],
     );
-    Ok(console_page(state, op, "/console/approvals", "Approvals", body))
+    Ok(console_page(
+        state,
+        op,
+        "/console/approvals",
+        "Approvals",
+        body,
+    ))
 }

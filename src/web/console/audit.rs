@@ -81,7 +81,8 @@ impl Filters {
         let after = param("after", self.after.clone())?;
         if let Some(a) = &after {
             let plausible = a.len() <= MAX_CURSOR
-                && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !plausible {
                 return Err(ErrorPage::bad_request(
                     "the cursor (after=) is not one this page handed out",
@@ -135,7 +136,11 @@ impl Filters {
     }
 
     /// The filter form (GET: it changes nothing).
-    pub(super) fn form(&self, action: &'static str, fields: &[(&'static str, &'static str)]) -> Markup {
+    pub(super) fn form(
+        &self,
+        action: &'static str,
+        fields: &[(&'static str, &'static str)],
+    ) -> Markup {
         let mut m = html(
             "<form method=\"get\" action=\"{}\" class=\"filters\">",
             &[&action],
@@ -146,7 +151,9 @@ impl Filters {
                 &[label, name, &self.given(name)],
             ));
         }
-        m.push(Markup::lit("<button type=\"submit\">Filter</button></form>"));
+        m.push(Markup::lit(
+            "<button type=\"submit\">Filter</button></form>",
+        ));
         m
     }
 }
@@ -163,7 +170,9 @@ pub(super) fn chain(e: &AuditEvent) -> Markup {
         .chain
         .iter()
         .map(String::as_str)
-        .filter(|a| Some(*a) != person_text.as_deref() && Some(*a) != e.person.as_ref().map(|p| p.subject()))
+        .filter(|a| {
+            Some(*a) != person_text.as_deref() && Some(*a) != e.person.as_ref().map(|p| p.subject())
+        })
         .collect();
     if actors.is_empty() {
         if let Some(a) = &e.agent {

@@ -22,7 +22,13 @@ const SECTIONS: [(&str, &str); 6] = [
 ];
 
 /// A console page titled `title` (one of the sections, at `path`).
-pub fn console_page(state: &AppState, op: &Operator, path: &str, title: &str, body: Markup) -> Response {
+pub fn console_page(
+    state: &AppState,
+    op: &Operator,
+    path: &str,
+    title: &str,
+    body: Markup,
+) -> Response {
     let web = match web(state) {
         Ok(w) => w,
         Err(e) => return e.into_response(),

@@ -107,7 +107,10 @@ fn not_an_operator(state: &AppState) -> Response {
 
 fn go_sign_in(state: &AppState, parts: &Parts, login: &str) -> Response {
     if parts.method == Method::GET || parts.method == Method::HEAD {
-        let here = parts.uri.path_and_query().map_or("/console", |p| p.as_str());
+        let here = parts
+            .uri
+            .path_and_query()
+            .map_or("/console", |p| p.as_str());
         let q = serde_urlencoded::to_string([("return_to", here)]).unwrap_or_default();
         return see_other(&format!("{login}?{q}"));
     }

@@ -43,10 +43,7 @@ pub(super) async fn page(State(state): State<AppState>, op: Operator) -> Respons
         &[&agents.len(), &disabled, &size],
     );
     let checkpoint = checkpoint_section(&state).await;
-    let body = html(
-        "{}<h2>Latest checkpoint</h2>{}",
-        &[&counts, &checkpoint],
-    );
+    let body = html("{}<h2>Latest checkpoint</h2>{}", &[&counts, &checkpoint]);
     console_page(&state, &op, "/console", "Overview", body)
 }
 
@@ -67,7 +64,11 @@ async fn checkpoint_section(state: &AppState) -> Markup {
         );
     };
     let (size, root, status) = match Checkpoint::open(&note, &verifier, verifier.name()) {
-        Err(e) => (None, None, Status::NotVerified(format!("the signature: {e}"))),
+        Err(e) => (
+            None,
+            None,
+            Status::NotVerified(format!("the signature: {e}")),
+        ),
         Ok(c) => {
             let status = match recomputed_root(&*state.stores.tree, c.size()).await {
                 Ok((root, how)) if &root == c.root() => Status::Verified { how },

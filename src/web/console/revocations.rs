@@ -27,11 +27,7 @@ pub(super) async fn page(
     }
 }
 
-async fn render(
-    state: &AppState,
-    op: &Operator,
-    raw: Option<&str>,
-) -> Result<Response, ErrorPage> {
+async fn render(state: &AppState, op: &Operator, raw: Option<&str>) -> Result<Response, ErrorPage> {
     let p: Params = query(raw)?;
     let after = param("after", p.after)?;
     if let Some(a) = &after {
@@ -72,14 +68,20 @@ async fn render(
     };
     let next = (entries.len() == PAGE_ROWS)
         .then(|| {
-            entries
-                .last()
-                .map(|(c, _)| serde_urlencoded::to_string([("after", c.as_str())]).unwrap_or_default())
+            entries.last().map(|(c, _)| {
+                serde_urlencoded::to_string([("after", c.as_str())]).unwrap_or_default()
+            })
         })
         .flatten();
     let body = html(
         "{}{}{}",
         &[&empty, &list, &next_link("/console/revocations", next)],
     );
-    Ok(console_page(state, op, "/console/revocations", "Revocations", body))
+    Ok(console_page(
+        state,
+        op,
+        "/console/revocations",
+        "Revocations",
+        body,
+    ))
 }

@@ -47,11 +47,7 @@ pub(super) async fn page(
     }
 }
 
-async fn render(
-    state: &AppState,
-    op: &Operator,
-    raw: Option<&str>,
-) -> Result<Response, ErrorPage> {
+async fn render(state: &AppState, op: &Operator, raw: Option<&str>) -> Result<Response, ErrorPage> {
     let filters: Filters = query(raw)?;
     let now = state.now();
     let mut q = filters.to_query(PAGE_ROWS)?;
@@ -76,21 +72,18 @@ async fn render(
             .is_revoked(&t.revocation_id)
             .await
             .map_err(store_error)?;
-        by_agent
-            .entry(t.agent.to_string())
-            .or_default()
-            .push(Live {
-                token_id: t.token_id.clone(),
-                person: e
-                    .person
-                    .as_ref()
-                    .map_or_else(|| "no person".to_owned(), ToString::to_string),
-                chain: e.chain.join(" -> "),
-                capability: e.capability.clone().unwrap_or_default(),
-                issued: when(t.issued_at),
-                expires: when(t.expires_at),
-                revoked,
-            });
+        by_agent.entry(t.agent.to_string()).or_default().push(Live {
+            token_id: t.token_id.clone(),
+            person: e
+                .person
+                .as_ref()
+                .map_or_else(|| "no person".to_owned(), ToString::to_string),
+            chain: e.chain.join(" -> "),
+            capability: e.capability.clone().unwrap_or_default(),
+            issued: when(t.issued_at),
+            expires: when(t.expires_at),
+            revoked,
+        });
     }
     let mut list = Markup::lit("<div id=\"tokens\">");
     for (agent, tokens) in &mut by_agent {

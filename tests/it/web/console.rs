@@ -5,6 +5,9 @@
 use reqwest::header::{COOKIE, LOCATION};
 use reqwest::StatusCode;
 use serde_json::json;
+use tessera::records::{AuditEvent, AuditKind, AuditOutcome};
+use tessera::store::{Approval, ApprovalStatus, AskedCapability};
+use tessera::token::{Action, AgentId, Person, ResourcePattern};
 use tessera::web::page::CSP;
 use tessera::web::{ClientAuth, LoginConfig};
 
@@ -61,11 +64,82 @@ async fn activity(app: &TestApp) -> (TestAgent, String, String) {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let live = app.inspect(app.mint_ok(&agent, "docs/team-a/q3").await["access_token"].as_str().unwrap());
-    let gone = app.inspect(app.mint_ok(&agent, "docs/team-a/q4").await["access_token"].as_str().unwrap());
-    let r = app.revoke_admin(&json!({ "token_id": gone.token_id })).await;
+    let live = app.inspect(
+        app.mint_ok(&agent, "docs/team-a/q3").await["access_token"]
+            .as_str()
+            .unwrap(),
+    );
+    let gone = app.inspect(
+        app.mint_ok(&agent, "docs/team-a/q4").await["access_token"]
+            .as_str()
+            .unwrap(),
+    );
+    let r = app
+        .revoke_admin(&json!({ "token_id": gone.token_id }))
+        .await;
     assert!(r.status.is_success(), "{}", r.text);
+    asked_approval(app, &agent).await;
     (agent, live.token_id, gone.token_id)
+}
+
+/// A pending request for alice's approval, asked by `agent` for the
+/// planner, with its audit record (as `/oauth/bc-authorize` writes them).
+async fn asked_approval(app: &TestApp, agent: &TestAgent) -> String {
+    let now = app.state.now();
+    let issuer = app
+        .state
+        .config
+        .login
+        .as_ref()
+        .map_or("https://idp.example".to_owned(), |l| l.issuer.clone());
+    let alice = Person::parse(&issuer, "alice").unwrap();
+    let id = format!("ar-{}", crate::server::helpers::random_hex(8));
+    let approval = Approval {
+        id: id.clone(),
+        agent: AgentId::parse(&agent.id).unwrap(),
+        prior_actors: vec![AgentId::parse("agent://acme/planner").unwrap()],
+        person: alice.clone(),
+        capability: AskedCapability {
+            action: Action::parse("payments:create").unwrap(),
+            resource: ResourcePattern::parse("invoice:42").unwrap(),
+            audience: None,
+            amount: None,
+            ttl_secs: 300,
+        },
+        binding_message: Some("pay invoice <42>".into()),
+        notification_token: None,
+        created_at: now,
+        expires_at: now + chrono::TimeDelta::seconds(600),
+        interval_secs: 5,
+        status: ApprovalStatus::Pending,
+        decided_by: None,
+        decided_at: None,
+        last_poll: None,
+    };
+    app.state
+        .stores
+        .approvals
+        .create(&approval, now)
+        .await
+        .unwrap();
+    let event = AuditEvent {
+        at: now,
+        kind: AuditKind::Approval,
+        agent: Some(agent.id.clone()),
+        token_id: None,
+        capability: Some("payments:create on invoice:<42>".into()),
+        outcome: AuditOutcome::ApprovalRequested,
+        reason: None,
+        remote_addr: None,
+        chain: vec!["agent://acme/planner".into(), agent.id.clone()],
+        person: Some(alice),
+        amount: None,
+        approval_id: Some(id.clone()),
+        revocation_ids: Vec::new(),
+        service: None,
+    };
+    app.state.stores.audit.append(&event).await.unwrap();
+    id
 }
 
 async fn page(app: &TestApp, path: &str, cookie: &str) -> (StatusCode, String) {
@@ -120,28 +194,49 @@ async fn an_operator_sees_the_agents_tokens_revocations_and_audit_records_of_the
         overview.contains("id=\"checkpoint-status\">verified:"),
         "{overview}"
     );
-    assert!(overview.contains("from every record&#39;s bytes"), "{overview}");
+    assert!(
+        overview.contains("from every record&#39;s bytes"),
+        "{overview}"
+    );
 
     let (s, agents) = page(&app, "/console/agents", &alice).await;
     assert_eq!(s, StatusCode::OK);
     assert!(agents.contains(&agent.id), "{agents}");
-    assert!(agents.contains("Planner &lt;b&gt;beta&lt;/b&gt;"), "{agents}");
-    assert!(!agents.contains("<b>beta"), "markup from a description is escaped");
+    assert!(
+        agents.contains("Planner &lt;b&gt;beta&lt;/b&gt;"),
+        "{agents}"
+    );
+    assert!(
+        !agents.contains("<b>beta"),
+        "markup from a description is escaped"
+    );
     assert!(agents.contains("docs/team-a/*"), "{agents}");
 
     let (s, tokens) = page(&app, "/console/tokens", &alice).await;
     assert_eq!(s, StatusCode::OK);
-    let at = |t: &str| tokens.find(t).unwrap_or_else(|| panic!("{t} missing: {tokens}"));
+    let at = |t: &str| {
+        tokens
+            .find(t)
+            .unwrap_or_else(|| panic!("{t} missing: {tokens}"))
+    };
     assert!(tokens[at(&live)..].contains("live"), "{tokens}");
     assert!(tokens[at(&gone)..].contains("revoked"), "{tokens}");
-    let (_, other) = page(&app, "/console/tokens?agent=agent%3A%2F%2Facme%2Fnobody", &alice).await;
+    let (_, other) = page(
+        &app,
+        "/console/tokens?agent=agent%3A%2F%2Facme%2Fnobody",
+        &alice,
+    )
+    .await;
     assert!(!other.contains(&live), "the agent filter applies");
 
     let (s, revocations) = page(&app, "/console/revocations", &alice).await;
     assert_eq!(s, StatusCode::OK);
     assert!(revocations.contains(&gone), "{revocations}");
 
-    let q = format!("/console/audit?agent={}&kind=mint", super::super::server::helpers::segment(&agent.id));
+    let q = format!(
+        "/console/audit?agent={}&kind=mint",
+        super::super::server::helpers::segment(&agent.id)
+    );
     let (s, audit) = page(&app, &q, &alice).await;
     assert_eq!(s, StatusCode::OK, "{audit}");
     assert!(audit.contains(&live) && audit.contains(&gone), "{audit}");
@@ -153,7 +248,38 @@ async fn an_operator_sees_the_agents_tokens_revocations_and_audit_records_of_the
 
     let (s, approvals) = page(&app, "/console/approvals", &alice).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(approvals.contains("No request for approval matches"), "{approvals}");
+    assert!(approvals.contains(">pending<"), "{approvals}");
+    assert!(approvals.contains("pay invoice &lt;42&gt;"), "{approvals}");
+
+    // The approval's record: person -> agent -> sub-agent -> action -> outcome.
+    let q = format!(
+        "/console/audit?agent={}&kind=approval",
+        super::super::server::helpers::segment(&agent.id)
+    );
+    let (s, audit) = page(&app, &q, &alice).await;
+    assert_eq!(s, StatusCode::OK, "{audit}");
+    let chain = audit
+        .split("<p class=\"chain\">")
+        .nth(1)
+        .and_then(|c| c.split("</p>").next())
+        .unwrap_or_else(|| panic!("no chain: {audit}"));
+    let order = [
+        "alice at",
+        "agent://acme/planner",
+        agent.id.as_str(),
+        "payments:create on invoice:&lt;42&gt;",
+        "approval requested",
+    ];
+    let at: Vec<usize> = order
+        .iter()
+        .map(|t| {
+            chain
+                .find(t)
+                .unwrap_or_else(|| panic!("{t} not in {chain}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{chain}");
+    assert!(!audit.contains("invoice:<42>"), "escaped");
 }
 
 #[tokio::test]
@@ -184,7 +310,9 @@ async fn sign_in(app: &TestApp, token: &str, origin: Option<&str>) -> reqwest::R
         .post(app.url("/console/login"))
         .form(&[("token", token), ("return_to", "/console/agents")]);
     if let Some(o) = origin {
-        req = req.header("origin", o).header("sec-fetch-site", "cross-site");
+        req = req
+            .header("origin", o)
+            .header("sec-fetch-site", "cross-site");
     }
     req.send().await.unwrap()
 }
@@ -208,7 +336,11 @@ async fn the_admin_token_signs_in_only_where_no_idp_login_is_configured() {
         .unwrap()
         .to_owned();
     let r = sign_in(&app, &agents_token, None).await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN, "an agent's token is no admin token");
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "an agent's token is no admin token"
+    );
     let cross = sign_in(&app, &app.admin_token(), Some("https://evil.example")).await;
     assert_eq!(cross.status(), StatusCode::FORBIDDEN);
     assert!(set_cookie(&cross, "tessera-console").is_none());
@@ -225,7 +357,10 @@ async fn the_admin_token_signs_in_only_where_no_idp_login_is_configured() {
         assert_eq!(status, StatusCode::OK, "{p}: {body}");
         assert!(body.contains("operator (admin token)"), "{p}");
     }
-    assert!(page(&app, "/console/agents", &cookie).await.1.contains(&agent.id));
+    assert!(page(&app, "/console/agents", &cookie)
+        .await
+        .1
+        .contains(&agent.id));
     let (status, _) = page(&app, "/console/audit?after=%3Cx%3E", &cookie).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
@@ -254,7 +389,10 @@ async fn revoking_the_admin_token_ends_its_console_sign_in() {
     let app = TestApp::spawn().await;
     let token = app.admin_token();
     let ok = sign_in(&app, &token, None).await;
-    let cookie = format!("tessera-console={}", set_cookie(&ok, "tessera-console").unwrap());
+    let cookie = format!(
+        "tessera-console={}",
+        set_cookie(&ok, "tessera-console").unwrap()
+    );
     assert_eq!(page(&app, "/console", &cookie).await.0, StatusCode::OK);
     let r = app.revoke_admin(&json!({ "token": token })).await;
     assert!(r.status.is_success(), "{}", r.text);
@@ -284,6 +422,8 @@ async fn the_browser_operator_logs_in_and_visits_every_console_page() {
     assert_eq!(r["revokedShown"], true, "{r}");
     assert_eq!(r["auditChain"], true, "{r}");
     assert_eq!(r["approvalsPage"], "Approvals", "{r}");
+    assert_eq!(r["approvalPending"], true, "{r}");
+    assert_eq!(r["personChain"], true, "{r}");
     assert_eq!(r["scripts"], 0, "{r}");
     assert_eq!(r["signedOut"], "Signed out", "{r}");
 }

@@ -3,7 +3,7 @@
 //! attacks on it.
 
 mod attack;
-mod console;
 pub mod browser;
+mod console;
 pub mod fixture;
 mod login;
