@@ -16,7 +16,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chrono::Utc;
 use serde::Deserialize;
 
 use super::operator::{admin_session, signout_ok, AdminSession, OPERATOR_COOKIE};
@@ -170,7 +169,7 @@ fn signed_in(
         .cookies()
         .set(&name, &sealed, max_age)
         .ok_or_else(internal)?;
-    tracing::info!(at = %Utc::now().timestamp(), "console: operator signed in with an admin token");
+    tracing::info!("console: operator signed in with an admin token");
     let mut r = see_other(return_to);
     r.headers_mut().append(header::SET_COOKIE, cookie);
     Ok(r)
