@@ -427,3 +427,40 @@ async fn the_browser_operator_logs_in_and_visits_every_console_page() {
     assert_eq!(r["scripts"], 0, "{r}");
     assert_eq!(r["signedOut"], "Signed out", "{r}");
 }
+
+#[tokio::test]
+async fn on_redis_the_console_shows_the_same_records_and_pages_by_its_cursors() {
+    let Some(app) = TestApp::spawn_redis().await else {
+        return;
+    };
+    let (agent, live, gone) = activity(&app).await;
+    let ok = sign_in(&app, &app.admin_token(), None).await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    let cookie = format!(
+        "tessera-console={}",
+        set_cookie(&ok, "tessera-console").unwrap()
+    );
+    let (s, overview) = page(&app, "/console", &cookie).await;
+    assert_eq!(s, StatusCode::OK, "{overview}");
+    assert!(
+        overview.contains("id=\"checkpoint-status\">verified:"),
+        "{overview}"
+    );
+    let (_, tokens) = page(&app, "/console/tokens", &cookie).await;
+    assert!(tokens.contains(&live) && tokens.contains(&gone), "{tokens}");
+    let (_, approvals) = page(&app, "/console/approvals", &cookie).await;
+    assert!(approvals.contains(">pending<"), "{approvals}");
+    let (_, revocations) = page(&app, "/console/revocations", &cookie).await;
+    assert!(revocations.contains(&gone), "{revocations}");
+    let (_, audit) = page(&app, "/console/audit", &cookie).await;
+    assert!(
+        audit.contains(&agent.id) && audit.contains(&live),
+        "{audit}"
+    );
+    // A Redis stream id past everything: a valid cursor, an empty page.
+    let (s, empty) = page(&app, "/console/audit?after=99999999999999-0", &cookie).await;
+    assert_eq!(s, StatusCode::OK, "{empty}");
+    assert!(empty.contains("No record matches"), "{empty}");
+    let (s, _) = page(&app, "/console/revocations?after=not-a-cursor", &cookie).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
