@@ -212,6 +212,17 @@ async fn an_operator_sees_the_agents_tokens_revocations_and_audit_records_of_the
     );
     assert!(agents.contains("docs/team-a/*"), "{agents}");
 
+    for p in PAGES {
+        let (_, body) = page(&app, p, &alice).await;
+        assert_eq!(
+            body.matches("method=\"post\"").count(),
+            1,
+            "{p}: read-only, its one POST form is the sign-out: {body}"
+        );
+        assert!(body.contains("action=\"/logout\""), "{p}");
+        assert!(!body.contains("<script"), "{p}");
+    }
+
     let (s, tokens) = page(&app, "/console/tokens", &alice).await;
     assert_eq!(s, StatusCode::OK);
     let at = |t: &str| {
