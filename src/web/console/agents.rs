@@ -1,17 +1,18 @@
-//! `GET /console/agents`: registered agents and their ceilings (the first
-//! [`MAX_AGENTS`], by id).
+//! `GET /console/agents`: registered agents and their ceilings,
+//! [`MAX_AGENTS`] a page by id (`after`: the last id of the page before).
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
-use super::chrome::{console_page, store_error, when};
+use super::chrome::{console_page, next_link, param, query, store_error, when};
 use super::Operator;
 use crate::server::AppState;
 use crate::store::AgentRecord;
 use crate::web::page::{html, Markup};
 
-/// Most agents shown.
-pub const MAX_AGENTS: usize = 500;
+/// Most agents a page.
+pub const MAX_AGENTS: usize = 100;
 
 fn joined<T: ToString>(items: &[T]) -> String {
     if items.is_empty() {
@@ -68,27 +69,47 @@ pub(super) fn encoded(s: &str) -> String {
         .unwrap_or_default()
 }
 
-pub(super) async fn page(State(state): State<AppState>, op: Operator) -> Response {
-    let agents = match state.stores.agents.list().await {
+#[derive(Debug, Deserialize)]
+struct Params {
+    after: Option<String>,
+}
+
+pub(super) async fn page(
+    State(state): State<AppState>,
+    op: Operator,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let after = match query::<Params>(raw.as_deref()).and_then(|p| param("after", p.after)) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let agents = match state
+        .stores
+        .agents
+        .list_page(after.as_deref(), MAX_AGENTS)
+        .await
+    {
         Ok(a) => a,
         Err(e) => return store_error(e).into_response(),
     };
-    let total = agents.len();
     let mut list = Markup::lit("<ul class=\"cards\" id=\"agents\">");
-    for a in agents.iter().take(MAX_AGENTS) {
+    for a in &agents {
         list.push(card(a));
     }
     list.push(Markup::lit("</ul>"));
-    let note = if total == 0 {
-        Markup::lit("<p class=\"muted\">No agent is registered.</p>")
-    } else if total > MAX_AGENTS {
-        html(
-            "<p class=\"muted\">The first {} of {} agents, by id.</p>",
-            &[&MAX_AGENTS, &total],
-        )
+    let note = if agents.is_empty() {
+        Markup::lit("<p class=\"muted\">No agent is registered (after this point).</p>")
     } else {
-        html("<p class=\"muted\">{} agents, by id.</p>", &[&total])
+        Markup::lit("<p class=\"muted\">Agents by id.</p>")
     };
+    let next = (agents.len() == MAX_AGENTS)
+        .then(|| {
+            agents.last().map(|a| {
+                serde_urlencoded::to_string([("after", a.id.as_str())]).unwrap_or_default()
+            })
+        })
+        .flatten();
+    let list = html("{}{}", &[&list, &next_link("/console/agents", next)]);
     console_page(
         &state,
         &op,

@@ -17,6 +17,9 @@ use crate::tlog::merkle::leaf_hash;
 use crate::tlog::{Checkpoint, MemoryTree};
 use crate::web::page::{html, Markup};
 
+/// Agents counted at most (more show as `1000+`).
+pub const MAX_COUNTED: usize = 1000;
+
 /// Logs up to this many records are recomputed from their leaf bytes.
 pub const RECOMPUTE_FROM_LEAVES: u64 = 10_000;
 
@@ -27,20 +30,22 @@ enum Status {
 }
 
 pub(super) async fn page(State(state): State<AppState>, op: Operator) -> Response {
-    let agents = match state.stores.agents.list().await {
+    let agents = match state.stores.agents.list_page(None, MAX_COUNTED + 1).await {
         Ok(a) => a,
         Err(e) => return store_error(e).into_response(),
     };
-    let disabled = agents.iter().filter(|a| a.disabled).count();
+    let over = if agents.len() > MAX_COUNTED { "+" } else { "" };
+    let counted = &agents[..agents.len().min(MAX_COUNTED)];
+    let disabled = counted.iter().filter(|a| a.disabled).count();
     let size = match state.stores.tree.tree_size().await {
         Ok(s) => s,
         Err(e) => return store_error(e).into_response(),
     };
     let counts = html(
-        "<dl class=\"counts\"><dt>Agents</dt><dd id=\"count-agents\">{}</dd>\
-         <dt>Disabled agents</dt><dd>{}</dd>\
+        "<dl class=\"counts\"><dt>Agents</dt><dd id=\"count-agents\">{}{}</dd>\
+         <dt>Disabled agents</dt><dd>{}{}</dd>\
          <dt>Audit records</dt><dd id=\"count-audit\">{}</dd></dl>",
-        &[&agents.len(), &disabled, &size],
+        &[&counted.len(), &over, &disabled, &over, &size],
     );
     let checkpoint = checkpoint_section(&state).await;
     let body = html("{}<h2>Latest checkpoint</h2>{}", &[&counts, &checkpoint]);
