@@ -384,6 +384,27 @@ async fn the_admin_token_signs_in_only_where_no_idp_login_is_configured() {
         .await
         .unwrap();
     assert_eq!(out.status(), StatusCode::FORBIDDEN);
+    let (_, overview) = page(&app, "/console", &cookie).await;
+    let csrf = overview
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .expect("the sign-out form's token");
+    let out = plain()
+        .post(app.url("/console/logout"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+    assert!(
+        out.headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("tessera-console=;")),
+        "the sign-in cookie is removed"
+    );
 
     // Where [login] is configured, the admin token signs nobody in.
     let Some(idp) = TestIdp::start() else { return };
