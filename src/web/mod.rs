@@ -14,6 +14,8 @@
 //! Nothing here keeps server-side state: the pending login and the session
 //! live in signed cookies, so a stranger cannot grow memory or disk.
 
+mod approval;
+mod approval_view;
 pub mod config;
 pub mod console;
 pub mod cookie;
@@ -170,6 +172,8 @@ pub fn routes() -> Router<AppState> {
         .route("/login/callback", get(login::callback))
         .route("/logout", post(login::logout))
         .route("/me", get(me::me))
+        .route("/approvals", get(approval::list))
+        .route("/approvals/{id}", approval::one())
         .merge(console::routes())
         .layer(middleware::map_response(page::with_secure_headers))
         .route(page::STYLESHEET_PATH, get(page::stylesheet))
