@@ -62,6 +62,13 @@ pub trait AgentStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
     /// Every registered agent (disabled ones too), ordered by id.
     async fn list(&self) -> Result<Vec<AgentRecord>, StoreError>;
+    /// At most `limit` agents (disabled ones too) with ids after `after`
+    /// (from the first if `None`), ordered by id: the bounded listing.
+    async fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AgentRecord>, StoreError>;
     /// Marks the agent disabled as of `now`. Returns `false` if no agent has
     /// this id.
     async fn disable(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;

@@ -17,6 +17,7 @@
 mod approval;
 mod approval_view;
 pub mod config;
+pub mod console;
 pub mod cookie;
 pub mod csrf;
 pub mod login;
@@ -173,6 +174,7 @@ pub fn routes() -> Router<AppState> {
         .route("/me", get(me::me))
         .route("/approvals", get(approval::list))
         .route("/approvals/{id}", approval::one())
+        .merge(console::routes())
         .layer(middleware::map_response(page::with_secure_headers))
         .route(page::STYLESHEET_PATH, get(page::stylesheet))
 }

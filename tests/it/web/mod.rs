@@ -4,5 +4,6 @@
 
 mod attack;
 pub mod browser;
+mod console;
 pub mod fixture;
 mod login;
