@@ -3,6 +3,8 @@
 //! attacks on it.
 
 mod attack;
+pub mod authorize;
 pub mod browser;
+mod consents;
 pub mod fixture;
 mod login;
