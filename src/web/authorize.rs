@@ -166,8 +166,11 @@ async fn run(
 ) -> Result<Response, Response> {
     let page = |e: ErrorPage| e.into_response();
     let web = web(state).map_err(page)?;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-        .map_err(|_| page(ErrorPage::bad_request("the address of this page is malformed")))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|_| {
+        page(ErrorPage::bad_request(
+            "the address of this page is malformed",
+        ))
+    })?;
     if pairs.len() > super::csrf::MAX_FIELDS {
         return Err(page(ErrorPage::bad_request("too many parameters")));
     }
@@ -180,12 +183,16 @@ async fn run(
         }
     };
     let required = |name: &'static str| {
-        one(name).ok().flatten().filter(|v| !v.is_empty()).ok_or_else(|| {
-            refused(state, "authorize_request");
-            page(ErrorPage::bad_request(format!(
-                "{name} is missing or repeated; this request cannot go back to the application"
-            )))
-        })
+        one(name)
+            .ok()
+            .flatten()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                refused(state, "authorize_request");
+                page(ErrorPage::bad_request(format!(
+                    "{name} is missing or repeated; this request cannot go back to the application"
+                )))
+            })
     };
     let now = state.now();
     let client_id = required("client_id")?;
@@ -203,14 +210,18 @@ async fn run(
     }
     // From here on, refusals go back to the client.
     let client_state = one("state").ok().flatten();
-    let fail = |error: &'static str, d: &str| back_error(state, redirect_uri, error, d, client_state);
+    let fail =
+        |error: &'static str, d: &str| back_error(state, redirect_uri, error, d, client_state);
     if one("state").is_err() || client_state.is_some_and(|s| s.len() > MAX_STATE) {
         return Err(fail("invalid_request", "state is repeated or too long"));
     }
     match one("response_type") {
         Ok(Some("code")) => {}
         Ok(_) => {
-            return Err(fail("unsupported_response_type", "response_type must be code"));
+            return Err(fail(
+                "unsupported_response_type",
+                "response_type must be code",
+            ));
         }
         Err(()) => return Err(fail("invalid_request", "response_type is repeated")),
     }
@@ -223,7 +234,8 @@ async fn run(
     let challenge = match one("code_challenge") {
         Ok(Some(c))
             if c.len() == 43
-                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
         {
             c.to_owned()
         }

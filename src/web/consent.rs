@@ -47,7 +47,10 @@ pub(super) fn render(web: &Web, session: &Session, p: &Pending, sealed: &str) ->
         ));
     }
     let home = match &p.client_uri {
-        Some(u) => html("<p class=\"muted\">Its home page: <code>{}</code></p>", &[u]),
+        Some(u) => html(
+            "<p class=\"muted\">Its home page: <code>{}</code></p>",
+            &[u],
+        ),
         None => Markup::default(),
     };
     let body = html(

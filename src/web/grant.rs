@@ -172,14 +172,30 @@ mod tests {
         assert!(grantable(&held, &rights, &any, &asked, &other, LIMITS).is_none());
         assert!(served(&roles, &any, &aud));
         assert!(!served(&roles, &any, &other));
-        assert_eq!(default_scopes(&held, &aud), acts(&["get_order", "list_orders"]));
+        assert_eq!(
+            default_scopes(&held, &aud),
+            acts(&["get_order", "list_orders"])
+        );
         let nobody = Rights::of(&roles, &["sales".into()], &[]);
-        assert!(grantable(&held(&roles, &nobody), &nobody, &any, &asked, &aud, LIMITS).is_none());
+        assert!(grantable(
+            &super::held(&roles, &nobody),
+            &nobody,
+            &any,
+            &asked,
+            &aud,
+            LIMITS
+        )
+        .is_none());
     }
 
     #[test]
     fn a_registered_agent_gets_no_more_than_its_ceiling() {
-        let roles = vec![role("orders", &["get_order", "list_orders"], &["orders*"], MCP)];
+        let roles = vec![role(
+            "orders",
+            &["get_order", "list_orders"],
+            &["orders*"],
+            MCP,
+        )];
         let rights = Rights::of(&roles, &["finance".into()], &[]);
         let aud = Audience::parse(MCP).unwrap();
         let ceiling = Ceiling {

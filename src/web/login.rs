@@ -55,7 +55,11 @@ struct Pending {
 /// carries URLs there), at most [`MAX_RETURN_TO`] bytes.
 pub fn safe_return_to(s: &str) -> Option<&str> {
     let b = s.as_bytes();
-    let path = s.split(['?', '#']).next().unwrap_or("").to_ascii_lowercase();
+    let path = s
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let ok = !s.is_empty()
         && s.len() <= MAX_RETURN_TO
         && b[0] == b'/'

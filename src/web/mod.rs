@@ -176,7 +176,10 @@ pub fn routes() -> Router<AppState> {
         .route("/login/callback", get(login::callback))
         .route("/logout", post(login::logout))
         .route("/me", get(me::me))
-        .route("/oauth/authorize", get(authorize::authorize).post(consent::decide))
+        .route(
+            "/oauth/authorize",
+            get(authorize::authorize).post(consent::decide),
+        )
         .route("/consents", get(consents::list))
         .route("/consents/withdraw", post(consents::withdraw))
         .layer(middleware::map_response(page::with_secure_headers))

@@ -253,7 +253,12 @@ pub async fn a_person_remembers_at_most_the_bounded_number_of_consents(stores: &
 pub async fn a_remembered_consent_lists_its_families_until_withdrawn(stores: &Stores) {
     let now = wall_clock();
     let s = &stores.authcodes;
-    let c = consent("https://f.example/c", "https://mcp.example/", &["get_order"], now);
+    let c = consent(
+        "https://f.example/c",
+        "https://mcp.example/",
+        &["get_order"],
+        now,
+    );
     let bob = Person::parse("https://idp.example", "bob").unwrap();
     assert!(!s
         .add_consent_family(&alice(), &c.client_id, &c.resource, "f0")

@@ -108,7 +108,11 @@ impl World {
 
     /// The usual request with `name` set to `value` (`None`: left out).
     pub fn with(&self, name: &'static str, value: Option<&str>) -> String {
-        let mut p: Vec<_> = self.params().into_iter().filter(|(k, _)| *k != name).collect();
+        let mut p: Vec<_> = self
+            .params()
+            .into_iter()
+            .filter(|(k, _)| *k != name)
+            .collect();
         if let Some(v) = value {
             p.push((name, v.to_owned()));
         }
@@ -117,7 +121,10 @@ impl World {
 
     /// A logged-in person's session cookie header value.
     pub async fn session(&self, person: &str) -> String {
-        format!("tessera-session={}", login(&self.app, &self.idp, person).await)
+        format!(
+            "tessera-session={}",
+            login(&self.app, &self.idp, person).await
+        )
     }
 
     /// Redeems `code` as the public client.
@@ -154,16 +161,30 @@ impl World {
 /// The value of the hidden field `name` in `html`.
 pub fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let at = html.find(&marker).unwrap_or_else(|| panic!("no {name} in {html}")) + marker.len();
+    let at = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
     html[at..].split('"').next().unwrap().to_owned()
 }
 
 /// The consent page of `url` for `cookie`: its HTML.
 pub async fn consent_page(url: &str, cookie: &str) -> String {
     let resp = get_with(url, Some(cookie)).await;
-    assert_eq!(resp.status(), StatusCode::OK, "{:?}", resp.headers().get(LOCATION));
-    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "{:?}",
+        resp.headers().get(LOCATION)
+    );
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
     resp.text().await.unwrap()
 }
 
@@ -175,7 +196,10 @@ pub async fn post_form(
     form: &[(&str, &str)],
     origin: Option<&str>,
 ) -> reqwest::Response {
-    let mut req = plain().post(app.url(path)).header(COOKIE, cookie).form(form);
+    let mut req = plain()
+        .post(app.url(path))
+        .header(COOKIE, cookie)
+        .form(form);
     if let Some(o) = origin {
         req = req.header(ORIGIN, o);
     }
@@ -195,14 +219,27 @@ pub fn back_params(resp: &reqwest::Response, redirect: &str) -> Vec<(String, Str
 }
 
 pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Approves `scopes` on the page of `url`; the code.
-pub async fn approve(w: &World, cookie: &str, url: &str, scopes: &[&str], remember: bool) -> String {
+pub async fn approve(
+    w: &World,
+    cookie: &str,
+    url: &str,
+    scopes: &[&str],
+    remember: bool,
+) -> String {
     let html = consent_page(url, cookie).await;
     let (request, csrf) = (hidden(&html, "request"), hidden(&html, "csrf"));
-    let mut form = vec![("request", request.as_str()), ("csrf", csrf.as_str()), ("decision", "approve")];
+    let mut form = vec![
+        ("request", request.as_str()),
+        ("csrf", csrf.as_str()),
+        ("decision", "approve"),
+    ];
     form.extend(scopes.iter().map(|s| ("scope", *s)));
     if remember {
         form.push(("remember", "1"));
@@ -239,9 +276,18 @@ async fn a_person_logs_in_consents_and_the_client_gets_a_token_for_them_at_that_
         .json()
         .await
         .unwrap();
-    assert_eq!(meta["authorization_endpoint"], w.app.url("/oauth/authorize"));
-    assert_eq!(meta["response_types_supported"], serde_json::json!(["code"]));
-    assert_eq!(meta["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        meta["authorization_endpoint"],
+        w.app.url("/oauth/authorize")
+    );
+    assert_eq!(
+        meta["response_types_supported"],
+        serde_json::json!(["code"])
+    );
+    assert_eq!(
+        meta["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
     assert_eq!(meta["client_id_metadata_document_supported"], true);
     assert_eq!(
@@ -254,29 +300,50 @@ async fn a_person_logs_in_consents_and_the_client_gets_a_token_for_them_at_that_
     let resp = get_with(&url, None).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let to_login = resp.headers()[LOCATION].to_str().unwrap().to_owned();
-    assert!(to_login.starts_with("/login?return_to=%2Foauth%2Fauthorize%3F"), "{to_login}");
+    assert!(
+        to_login.starts_with("/login?return_to=%2Foauth%2Fauthorize%3F"),
+        "{to_login}"
+    );
     let login = get_with(&w.app.url(&to_login), None).await;
-    assert_eq!(login.status(), StatusCode::SEE_OTHER, "the login accepts the authorize URL");
-    assert!(login.headers()[LOCATION].to_str().unwrap().starts_with(&w.idp.issuer));
+    assert_eq!(
+        login.status(),
+        StatusCode::SEE_OTHER,
+        "the login accepts the authorize URL"
+    );
+    assert!(login.headers()[LOCATION]
+        .to_str()
+        .unwrap()
+        .starts_with(&w.idp.issuer));
 
     let alice = w.session("alice").await;
     let html = consent_page(&url, &alice).await;
     assert!(html.contains("Test &lt;client&gt;"), "{html}");
     assert!(html.contains(&w.client_id) && html.contains(MCP), "{html}");
-    assert!(html.contains("value=\"get_order\" checked") && html.contains("value=\"list_orders\" checked"));
-    assert!(!html.contains("create_order"), "only what was asked is offered");
+    assert!(
+        html.contains("value=\"get_order\" checked")
+            && html.contains("value=\"list_orders\" checked")
+    );
+    assert!(
+        !html.contains("create_order"),
+        "only what was asked is offered"
+    );
     let code = approve(&w, &alice, &url, &["get_order", "list_orders"], false).await;
     let r = w.redeem(&code).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["scope"], "get_order list_orders");
     let g = allowed(&w, r.token(), "get_order").unwrap();
     let person = g.on_behalf.unwrap().person;
-    assert_eq!((person.issuer(), person.subject()), (w.idp.issuer.as_str(), "alice"));
+    assert_eq!(
+        (person.issuer(), person.subject()),
+        (w.idp.issuer.as_str(), "alice")
+    );
     assert_eq!(g.chain[0].as_str(), w.client_id);
     assert!(allowed(&w, r.token(), "list_orders").is_ok());
     assert!(allowed(&w, r.token(), "create_order").is_err());
     // The code is single use.
-    w.redeem(&code).await.assert_oauth_error(400, "invalid_grant");
+    w.redeem(&code)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
 }
 
 #[tokio::test]
@@ -296,12 +363,19 @@ async fn missing_or_plain_pkce_goes_back_with_invalid_request_and_iss() {
         assert!(param(&p, "code").is_none());
     }
     // Without a state, none comes back; iss always does.
-    let mut no_state: Vec<_> = w.params().into_iter().filter(|(k, _)| *k != "state").collect();
+    let mut no_state: Vec<_> = w
+        .params()
+        .into_iter()
+        .filter(|(k, _)| *k != "state")
+        .collect();
     no_state.retain(|(k, _)| *k != "code_challenge_method");
     let p = back_params(&get_with(&w.url(&no_state), None).await, &w.redirect);
     assert!(param(&p, "state").is_none());
     assert_eq!(param(&p, "iss"), Some(w.app.state.issuer.as_ref()));
-    let p = back_params(&get_with(&w.with("response_type", Some("token")), None).await, &w.redirect);
+    let p = back_params(
+        &get_with(&w.with("response_type", Some("token")), None).await,
+        &w.redirect,
+    );
     assert_eq!(param(&p, "error"), Some("unsupported_response_type"));
 }
 
@@ -343,7 +417,10 @@ async fn a_missing_or_unknown_resource_is_invalid_target() {
         assert_eq!(param(&p, "error"), Some("invalid_target"), "{url}");
         assert_eq!(param(&p, "iss"), Some(w.app.state.issuer.as_ref()));
     }
-    let p = back_params(&get_with(&w.with("scope", Some("bad scope!")), None).await, &w.redirect);
+    let p = back_params(
+        &get_with(&w.with("scope", Some("bad scope!")), None).await,
+        &w.redirect,
+    );
     assert_eq!(param(&p, "error"), Some("invalid_scope"));
 }
 
@@ -358,15 +435,52 @@ async fn the_consent_form_needs_its_csrf_token_its_request_and_the_same_origin()
     let other = consent_page(&w.with("scope", Some("get_order")), &alice).await;
     let other_csrf = hidden(&other, "csrf");
     let cases: Vec<(Vec<(&str, &str)>, Option<&str>, u16)> = vec![
-        (vec![("request", &request), ("decision", "approve"), ("scope", "get_order")], None, 403),
-        (vec![("request", &request), ("csrf", &other_csrf), ("decision", "approve")], None, 403),
-        (vec![("request", &request), ("csrf", "AAAA"), ("decision", "approve")], None, 403),
         (
-            vec![("request", &request), ("csrf", &csrf), ("decision", "approve"), ("scope", "get_order")],
+            vec![
+                ("request", &request),
+                ("decision", "approve"),
+                ("scope", "get_order"),
+            ],
+            None,
+            403,
+        ),
+        (
+            vec![
+                ("request", &request),
+                ("csrf", &other_csrf),
+                ("decision", "approve"),
+            ],
+            None,
+            403,
+        ),
+        (
+            vec![
+                ("request", &request),
+                ("csrf", "AAAA"),
+                ("decision", "approve"),
+            ],
+            None,
+            403,
+        ),
+        (
+            vec![
+                ("request", &request),
+                ("csrf", &csrf),
+                ("decision", "approve"),
+                ("scope", "get_order"),
+            ],
             Some("https://evil.example"),
             403,
         ),
-        (vec![("csrf", &csrf), ("decision", "approve"), ("scope", "get_order")], None, 400),
+        (
+            vec![
+                ("csrf", &csrf),
+                ("decision", "approve"),
+                ("scope", "get_order"),
+            ],
+            None,
+            400,
+        ),
     ];
     for (form, origin, status) in cases {
         let resp = post_form(&w.app, "/oauth/authorize", &alice, &form, origin).await;
@@ -380,13 +494,24 @@ async fn the_consent_form_needs_its_csrf_token_its_request_and_the_same_origin()
         &w.app,
         "/oauth/authorize",
         &alice,
-        &[("request", &altered), ("csrf", &csrf), ("decision", "approve")],
+        &[
+            ("request", &altered),
+            ("csrf", &csrf),
+            ("decision", "approve"),
+        ],
         None,
     )
     .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     // Without a session: refused.
-    let resp = post_form(&w.app, "/oauth/authorize", "", &[("request", &request), ("csrf", &csrf)], None).await;
+    let resp = post_form(
+        &w.app,
+        "/oauth/authorize",
+        "",
+        &[("request", &request), ("csrf", &csrf)],
+        None,
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // The untouched form still works, and deny goes back with access_denied.
     let resp = post_form(
@@ -414,7 +539,12 @@ async fn a_consent_form_posted_by_another_person_is_refused() {
         &w.app,
         "/oauth/authorize",
         &bob,
-        &[("request", &request), ("csrf", &csrf), ("decision", "approve"), ("scope", "get_order")],
+        &[
+            ("request", &request),
+            ("csrf", &csrf),
+            ("decision", "approve"),
+            ("scope", "get_order"),
+        ],
         None,
     )
     .await;
@@ -430,10 +560,20 @@ async fn a_consent_form_posted_by_another_person_is_refused() {
 async fn approving_a_subset_grants_only_the_subset() {
     let Some(w) = world().await else { return };
     let alice = w.session("alice").await;
-    let code = approve(&w, &alice, &w.url(&w.params()), &["list_orders", "create_order"], false).await;
+    let code = approve(
+        &w,
+        &alice,
+        &w.url(&w.params()),
+        &["list_orders", "create_order"],
+        false,
+    )
+    .await;
     let r = w.redeem(&code).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["scope"], "list_orders", "a scope not offered is not granted");
+    assert_eq!(
+        r.json["scope"], "list_orders",
+        "a scope not offered is not granted"
+    );
     assert!(allowed(&w, r.token(), "list_orders").is_ok());
     assert!(allowed(&w, r.token(), "get_order").is_err());
     // Nothing ticked is a denial.
@@ -442,11 +582,18 @@ async fn approving_a_subset_grants_only_the_subset() {
         &w.app,
         "/oauth/authorize",
         &alice,
-        &[("request", &hidden(&html, "request")), ("csrf", &hidden(&html, "csrf")), ("decision", "approve")],
+        &[
+            ("request", &hidden(&html, "request")),
+            ("csrf", &hidden(&html, "csrf")),
+            ("decision", "approve"),
+        ],
         None,
     )
     .await;
-    assert_eq!(param(&back_params(&resp, &w.redirect), "error"), Some("access_denied"));
+    assert_eq!(
+        param(&back_params(&resp, &w.redirect), "error"),
+        Some("access_denied")
+    );
 }
 
 #[tokio::test]
@@ -454,7 +601,9 @@ async fn a_remembered_consent_skips_the_page_until_withdrawn_and_withdrawing_end
     let Some(w) = world().await else { return };
     let alice = w.session("alice").await;
     let url = w.url(&w.params());
-    let first = w.redeem(&approve(&w, &alice, &url, &["get_order", "list_orders"], true).await).await;
+    let first = w
+        .redeem(&approve(&w, &alice, &url, &["get_order", "list_orders"], true).await)
+        .await;
     assert_eq!(first.status, 200, "{}", first.text);
     // Again: no page, a code at once.
     let resp = get_with(&url, Some(&alice)).await;
@@ -481,9 +630,20 @@ async fn a_remembered_consent_skips_the_page_until_withdrawn_and_withdrawing_end
     };
     let send = |f: Vec<(String, String)>, cookie: String| {
         let app_url = w.app.url("/consents/withdraw");
-        async move { plain().post(app_url).header(COOKIE, cookie).form(&f).send().await.unwrap() }
+        async move {
+            plain()
+                .post(app_url)
+                .header(COOKIE, cookie)
+                .form(&f)
+                .send()
+                .await
+                .unwrap()
+        }
     };
-    assert_eq!(send(form("forged"), alice.clone()).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(form("forged"), alice.clone()).await.status(),
+        StatusCode::FORBIDDEN
+    );
     let bob = w.session("bob").await;
     assert_eq!(send(form(&csrf), bob).await.status(), StatusCode::FORBIDDEN);
     let resp = send(form(&csrf), alice.clone()).await;
@@ -493,14 +653,30 @@ async fn a_remembered_consent_skips_the_page_until_withdrawn_and_withdrawing_end
     // Both refresh families are over, and their access tokens revoked.
     for r in [&first, &second] {
         let refresh = r.json["refresh_token"].as_str().unwrap();
-        w.refresh(refresh).await.assert_oauth_error(400, "invalid_grant");
+        w.refresh(refresh)
+            .await
+            .assert_oauth_error(400, "invalid_grant");
         let id = w.app.inspect(r.token()).blocks[0].revocation_id.clone();
-        assert!(w.app.state.stores.revocations.is_revoked(&id).await.unwrap());
+        assert!(w
+            .app
+            .state
+            .stores
+            .revocations
+            .is_revoked(&id)
+            .await
+            .unwrap());
     }
-    let html = get_with(&w.app.url("/consents"), Some(&alice)).await.text().await.unwrap();
+    let html = get_with(&w.app.url("/consents"), Some(&alice))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains("no remembered consents"), "{html}");
     // And the page is shown again.
     assert_eq!(get_with(&url, Some(&alice)).await.status(), StatusCode::OK);
     // Withdrawing what is not there: 404.
-    assert_eq!(send(form(&csrf), alice.clone()).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(form(&csrf), alice.clone()).await.status(),
+        StatusCode::NOT_FOUND
+    );
 }

@@ -17,16 +17,24 @@ async fn a_person_approves_in_a_browser_and_withdraws_on_the_consents_page() {
     let port = listener.local_addr().unwrap().port();
     let app = Router::new().route("/callback", get(|| async { "the client got its answer" }));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let Some(w) = world_on(port).await else { return };
+    let Some(w) = world_on(port).await else {
+        return;
+    };
     let url = w.url(&w.params());
     let Some(out) = browser::run("consent.mjs", &[&url, "alice"]).await else {
         return;
     };
     assert!(
-        out["csp"].as_str().is_some_and(|c| c.contains("default-src 'none'")),
+        out["csp"]
+            .as_str()
+            .is_some_and(|c| c.contains("default-src 'none'")),
         "{out}"
     );
-    assert_eq!(out["scopes"], serde_json::json!(["get_order", "list_orders"]), "{out}");
+    assert_eq!(
+        out["scopes"],
+        serde_json::json!(["get_order", "list_orders"]),
+        "{out}"
+    );
     assert!(out["client"].as_str().unwrap().contains(MCP), "{out}");
     assert_eq!(out["hasCode"], true, "{out}");
     assert_eq!(out["state"], STATE, "{out}");
