@@ -171,12 +171,11 @@ pub fn hidden(html: &str, name: &str) -> String {
 /// The consent page of `url` for `cookie`: its HTML.
 pub async fn consent_page(url: &str, cookie: &str) -> String {
     let resp = get_with(url, Some(cookie)).await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::OK,
-        "{:?}",
-        resp.headers().get(LOCATION)
-    );
+    if resp.status() != StatusCode::OK {
+        let status = resp.status();
+        let location = resp.headers().get(LOCATION).cloned();
+        panic!("{status} {location:?} {}", resp.text().await.unwrap());
+    }
     let csp = resp.headers()["content-security-policy"]
         .to_str()
         .unwrap()
