@@ -9,7 +9,7 @@
 //! Deny, or nothing ticked: `error=access_denied`.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::authorize::{back, back_error, issue_code, Pending, PENDING_LABEL};
 use super::csrf::Form;
-use super::page::{html, page, ErrorPage, Markup};
+use super::page::{html, page, ErrorPage, Markup, CSP};
 use super::session::{LoggedIn, Session};
 use super::{refused, web, Web};
 use crate::server::AppState;
@@ -80,7 +80,35 @@ pub(super) fn render(web: &Web, session: &Session, p: &Pending, sealed: &str) ->
             &session.person.issuer(),
         ],
     );
-    page("Allow access?", body)
+    let mut r = page("Allow access?", body);
+    if let Some(csp) = form_action_csp(&p.redirect_uri) {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    r
+}
+
+/// The pages' CSP with `form-action` also allowing the origin of
+/// `redirect_uri`: browsers apply `form-action` to the redirect that
+/// follows the form, and the answer goes to the client. `None` (the
+/// default CSP stays, and the browser will refuse the redirect) when the
+/// origin cannot be written as a source expression.
+fn form_action_csp(redirect_uri: &str) -> Option<HeaderValue> {
+    let url = reqwest::Url::parse(redirect_uri).ok()?;
+    let source = match url.scheme() {
+        "http" | "https" => url.origin().ascii_serialization(),
+        scheme => format!("{scheme}:"),
+    };
+    let plain = source
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".:/[]-+".contains(&b));
+    if !plain || source == "null" {
+        return None;
+    }
+    let csp = CSP.replace(
+        "form-action 'self'",
+        &format!("form-action 'self' {source}"),
+    );
+    HeaderValue::from_str(&csp).ok()
 }
 
 /// `POST /oauth/authorize`: the person's decision.
@@ -191,4 +219,28 @@ async fn run(
         &[("code", &code)],
         client_state,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_may_send_the_browser_to_the_redirect_uri_origin_only() {
+        let csp = |u: &str| form_action_csp(u).map(|v| v.to_str().unwrap().to_owned());
+        let c = csp("http://127.0.0.1:8765/callback?x=1").unwrap();
+        assert!(
+            c.contains("form-action 'self' http://127.0.0.1:8765;"),
+            "{c}"
+        );
+        assert!(
+            c.contains("default-src 'none'") && !c.contains("script-src"),
+            "{c}"
+        );
+        assert!(csp("cursor://anysphere.cursor-retrieval/oauth/callback")
+            .unwrap()
+            .contains("form-action 'self' cursor:;"));
+        assert_eq!(csp("not a url"), None);
+        assert_eq!(csp("a;b:x"), None);
+    }
 }
