@@ -425,7 +425,8 @@ impl SdkClient {
                 let opener = format!("node {}", browser_dir().join("mcp-login.mjs").display());
                 cmd.args(["--open", &opener])
                     .env("TESSERA_PERSON", who)
-                    .env("TESSERA_APPROVE", scopes);
+                    .env("TESSERA_APPROVE", scopes)
+                    .env("TESSERA_REMEMBER", "1");
                 match shots {
                     Some(dir) => cmd.env("TESSERA_SCREENSHOTS", dir),
                     None => cmd.env_remove("TESSERA_SCREENSHOTS"),
