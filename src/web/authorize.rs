@@ -182,25 +182,25 @@ async fn run(
             _ => Err(()),
         }
     };
-    let required = |name: &'static str| {
+    let required = |name: &'static str| -> Result<&str, ErrorPage> {
         one(name)
             .ok()
             .flatten()
             .filter(|v| !v.is_empty())
             .ok_or_else(|| {
                 refused(state, "authorize_request");
-                page(ErrorPage::bad_request(format!(
+                ErrorPage::bad_request(format!(
                     "{name} is missing or repeated; this request cannot go back to the application"
-                )))
+                ))
             })
     };
     let now = state.now();
-    let client_id = required("client_id")?;
+    let client_id = required("client_id").map_err(page)?;
     let client = client(state, client_id, now).await.map_err(|e| {
         refused(state, "authorize_client");
         page(e)
     })?;
-    let redirect_uri = required("redirect_uri")?;
+    let redirect_uri = required("redirect_uri").map_err(page)?;
     if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
         refused(state, "redirect_uri");
         return Err(page(ErrorPage::bad_request(

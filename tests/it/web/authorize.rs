@@ -423,6 +423,9 @@ async fn a_missing_or_unknown_resource_is_invalid_target() {
     assert_eq!(param(&p, "error"), Some("invalid_scope"));
 }
 
+/// A form's fields.
+type Form<'a> = Vec<(&'a str, &'a str)>;
+
 #[tokio::test]
 async fn the_consent_form_needs_its_csrf_token_its_request_and_the_same_origin() {
     let Some(w) = world().await else { return };
@@ -433,7 +436,7 @@ async fn the_consent_form_needs_its_csrf_token_its_request_and_the_same_origin()
     // Another request's page: its token does not fit this request.
     let other = consent_page(&w.with("scope", Some("get_order")), &alice).await;
     let other_csrf = hidden(&other, "csrf");
-    let cases: Vec<(Vec<(&str, &str)>, Option<&str>, u16)> = vec![
+    let cases: Vec<(Form, Option<&str>, u16)> = vec![
         (
             vec![
                 ("request", &request),
