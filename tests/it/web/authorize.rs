@@ -396,6 +396,16 @@ async fn a_redirect_uri_not_in_the_document_gets_an_error_page_never_a_redirect(
     }
     let resp = get_with(&w.with("redirect_uri", None), None).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // The login takes encoded slashes back only in the query (the authorize
+    // URL's shape), never in the path.
+    for raw in [
+        "%2F%252F%252Fevil.example%3Fredirect_uri%3Dhttps%253A%252F%252Fx",
+        "%2F%255Cevil%3Fa%3D%252F",
+    ] {
+        let resp = get_with(&w.app.url(&format!("/login?return_to={raw}")), None).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{raw}");
+        assert!(resp.headers().get(LOCATION).is_none(), "{raw}");
+    }
     // An unknown client, or one that is no metadata document: a page too.
     for client in ["agent://acme/unknown", "http://[::1", ""] {
         let resp = get_with(&w.with("client_id", Some(client)), None).await;
