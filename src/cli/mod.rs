@@ -25,6 +25,8 @@ mod operator;
 mod person;
 #[cfg(feature = "verifier")]
 mod verifier;
+#[cfg(feature = "server")]
+mod webhook;
 
 use crate::token::{
     self, parse_duration, parse_public_key, Action, AgentId, Amount, Audience, Capability, KeySet,
@@ -81,6 +83,10 @@ enum Command {
     /// Read the issuer's audit log, by agent, person or token.
     #[cfg(feature = "server")]
     Audit(audit::AuditArgs),
+    /// Check the signature of a webhook notice (the person's webhook).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -468,6 +474,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Person(cmd) => person::person(cmd)?,
         #[cfg(feature = "server")]
         Command::Audit(args) => audit::audit(args)?,
+        #[cfg(feature = "server")]
+        Command::Webhook(cmd) => webhook::webhook(cmd)?,
         Command::Completions { shell } => help::completions(shell)?,
         Command::Man { out_dir } => help::man(out_dir.as_deref())?,
     }

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod notify;
 pub mod oauth;
 pub mod state;
+pub mod webhook;
 
 use std::future::{Future, IntoFuture};
 use std::io::IsTerminal as _;

@@ -17,6 +17,8 @@
 //! Nothing here keeps server-side state: the pending login and the session
 //! live in signed cookies, so a stranger cannot grow memory or disk.
 
+mod approval;
+mod approval_view;
 mod authorize;
 pub mod config;
 mod consent;
@@ -182,6 +184,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/consents", get(consents::list))
         .route("/consents/withdraw", post(consents::withdraw))
+        .route("/approvals", get(approval::list))
+        .route("/approvals/{id}", approval::one())
         .layer(middleware::map_response(page::with_secure_headers))
         .route(page::STYLESHEET_PATH, get(page::stylesheet))
 }

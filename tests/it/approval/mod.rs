@@ -1,6 +1,10 @@
 //! Asking a person's approval (issue 13): `POST /oauth/bc-authorize`, the
 //! CIBA grant at the token endpoint, the approval policy.
 
+mod e2e;
 mod flow;
+mod page;
+mod page_fixture;
 mod ping;
 mod policy;
+mod webhook;
