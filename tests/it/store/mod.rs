@@ -98,6 +98,7 @@ contract_suite!(
     a_family_keeps_its_newest_tokens_and_can_be_revoked,
     remembered_consents_replace_list_and_are_withdrawn,
     a_person_remembers_at_most_the_bounded_number_of_consents,
+    a_remembered_consent_lists_its_families_until_withdrawn,
     an_approval_is_decided_once_by_its_person_and_collected_once,
     a_denied_or_expired_approval_gives_no_token,
     exactly_one_of_16_concurrent_decisions_and_collections_wins,
