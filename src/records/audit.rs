@@ -29,7 +29,9 @@ pub enum AuditKind {
 /// [`as_str`](Self::as_str): `granted`, `refused`, `summary`, `revoked`,
 /// `denied`, `agent registered`, `agent disabled`, `agent updated`,
 /// `key rotated`, `role granted`, `role revoked`, `consent recorded`,
-/// `consent withdrawn`.
+/// `consent withdrawn`, `approval requested`, `approval approved`,
+/// `approval denied`, `notification delivered`, `notification failed`,
+/// `budget reserved`, `budget committed`, `budget released`.
 ///
 /// A stored outcome this version does not know (written by a newer issuer
 /// or verifier) is kept as [`Other`](Self::Other) with its text, and written

@@ -10,6 +10,8 @@
 //!   budget key or a limit, so it cannot charge or lift a budget its token
 //!   does not declare.
 //!
+//! Each call is audited ([`super::budgets_audit`]).
+//!
 //! The ledger's refusals (exceeded, another currency, an idempotency key
 //! reused for another spend, too many pending) are answered 409 with the
 //! ledger's outcome and an `error` code; an unreachable store 503, so a

@@ -15,6 +15,7 @@ pub mod audit_tlog;
 pub mod authcode;
 pub mod budgets_api;
 pub mod budgets_audit;
+pub mod redirect_uris;
 pub mod ciba;
 pub mod cimd;
 pub mod config;

@@ -8,6 +8,7 @@ mod attack_store;
 mod audit_log;
 mod authcode;
 mod budgets_api;
+mod budgets_audit;
 mod budgets_http;
 mod cimd;
 pub(crate) mod helpers;

@@ -4,6 +4,7 @@
 
 mod attack;
 pub mod authorize;
+mod authorize_agent;
 pub mod browser;
 mod console;
 mod consents;
