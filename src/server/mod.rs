@@ -15,7 +15,6 @@ pub mod audit_tlog;
 pub mod authcode;
 pub mod budgets_api;
 pub mod budgets_audit;
-pub mod redirect_uris;
 pub mod ciba;
 pub mod cimd;
 pub mod config;
@@ -26,6 +25,7 @@ pub mod keyring;
 pub mod metrics;
 pub mod notify;
 pub mod oauth;
+pub mod redirect_uris;
 pub mod state;
 pub mod webhook;
 

@@ -38,7 +38,8 @@ fn check_one(uri: &str) -> Result<(), String> {
     if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("a redirect_uri must not contain whitespace or control characters".into());
     }
-    let parsed = reqwest::Url::parse(uri).map_err(|e| format!("a redirect_uri is not a URL: {e}"))?;
+    let parsed =
+        reqwest::Url::parse(uri).map_err(|e| format!("a redirect_uri is not a URL: {e}"))?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err("a redirect_uri must not hold credentials".into());
     }
@@ -79,7 +80,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok.len(), 4);
-        assert_eq!(ok[3], "http://localhost:8000", "kept as given, not normalized");
+        assert_eq!(
+            ok[3], "http://localhost:8000",
+            "kept as given, not normalized"
+        );
     }
 
     #[test]

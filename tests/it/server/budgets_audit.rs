@@ -26,7 +26,11 @@ async fn spends(app: &TestApp) -> Vec<AuditEvent> {
         .unwrap()
         .into_iter()
         .map(|(_, e)| e)
-        .filter(|e| e.capability.as_deref().is_some_and(|c| c.starts_with("spend ")))
+        .filter(|e| {
+            e.capability
+                .as_deref()
+                .is_some_and(|c| c.starts_with("spend "))
+        })
         .collect()
 }
 
@@ -47,7 +51,11 @@ async fn audit_adds_up(app: TestApp) {
     let minted = budget_token(app.state.ring().active(), Some("trip:100.00EUR"));
     let t = minted.token;
     let mut ids = Vec::new();
-    for (amount, key) in [("30.00EUR", "a-1"), ("20.00EUR", "a-2"), ("10.00EUR", "a-3")] {
+    for (amount, key) in [
+        ("30.00EUR", "a-1"),
+        ("20.00EUR", "a-2"),
+        ("10.00EUR", "a-3"),
+    ] {
         let r = reserve(&app, &t, amount, key).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         ids.push(r.json["id"].as_str().unwrap().to_owned());
@@ -85,13 +93,19 @@ async fn audit_adds_up(app: TestApp) {
         assert_eq!(e.revocation_ids.len(), 1, "{e:?}");
         let cap = e.capability.as_deref().unwrap();
         assert!(cap.contains(&ledger_key), "{cap}");
-        assert!(!cap.contains(&t) && !format!("{e:?}").contains(&t), "no token in the audit");
+        assert!(
+            !cap.contains(&t) && !format!("{e:?}").contains(&t),
+            "no token in the audit"
+        );
     }
 
     // The amount of each reservation, from its `budget reserved` record;
     // the committed ones summed.
     let mut reserved: HashMap<String, i64> = HashMap::new();
-    for e in events.iter().filter(|e| e.outcome.as_str() == "budget reserved") {
+    for e in events
+        .iter()
+        .filter(|e| e.outcome.as_str() == "budget reserved")
+    {
         let id = reservation_of(e.capability.as_deref().unwrap()).unwrap();
         reserved.insert(id.to_owned(), e.amount.as_ref().unwrap().minor());
     }
@@ -109,5 +123,8 @@ async fn audit_adds_up(app: TestApp) {
         .unwrap()
         .unwrap();
     assert_eq!(committed, 5000);
-    assert_eq!(committed, ledger.committed, "the audit adds up to the ledger");
+    assert_eq!(
+        committed, ledger.committed,
+        "the audit adds up to the ledger"
+    );
 }

@@ -3,6 +3,7 @@
 //! binary for crash and SIGHUP behaviour.
 
 mod admin;
+mod agent_redirects;
 mod attack_net;
 mod attack_store;
 mod audit_log;

@@ -11,7 +11,7 @@ use tessera::token::{self, Action, Audience, Request, Resource};
 
 use super::authorize::{approve, consent_page, world, World, MCP, VERIFIER};
 use super::fixture::get_with;
-use crate::server::helpers::{now, Reply, TestAgent};
+use crate::server::helpers::{now, segment, Reply, TestAgent};
 
 const REDIRECT: &str = "https://app.example/cb";
 
@@ -152,7 +152,9 @@ async fn redirect_uris_are_validated_and_without_them_an_agent_cannot_use_author
         json!(["https://app.example/cb#x"]),
         json!(["/cb"]),
         json!(["https://u:p@app.example/cb"]),
-        json!((0..11).map(|i| format!("https://app.example/{i}")).collect::<Vec<_>>()),
+        json!((0..11)
+            .map(|i| format!("https://app.example/{i}"))
+            .collect::<Vec<_>>()),
     ] {
         let r = w
             .app
@@ -173,15 +175,17 @@ async fn redirect_uris_are_validated_and_without_them_an_agent_cannot_use_author
     let patch = |body: serde_json::Value| {
         w.app
             .http
-            .patch(w.app.url(&format!(
-                "/v1/agents/{}",
-                agent.id.replace(':', "%3A").replace('/', "%2F")
-            )))
+            .patch(w.app.url(&format!("/v1/agents/{}", segment(&agent.id))))
             .bearer_auth(w.app.admin_token())
             .json(&body)
             .send()
     };
-    let r = Reply::from(patch(json!({ "redirect_uris": ["ftp://x/cb"] })).await.unwrap()).await;
+    let r = Reply::from(
+        patch(json!({ "redirect_uris": ["ftp://x/cb"] }))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     let r = Reply::from(patch(json!({ "redirect_uris": [] })).await.unwrap()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
