@@ -195,3 +195,23 @@ async fn redirect_uris_are_validated_and_without_them_an_agent_cannot_use_author
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(resp.headers().get(LOCATION).is_none());
 }
+
+#[tokio::test]
+async fn a_disabled_agent_gets_an_error_page_and_no_code() {
+    let Some(mut w) = world().await else { return };
+    let agent = agent_client(&mut w).await;
+    let r = w
+        .app
+        .http
+        .delete(w.app.url(&format!("/v1/agents/{}", segment(&agent.id))))
+        .bearer_auth(w.app.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let alice = w.session("alice").await;
+    let resp = get_with(&w.url(&w.params()), Some(&alice)).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.headers().get(LOCATION).is_none());
+    assert!(resp.text().await.unwrap().contains("disabled"));
+}
