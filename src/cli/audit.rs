@@ -1,15 +1,44 @@
-//! `tessera audit`: reads the issuer's audit log (`GET /v1/audit`).
+//! `tessera audit`: reads the issuer's audit log (`GET /v1/audit`), and
+//! its subcommands export and verify the tamper-evident log
+//! (`docs/audit.md`).
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::issuer::{admin_token_text, check, client, runtime, send_err, url, AdminConn};
 use super::{emit, to_json, Failure};
 use crate::records::AuditPage;
 use crate::token::{AgentId, Person};
 
-/// `tessera audit`.
+/// `tessera audit`: a query (the flags below), or a subcommand.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AuditArgs {
+    #[command(subcommand)]
+    command: Option<AuditCommand>,
+    #[command(flatten)]
+    query: QueryArgs,
+}
+
+/// `tessera audit <subcommand>`.
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Download the audit key, the latest signed checkpoint and every leaf
+    /// up to it into a directory (for `tessera audit verify`).
+    Export(super::audit_export::ExportArgs),
+    /// Check a downloaded log against its signed checkpoint (and an older
+    /// one), offline. Exit 0 when it verifies, 1 with each finding when not.
+    Verify(super::audit_verify::VerifyArgs),
+    /// Check that one leaf is in the issuer's signed checkpoint (a proof
+    /// from the live issuer, checked here).
+    Inclusion(super::audit_proof::InclusionArgs),
+    /// Check that an older log is a prefix of the issuer's signed
+    /// checkpoint (a proof from the live issuer, checked here).
+    Consistency(super::audit_proof::ConsistencyArgs),
+}
+
+/// The query flags of `tessera audit`.
+#[derive(Debug, Args)]
+struct QueryArgs {
     #[command(flatten)]
     conn: AdminConn,
     /// Only events about this agent.
@@ -65,6 +94,17 @@ fn line(entry: &crate::records::AuditEntry) -> String {
 
 /// `tessera audit`.
 pub fn audit(args: AuditArgs) -> Result<(), Failure> {
+    match args.command {
+        Some(AuditCommand::Export(a)) => super::audit_export::export(a),
+        Some(AuditCommand::Verify(a)) => super::audit_verify::verify(a),
+        Some(AuditCommand::Inclusion(a)) => super::audit_proof::inclusion(a),
+        Some(AuditCommand::Consistency(a)) => super::audit_proof::consistency(a),
+        None => query(args.query),
+    }
+}
+
+/// `tessera audit [filters]`.
+fn query(args: QueryArgs) -> Result<(), Failure> {
     let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
     if let Some(agent) = &args.agent {
         query.push(("agent", agent.to_string()));

@@ -14,6 +14,12 @@ use clap::{Args, FromArgMatches as _, Parser, Subcommand};
 
 #[cfg(feature = "server")]
 mod audit;
+#[cfg(feature = "server")]
+mod audit_export;
+#[cfg(feature = "server")]
+mod audit_proof;
+#[cfg(feature = "server")]
+mod audit_verify;
 mod help;
 #[cfg(feature = "verifier")]
 mod http;
