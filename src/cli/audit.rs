@@ -36,11 +36,23 @@ enum AuditCommand {
     Consistency(super::audit_proof::ConsistencyArgs),
 }
 
-/// The query flags of `tessera audit`.
+/// The query flags of `tessera audit`. (The connection is spelled out,
+/// as in [`AdminConn`], with `Option`s: with a subcommand these flags are
+/// absent, and clap still builds this struct.)
 #[derive(Debug, Args)]
 struct QueryArgs {
-    #[command(flatten)]
-    conn: AdminConn,
+    /// Issuer URL.
+    #[arg(long, value_name = "URL", env = "TESSERA_ISSUER", required = true)]
+    issuer: Option<String>,
+    /// Admin token (or a file holding it).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TESSERA_ADMIN_TOKEN",
+        hide_env_values = true,
+        required = true
+    )]
+    admin_token: Option<String>,
     /// Only events about this agent.
     #[arg(long, value_name = "URI")]
     agent: Option<AgentId>,
@@ -105,6 +117,13 @@ pub fn audit(args: AuditArgs) -> Result<(), Failure> {
 
 /// `tessera audit [filters]`.
 fn query(args: QueryArgs) -> Result<(), Failure> {
+    let (Some(issuer), Some(admin_token)) = (args.issuer.clone(), args.admin_token.clone()) else {
+        return Err(Failure::new("give --issuer and --admin-token"));
+    };
+    let conn = AdminConn {
+        issuer,
+        admin_token,
+    };
     let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
     if let Some(agent) = &args.agent {
         query.push(("agent", agent.to_string()));
@@ -122,12 +141,12 @@ fn query(args: QueryArgs) -> Result<(), Failure> {
     }
     runtime()?.block_on(async move {
         let resp = client()?
-            .get(url(&args.conn.issuer, "/v1/audit"))
-            .bearer_auth(admin_token_text(&args.conn.admin_token)?)
+            .get(url(&conn.issuer, "/v1/audit"))
+            .bearer_auth(admin_token_text(&conn.admin_token)?)
             .query(&query)
             .send()
             .await
-            .map_err(send_err(&args.conn.issuer))?;
+            .map_err(send_err(&conn.issuer))?;
         let body = check(resp).await?;
         if args.json {
             return emit(&format!("{}\n", to_json(&body)?));

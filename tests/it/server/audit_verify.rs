@@ -70,9 +70,14 @@ pub(super) async fn ok(args: &[&str]) -> String {
 /// Runs a command that must fail with exit 1, one line on stderr and no
 /// panic; returns its stdout and stderr.
 pub(super) async fn fails(args: &[&str]) -> (String, String) {
+    fails_with(1, args).await
+}
+
+/// Like [`fails`], with exit status `code`.
+pub(super) async fn fails_with(code: i32, args: &[&str]) -> (String, String) {
     let out = cli(args).await;
     let (o, e) = (stdout(&out), stderr(&out));
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {o}{e}");
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {o}{e}");
     assert!(!e.contains("panicked"), "{e}");
     let lines: Vec<&str> = e.lines().filter(|l| !l.contains("note:")).collect();
     assert_eq!(lines.len(), 1, "{args:?}: {e}");
@@ -166,7 +171,7 @@ async fn an_export_verifies_and_every_change_to_the_downloaded_copy_is_named() {
     append(&app, 5, 4).await;
     assert!(export(&app.base, &admin, &new).await.starts_with("exported 9 leaves"));
     // An export never overwrites an earlier one.
-    let (_, e) = fails(&[
+    let (_, e) = fails_with(2, &[
         "audit", "export", "--issuer", &app.base, "--admin-token", s(&admin), "--out", s(&new),
     ])
     .await;
