@@ -143,7 +143,10 @@ fn embedded_proofs(c: &mut Criterion) {
         let proof = rt.block_on(tree::inclusion(store, index, N)).unwrap();
         verify_inclusion(&leaf, index, N, &proof, &root).unwrap();
         group.bench_function(format!("embedded_inclusion_build/{index}"), |b| {
-            b.iter(|| rt.block_on(tree::inclusion(store, black_box(index), N)).unwrap())
+            b.iter(|| {
+                rt.block_on(tree::inclusion(store, black_box(index), N))
+                    .unwrap()
+            })
         });
         group.bench_function(format!("inclusion_verify/{index}"), |b| {
             b.iter(|| verify_inclusion(black_box(&leaf), index, N, &proof, &root).unwrap())
@@ -153,7 +156,10 @@ fn embedded_proofs(c: &mut Criterion) {
     let proof = rt.block_on(tree::consistency(store, OLD, N)).unwrap();
     verify_consistency(OLD, N, &proof, &old, &root).unwrap();
     group.bench_function("embedded_consistency_build/500000-1000000", |b| {
-        b.iter(|| rt.block_on(tree::consistency(store, black_box(OLD), N)).unwrap())
+        b.iter(|| {
+            rt.block_on(tree::consistency(store, black_box(OLD), N))
+                .unwrap()
+        })
     });
     group.bench_function("consistency_verify/500000-1000000", |b| {
         b.iter(|| verify_consistency(black_box(OLD), N, &proof, &old, &root).unwrap())

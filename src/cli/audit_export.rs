@@ -86,9 +86,8 @@ impl Live {
     /// The issuer's audit key, as it publishes it.
     pub(super) async fn key(&self) -> Result<(NoteVerifier, String), Failure> {
         let text = self.text("/.well-known/tessera-audit-key").await?;
-        let verifier = NoteVerifier::parse(text.trim()).map_err(|e| {
-            Failure::new(format!("the issuer's audit key does not parse: {e}"))
-        })?;
+        let verifier = NoteVerifier::parse(text.trim())
+            .map_err(|e| Failure::new(format!("the issuer's audit key does not parse: {e}")))?;
         Ok((verifier, text))
     }
 
@@ -122,9 +121,9 @@ impl Live {
                 )));
             }
             for leaf in page.leaves {
-                let bytes = B64.decode(leaf.as_bytes()).map_err(|_| {
-                    Failure::new(format!("the issuer's leaf {next} is not base64"))
-                })?;
+                let bytes = B64
+                    .decode(leaf.as_bytes())
+                    .map_err(|_| Failure::new(format!("the issuer's leaf {next} is not base64")))?;
                 out.push(bytes);
                 next += 1;
             }

@@ -134,20 +134,28 @@ pub fn inclusion(args: InclusionArgs) -> Result<(), Failure> {
         let cp = checkpoint_from(&live, args.checkpoint.as_deref(), &verifier, &origin).await?;
         let (index, size) = (args.index, cp.size());
         let proof: Proof = live
-            .json(&format!("/v1/audit/proof/inclusion?index={index}&size={size}"))
+            .json(&format!(
+                "/v1/audit/proof/inclusion?index={index}&size={size}"
+            ))
             .await?;
         let leaf = live
             .leaves(index, index + 1)
             .await?
             .pop()
             .ok_or_else(|| Failure::new(format!("the issuer returned no leaf {index}")))?;
-        verify_inclusion(&leaf_hash(&leaf), index, size, &hashes(&proof.proof)?, cp.root())
-            .map_err(|e| {
-                refused(
-                    &format!("leaf {index} is not included in the checkpoint of {size} leaves"),
-                    e,
-                )
-            })?;
+        verify_inclusion(
+            &leaf_hash(&leaf),
+            index,
+            size,
+            &hashes(&proof.proof)?,
+            cp.root(),
+        )
+        .map_err(|e| {
+            refused(
+                &format!("leaf {index} is not included in the checkpoint of {size} leaves"),
+                e,
+            )
+        })?;
         emit(&format!(
             "ok: leaf {index} (leaf hash {}) is included in the checkpoint of {size} leaves, \
              root {}, origin {origin}\n",

@@ -83,12 +83,8 @@ pub(super) fn read_note(path: &Path) -> Result<String, Failure> {
 
 /// Reads a leaves file: one standard base64 leaf per line.
 pub(super) fn read_leaves(path: &Path) -> Result<Vec<Vec<u8>>, Failure> {
-    let cannot = |e: io::Error| {
-        Failure::new(format!(
-            "cannot read leaves file {}: {e}",
-            path.display()
-        ))
-    };
+    let cannot =
+        |e: io::Error| Failure::new(format!("cannot read leaves file {}: {e}", path.display()));
     let file = fs::File::open(path).map_err(cannot)?;
     let mut leaves = Vec::new();
     for (n, line) in io::BufReader::new(file).lines().enumerate() {

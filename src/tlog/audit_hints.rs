@@ -125,7 +125,7 @@ mod tests {
     #[test]
     fn a_changed_byte_a_duplicate_and_a_swap_each_point_at_their_leaf() {
         let mut changed = log();
-        changed[2][5] = b'}';
+        changed[2][1] = b'[';
         assert_eq!(hints(&changed), vec![Hint::Unreadable { index: 2 }]);
 
         let mut duplicated = log();

@@ -110,7 +110,11 @@ async fn an_embedded_file_edited_offline_is_caught_by_a_fresh_export_or_the_old_
     {
         let stores = Stores::from_backend(Arc::new(RedbStore::open(&data).unwrap()));
         for i in 0..6 {
-            stores.audit.append(&event(&format!("e-{i}"))).await.unwrap();
+            stores
+                .audit
+                .append(&event(&format!("e-{i}")))
+                .await
+                .unwrap();
         }
     }
     let issuer_url = format!("http://127.0.0.1:{}", free_port());
@@ -125,7 +129,10 @@ async fn an_embedded_file_edited_offline_is_caught_by_a_fresh_export_or_the_old_
     let size = count(&db_path);
     assert!(size >= 6, "{size}");
     let verified = ok(&["audit", "verify", "--dir", before.to_str().unwrap()]).await;
-    assert!(verified.starts_with(&format!("ok: {size} leaves")), "{verified}");
+    assert!(
+        verified.starts_with(&format!("ok: {size} leaves")),
+        "{verified}"
+    );
 
     // One byte of one leaf, changed in the file while the issuer is down.
     let mut leaves = read_leaves(&before);
@@ -137,7 +144,12 @@ async fn an_embedded_file_edited_offline_is_caught_by_a_fresh_export_or_the_old_
         export(&served.base, &admin, &fresh).await;
     }
     let (o, _) = fails(&[
-        "audit", "verify", "--dir", fresh.to_str().unwrap(), "--key", key.to_str().unwrap(),
+        "audit",
+        "verify",
+        "--dir",
+        fresh.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
     ])
     .await;
     assert!(o.contains("failed: root differs"), "{o}");
@@ -152,7 +164,13 @@ async fn an_embedded_file_edited_offline_is_caught_by_a_fresh_export_or_the_old_
     ok(&["audit", "verify", "--dir", after_s, "--key", key_s]).await;
     let old = before.join("checkpoint");
     let (o, _) = fails(&[
-        "audit", "verify", "--dir", after_s, "--key", key_s, "--old-checkpoint",
+        "audit",
+        "verify",
+        "--dir",
+        after_s,
+        "--key",
+        key_s,
+        "--old-checkpoint",
         old.to_str().unwrap(),
     ])
     .await;
@@ -163,9 +181,20 @@ async fn an_embedded_file_edited_offline_is_caught_by_a_fresh_export_or_the_old_
         "{o}"
     );
     let (_, e) = fails(&[
-        "audit", "consistency", "--issuer", &served.base, "--admin-token",
-        admin.to_str().unwrap(), "--key", key_s, "--old-checkpoint", old.to_str().unwrap(),
+        "audit",
+        "consistency",
+        "--issuer",
+        &served.base,
+        "--admin-token",
+        admin.to_str().unwrap(),
+        "--key",
+        key_s,
+        "--old-checkpoint",
+        old.to_str().unwrap(),
     ])
     .await;
-    assert!(e.contains(&format!("the log of {size} leaves is not a prefix")), "{e}");
+    assert!(
+        e.contains(&format!("the log of {size} leaves is not a prefix")),
+        "{e}"
+    );
 }

@@ -154,7 +154,12 @@ pub(super) fn all_nodes(leaves: &[Vec<u8>]) -> Vec<(NodeId, [u8; 32])> {
 
 async fn append(app: &TestApp, from: usize, n: usize) {
     for i in from..from + n {
-        app.state.stores.audit.append(&event(&format!("v-{i}"))).await.unwrap();
+        app.state
+            .stores
+            .audit
+            .append(&event(&format!("v-{i}")))
+            .await
+            .unwrap();
     }
 }
 
@@ -166,52 +171,101 @@ async fn an_export_verifies_and_every_change_to_the_downloaded_copy_is_named() {
     std::fs::write(&admin, app.admin_token()).unwrap();
     let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
     append(&app, 0, 5).await;
-    assert!(export(&app.base, &admin, &old).await.starts_with("exported 5 leaves"));
+    assert!(export(&app.base, &admin, &old)
+        .await
+        .starts_with("exported 5 leaves"));
     tokio::time::sleep(SIGN_INTERVAL).await;
     append(&app, 5, 4).await;
-    assert!(export(&app.base, &admin, &new).await.starts_with("exported 9 leaves"));
+    assert!(export(&app.base, &admin, &new)
+        .await
+        .starts_with("exported 9 leaves"));
     // An export never overwrites an earlier one.
-    let (_, e) = fails_with(2, &[
-        "audit", "export", "--issuer", &app.base, "--admin-token", s(&admin), "--out", s(&new),
-    ])
+    let (_, e) = fails_with(
+        2,
+        &[
+            "audit",
+            "export",
+            "--issuer",
+            &app.base,
+            "--admin-token",
+            s(&admin),
+            "--out",
+            s(&new),
+        ],
+    )
     .await;
     assert!(e.contains("already holds an export"), "{e}");
 
     // The intact copy verifies; the key that came with it is named as such.
     let out = cli(&["audit", "verify", "--dir", s(&new)]).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with("ok: 9 leaves, root "), "{}", stdout(&out));
-    assert!(stderr(&out).contains("the audit key was taken from"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("ok: 9 leaves, root "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("the audit key was taken from"),
+        "{}",
+        stderr(&out)
+    );
     let key = old.join("audit-key");
     let with_old = ok(&[
-        "audit", "verify", "--dir", s(&new), "--key", s(&key), "--old-checkpoint",
+        "audit",
+        "verify",
+        "--dir",
+        s(&new),
+        "--key",
+        s(&key),
+        "--old-checkpoint",
         s(&old.join("checkpoint")),
     ])
     .await;
-    assert!(with_old.contains("extending the old checkpoint of 5 leaves"), "{with_old}");
+    assert!(
+        with_old.contains("extending the old checkpoint of 5 leaves"),
+        "{with_old}"
+    );
 
     let good = read_leaves(&new);
     type Edit = fn(&mut Vec<Vec<u8>>);
     let edits: [(&str, Edit, &[&str]); 5] = [
-        ("altered", |l| l[4][10] ^= 1, &[
-            "failed: root differs",
-            "hint: leaf 4 is not a readable version-1 record",
-        ]),
-        ("deleted", |l| {
-            l.remove(3);
-        }, &["failed: leaf count differs: the checkpoint has 9, the leaves file 8"]),
-        ("duplicated", |l| l.insert(3, l[2].clone()), &[
-            "failed: leaf count differs: the checkpoint has 9, the leaves file 10",
-            "hint: leaf 3 repeats leaf 2 byte for byte",
-        ]),
-        ("swapped", |l| l.swap(5, 6), &[
-            "failed: root differs",
-            "hint: leaf 6 is dated",
-            "before leaf 5",
-        ]),
-        ("truncated", |l| l.truncate(5), &[
-            "failed: leaf count differs: the checkpoint has 9, the leaves file 5",
-        ]),
+        (
+            "altered",
+            |l| l[4][10] ^= 1,
+            &[
+                "failed: root differs",
+                "hint: leaf 4 is not a readable version-1 record",
+            ],
+        ),
+        (
+            "deleted",
+            |l| {
+                l.remove(3);
+            },
+            &["failed: leaf count differs: the checkpoint has 9, the leaves file 8"],
+        ),
+        (
+            "duplicated",
+            |l| l.insert(3, l[2].clone()),
+            &[
+                "failed: leaf count differs: the checkpoint has 9, the leaves file 10",
+                "hint: leaf 3 repeats leaf 2 byte for byte",
+            ],
+        ),
+        (
+            "swapped",
+            |l| l.swap(5, 6),
+            &[
+                "failed: root differs",
+                "hint: leaf 6 is dated",
+                "before leaf 5",
+            ],
+        ),
+        (
+            "truncated",
+            |l| l.truncate(5),
+            &["failed: leaf count differs: the checkpoint has 9, the leaves file 5"],
+        ),
     ];
     for (what, edit, says) in edits {
         let mut leaves = good.clone();
@@ -240,10 +294,20 @@ async fn an_export_verifies_and_every_change_to_the_downloaded_copy_is_named() {
     assert!(o.contains("signature"), "{o}");
     assert!(!o.contains("hint:"), "{o}");
     let (o, _) = fails(&[
-        "audit", "verify", "--dir", s(&new), "--key", s(&key), "--origin", "elsewhere.example/audit",
+        "audit",
+        "verify",
+        "--dir",
+        s(&new),
+        "--key",
+        s(&key),
+        "--origin",
+        "elsewhere.example/audit",
     ])
     .await;
-    assert!(o.contains("failed: the checkpoint refused: the checkpoint is for origin"), "{o}");
+    assert!(
+        o.contains("failed: the checkpoint refused: the checkpoint is for origin"),
+        "{o}"
+    );
 
     // History rewritten and signed again with the audit key: the new
     // checkpoint matches, the old one does not.
@@ -251,10 +315,20 @@ async fn an_export_verifies_and_every_change_to_the_downloaded_copy_is_named() {
     rewritten[1] = tessera::tlog::record::leaf_bytes(&event("forged")).unwrap();
     let copy = tmp.path().join("rewritten");
     copy_with(&new, &copy, &rewritten);
-    std::fs::write(copy.join("checkpoint"), sign(&audit_signer(&app), &rewritten)).unwrap();
+    std::fs::write(
+        copy.join("checkpoint"),
+        sign(&audit_signer(&app), &rewritten),
+    )
+    .unwrap();
     ok(&["audit", "verify", "--dir", s(&copy), "--key", s(&key)]).await;
     let (o, _) = fails(&[
-        "audit", "verify", "--dir", s(&copy), "--key", s(&key), "--old-checkpoint",
+        "audit",
+        "verify",
+        "--dir",
+        s(&copy),
+        "--key",
+        s(&key),
+        "--old-checkpoint",
         s(&old.join("checkpoint")),
     ])
     .await;
@@ -265,7 +339,14 @@ async fn an_export_verifies_and_every_change_to_the_downloaded_copy_is_named() {
 
     // Against the live issuer: a leaf's inclusion, consistency, and an
     // index past the end (a 400 with its code, one line).
-    let conn = ["--issuer", &app.base, "--admin-token", s(&admin), "--key", s(&key)];
+    let conn = [
+        "--issuer",
+        &app.base,
+        "--admin-token",
+        s(&admin),
+        "--key",
+        s(&key),
+    ];
     let inc = ok(&[&["audit", "inclusion", "--index", "3"][..], &conn].concat()).await;
     assert!(inc.starts_with("ok: leaf 3 (leaf hash "), "{inc}");
     assert!(inc.contains(&hex::encode(leaf_hash(&good[3]))), "{inc}");
@@ -275,12 +356,35 @@ async fn an_export_verifies_and_every_change_to_the_downloaded_copy_is_named() {
         "{e}"
     );
     let old_cp = old.join("checkpoint");
-    let cons = ok(&[&["audit", "consistency", "--old-checkpoint", s(&old_cp)][..], &conn].concat()).await;
+    let cons = ok(&[
+        &["audit", "consistency", "--old-checkpoint", s(&old_cp)][..],
+        &conn,
+    ]
+    .concat())
+    .await;
     assert!(cons.starts_with("ok: the log of 5 leaves (root "), "{cons}");
-    assert!(cons.contains(", signed) is a prefix of the log of 9 leaves"), "{cons}");
-    let cons = ok(&[&["audit", "consistency", "--from", "3", "--to", "7"][..], &conn].concat()).await;
-    assert!(cons.contains("which the latest checkpoint of 9 leaves extends"), "{cons}");
-    let (_, e) = fails(&[&["audit", "consistency", "--from", "7", "--to", "3"][..], &conn].concat()).await;
+    assert!(
+        cons.contains(", signed) is a prefix of the log of 9 leaves"),
+        "{cons}"
+    );
+    let cons = ok(&[
+        &["audit", "consistency", "--from", "3", "--to", "7"][..],
+        &conn,
+    ]
+    .concat())
+    .await;
+    assert!(
+        cons.contains("which the latest checkpoint of 9 leaves extends"),
+        "{cons}"
+    );
+    let (_, e) = fails(
+        &[
+            &["audit", "consistency", "--from", "7", "--to", "3"][..],
+            &conn,
+        ]
+        .concat(),
+    )
+    .await;
     assert!(e.contains("400 invalid_request"), "{e}");
 }
 
@@ -334,10 +438,18 @@ async fn leaves_and_nodes_overwritten_in_redis_are_caught_by_a_fresh_export_or_t
     append(&app, 6, 1).await;
     tokio::time::sleep(SIGN_INTERVAL).await;
     let later = tmp.path().join("later");
-    assert!(export(&app.base, &admin, &later).await.starts_with("exported 7 leaves"));
+    assert!(export(&app.base, &admin, &later)
+        .await
+        .starts_with("exported 7 leaves"));
     ok(&["audit", "verify", "--dir", s(&later), "--key", s(&key)]).await;
     let (o, _) = fails(&[
-        "audit", "verify", "--dir", s(&later), "--key", s(&key), "--old-checkpoint",
+        "audit",
+        "verify",
+        "--dir",
+        s(&later),
+        "--key",
+        s(&key),
+        "--old-checkpoint",
         s(&before.join("checkpoint")),
     ])
     .await;
@@ -346,9 +458,20 @@ async fn leaves_and_nodes_overwritten_in_redis_are_caught_by_a_fresh_export_or_t
         "{o}"
     );
     let (_, e) = fails(&[
-        "audit", "consistency", "--issuer", &app.base, "--admin-token", s(&admin), "--key",
-        s(&key), "--old-checkpoint", s(&before.join("checkpoint")),
+        "audit",
+        "consistency",
+        "--issuer",
+        &app.base,
+        "--admin-token",
+        s(&admin),
+        "--key",
+        s(&key),
+        "--old-checkpoint",
+        s(&before.join("checkpoint")),
     ])
     .await;
-    assert!(e.contains("the log of 6 leaves is not a prefix of the log of 7 leaves"), "{e}");
+    assert!(
+        e.contains("the log of 6 leaves is not a prefix of the log of 7 leaves"),
+        "{e}"
+    );
 }
