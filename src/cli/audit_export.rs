@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use clap::Args;
 
-use super::audit_verify::{write_leaves, CHECKPOINT_FILE, KEY_FILE, LEAVES_FILE};
+use super::audit_verify::{leaves_n, write_leaves, CHECKPOINT_FILE, KEY_FILE, LEAVES_FILE};
 use super::issuer::{admin_token_text, check, client, runtime, send_err, url, AdminConn};
 use super::{emit, Failure};
 use crate::server::audit_tlog::Leaves;
@@ -167,7 +167,8 @@ pub fn export(args: ExportArgs) -> Result<(), Failure> {
     // The checkpoint last: its presence marks a complete export.
     write_file(&dir.join(CHECKPOINT_FILE), note.as_bytes())?;
     emit(&format!(
-        "exported {size} leaves from {} to {} ({CHECKPOINT_FILE}, {KEY_FILE}, {LEAVES_FILE})\n",
+        "exported {} from {} to {} ({CHECKPOINT_FILE}, {KEY_FILE}, {LEAVES_FILE})\n",
+        leaves_n(size),
         live.issuer(),
         dir.display()
     ))

@@ -10,7 +10,7 @@ use base64::Engine;
 use clap::Args;
 
 use super::audit_export::Live;
-use super::audit_verify::{note_downloaded_key, read_note, read_verifier};
+use super::audit_verify::{leaves_n, note_downloaded_key, read_note, read_verifier};
 use super::issuer::{runtime, AdminConn};
 use super::{emit, Failure};
 use crate::server::audit_tlog::Proof;
@@ -152,14 +152,18 @@ pub fn inclusion(args: InclusionArgs) -> Result<(), Failure> {
         )
         .map_err(|e| {
             refused(
-                &format!("leaf {index} is not included in the checkpoint of {size} leaves"),
+                &format!(
+                    "leaf {index} is not included in the checkpoint of {}",
+                    leaves_n(size)
+                ),
                 e,
             )
         })?;
         emit(&format!(
-            "ok: leaf {index} (leaf hash {}) is included in the checkpoint of {size} leaves, \
+            "ok: leaf {index} (leaf hash {}) is included in the checkpoint of {}, \
              root {}, origin {origin}\n",
             hex::encode(leaf_hash(&leaf)),
+            leaves_n(size),
             b64(cp.root())
         ))
     })
@@ -200,7 +204,8 @@ pub fn consistency(args: ConsistencyArgs) -> Result<(), Failure> {
             .await?;
         if to > n {
             return Err(Failure::new(format!(
-                "--to {to} is past the latest checkpoint's {n} leaves"
+                "--to {to} is past the latest checkpoint's {}",
+                leaves_n(n)
             )));
         }
         let old_root = if old_signed {
@@ -212,7 +217,11 @@ pub fn consistency(args: ConsistencyArgs) -> Result<(), Failure> {
         let new_root = if to == n { *latest.root() } else { stated_new };
         let broken = |a: u64, b: u64, e| {
             refused(
-                &format!("the log of {a} leaves is not a prefix of the log of {b} leaves"),
+                &format!(
+                    "the log of {} is not a prefix of the log of {}",
+                    leaves_n(a),
+                    leaves_n(b)
+                ),
                 e,
             )
         };
@@ -225,13 +234,15 @@ pub fn consistency(args: ConsistencyArgs) -> Result<(), Failure> {
                 .await?;
             verify_consistency(to, n, &hashes(&second.proof)?, &new_root, latest.root())
                 .map_err(|e| broken(to, n, e))?;
-            tail = format!(", which the latest checkpoint of {n} leaves extends");
+            tail = format!(", which the latest checkpoint of {} extends", leaves_n(n));
         }
         emit(&format!(
-            "ok: the log of {from} leaves (root {}{}) is a prefix of the log of {to} leaves \
+            "ok: the log of {} (root {}{}) is a prefix of the log of {} \
              (root {}){tail}, origin {origin}\n",
+            leaves_n(from),
             b64(&old_root),
             if old_signed { ", signed" } else { "" },
+            leaves_n(to),
             b64(&new_root)
         ))
     })

@@ -110,6 +110,15 @@ pub(super) fn write_leaves(out: &mut impl Write, leaves: &[Vec<u8>]) -> io::Resu
     Ok(())
 }
 
+/// `1 leaf`, `2 leaves`.
+pub(super) fn leaves_n(n: u64) -> String {
+    if n == 1 {
+        "1 leaf".to_owned()
+    } else {
+        format!("{n} leaves")
+    }
+}
+
 /// Where the key came from: given, or downloaded with the log.
 pub(super) fn note_downloaded_key(from: &str) {
     let _ = writeln!(
@@ -183,7 +192,8 @@ fn ok_line(leaves: &[Vec<u8>], origin: &str, old: Option<&str>, v: &NoteVerifier
     let root = root(&tree, size).map(|r| B64.encode(r)).unwrap_or_default();
     let extends = old
         .and_then(|n| Checkpoint::open(n, v, origin).ok())
-        .map(|cp| format!(", extending the old checkpoint of {} leaves", cp.size()))
+        .map(|cp| format!(", extending the old checkpoint of {}", leaves_n(cp.size())))
         .unwrap_or_default();
-    format!("ok: {size} leaves, root {root}, origin {origin}{extends}\n")
+    let size = leaves_n(size);
+    format!("ok: {size}, root {root}, origin {origin}{extends}\n")
 }
