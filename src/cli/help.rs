@@ -103,6 +103,23 @@ const EXAMPLES: &[(&str, &str)] = &[
          tessera man > tessera.1 && man ./tessera.1\n  \
          tessera man --out-dir /usr/local/share/man/man1",
     ),
+    (
+        "approvals list",
+        "Examples:\n  \
+         tessera approvals list --issuer http://127.0.0.1:8080 --status pending\n  \
+         tessera approvals list --idp https://login.acme.example --subject alice --json",
+    ),
+    (
+        "approvals approve",
+        "Examples:\n  \
+         tessera approvals approve <ID> --operator carol   # [approval] operators_may_decide = true",
+    ),
+    (
+        "budget show",
+        "Examples:\n  \
+         tessera budget show <KEY> --issuer http://127.0.0.1:8080\n  \
+         tessera budget show <KEY> --json",
+    ),
 ];
 
 /// The `tessera` command: the derived definitions, with a group's help

@@ -13,6 +13,8 @@ use chrono::{DateTime, Utc};
 use clap::{Args, FromArgMatches as _, Parser, Subcommand};
 
 #[cfg(feature = "server")]
+mod approvals;
+#[cfg(feature = "server")]
 mod audit;
 #[cfg(feature = "server")]
 mod audit_export;
@@ -20,6 +22,8 @@ mod audit_export;
 mod audit_proof;
 #[cfg(feature = "server")]
 mod audit_verify;
+#[cfg(feature = "server")]
+mod budget;
 mod help;
 #[cfg(feature = "verifier")]
 mod http;
@@ -31,6 +35,8 @@ mod operator;
 mod person;
 #[cfg(feature = "verifier")]
 mod verifier;
+#[cfg(feature = "server")]
+mod webhook;
 
 use crate::token::{
     self, parse_duration, parse_public_key, Action, AgentId, Amount, Audience, Capability, KeySet,
@@ -87,6 +93,18 @@ enum Command {
     /// Read the issuer's audit log, by agent, person or token.
     #[cfg(feature = "server")]
     Audit(audit::AuditArgs),
+    /// Check the signature of a webhook notice (the person's webhook).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
+    /// List, show, approve and deny requests for a person's approval, at an issuer.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
+    /// Show a cumulative budget as the issuer's ledger holds it.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Budget(budget::BudgetCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -474,6 +492,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Person(cmd) => person::person(cmd)?,
         #[cfg(feature = "server")]
         Command::Audit(args) => audit::audit(args)?,
+        #[cfg(feature = "server")]
+        Command::Webhook(cmd) => webhook::webhook(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Approvals(cmd) => approvals::approvals(cmd)?,
+        #[cfg(feature = "server")]
+        Command::Budget(cmd) => budget::budget(cmd)?,
         Command::Completions { shell } => help::completions(shell)?,
         Command::Man { out_dir } => help::man(out_dir.as_deref())?,
     }

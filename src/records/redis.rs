@@ -13,7 +13,7 @@
 //! | `audit` | `audit` (stream) |
 //! | `agents` | `agent:<id>` (hash), `agents` (set) |
 //! | `people` | `roles:<person>` (set), `consents:<person>` (set) |
-//! | `approvals` | `approval:<id>` (string), `pending-agent:<agent>`, `pending-person:<person>`, `person-approvals:<person>` (sorted sets) |
+//! | `approvals` | `approval:<id>` (string), `pending-agent:<agent>`, `pending-person:<person>`, `person-approvals:<person>`, `all-approvals` (sorted sets) |
 //! | `meta` | `layout` (string: the layout version) |
 //! | `code:<hash>` | `code` (string: JSON authorization code), `used` (string) |
 //! | `fam:<id>` | `family` (string: JSON refresh family), `current` (string), `revoked` (string), `tokens` (list) |
@@ -196,6 +196,12 @@ impl RedisLayout {
     /// approval id of the person, by drop time (Unix ms).
     pub fn person_approvals(&self, person: &Person) -> String {
         self.keyed("approvals", "person-approvals", &person_id(person))
+    }
+
+    /// `P{approvals}:all-approvals`: sorted set of every kept approval id,
+    /// by drop time (Unix ms), for the operators' list.
+    pub fn all_approvals(&self) -> String {
+        self.key("approvals", "all-approvals")
     }
 
     /// `P{people}:roles:<person>`: set of the role names given to one

@@ -32,10 +32,15 @@ pub struct ApprovalConfig {
     /// Whether operators may approve or deny through the admin API
     /// (`tessera approvals approve|deny`); off by default: only the person.
     pub operators_may_decide: bool,
-    /// Whether an agent's `notification_endpoint` (ping mode) may be
-    /// `http://` on a loopback address (127.0.0.1, [::1], localhost);
+    /// Whether an agent's `notification_endpoint` (ping mode) and the
+    /// `webhook_url` may be `http://` on a loopback address (127.0.0.1, [::1], localhost);
     /// off by default: https only.
     pub loopback_http_notifications: bool,
+    /// Where to POST the signed notice of each new request (the person's
+    /// webhook; src/server/webhook.rs). None by default.
+    pub webhook_url: Option<String>,
+    /// The file holding the webhook's HMAC secret (with `webhook_url`).
+    pub webhook_secret_file: Option<std::path::PathBuf>,
     /// The actions that need approval (`[[approval.rule]]`).
     pub rule: Vec<ApprovalRule>,
 }
@@ -66,6 +71,13 @@ impl ApprovalConfig {
     /// Refuses a rule with neither or both of `approval` and
     /// `approval_above`, and an action named twice.
     pub fn check(&self) -> Result<(), String> {
+        match (&self.webhook_url, &self.webhook_secret_file) {
+            (Some(url), Some(_)) => {
+                super::webhook::check_url(url, self.loopback_http_notifications)?;
+            }
+            (None, None) => {}
+            _ => return Err("[approval] webhook_url and webhook_secret_file go together".into()),
+        }
         let mut seen = std::collections::HashSet::new();
         for r in &self.rule {
             if r.approval.is_some() == r.approval_above.is_some() {

@@ -130,6 +130,11 @@ impl AuditPublisher {
         Ok(())
     }
 
+    /// The verifier of the audit key, once it is set (for the console).
+    pub fn verifier(&self) -> Option<crate::tlog::NoteVerifier> {
+        self.signer.get().map(NoteSigner::verifier)
+    }
+
     fn signer(&self) -> Result<&NoteSigner, ApiError> {
         self.signer
             .get()

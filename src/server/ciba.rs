@@ -77,6 +77,7 @@ pub async fn bc_authorize(
             if let Err(e) = audit(&state, ev).await {
                 return e.into_response();
             }
+            super::webhook::requested(&state, &approval).await;
             let expires_in = (approval.expires_at - approval.created_at).num_seconds();
             Json(json!({
                 "auth_req_id": approval.id,

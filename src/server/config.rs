@@ -153,6 +153,8 @@ pub struct Config {
     /// Login of people through one trusted IdP (`[login]`); none: no login
     /// pages.
     pub login: Option<crate::web::LoginConfig>,
+    /// Who may open the operator console (`[console]`).
+    pub console: crate::web::console::ConsoleConfig,
     // -- Clients (issue 12): Client ID Metadata Documents.
     /// How Client ID Metadata Documents are fetched (`[clients]`).
     pub clients: super::cimd::ClientsConfig,
@@ -192,6 +194,7 @@ impl Default for Config {
             role: Vec::new(),
             web: crate::web::WebConfig::default(),
             login: None,
+            console: Default::default(),
             clients: super::cimd::ClientsConfig::default(),
             approval: Default::default(),
         }
@@ -350,6 +353,9 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         self.approval.check().map_err(ConfigError::Invalid)?;
+        self.console
+            .check()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 

@@ -7,11 +7,13 @@
 //! served only on the `metrics_listen` address, by [`metrics_app`].
 
 pub mod admin;
+pub mod admin_approvals;
 pub mod admin_ops;
 pub mod admin_people;
 pub mod approval_policy;
 pub mod audit_tlog;
 pub mod authcode;
+pub mod budgets_api;
 pub mod ciba;
 pub mod cimd;
 pub mod config;
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod notify;
 pub mod oauth;
 pub mod state;
+pub mod webhook;
 
 use std::future::{Future, IntoFuture};
 use std::io::IsTerminal as _;
@@ -77,6 +80,11 @@ pub fn app(state: AppState) -> Router {
             "/v1/people/consents",
             post(admin_people::record_consent).delete(admin_people::withdraw_consent),
         )
+        .route("/v1/approvals", get(admin_approvals::list))
+        .route("/v1/approvals/{id}", get(admin_approvals::show))
+        .route("/v1/approvals/{id}/approve", post(admin_approvals::approve))
+        .route("/v1/approvals/{id}/deny", post(admin_approvals::deny))
+        .route("/v1/budgets/{key}", get(budgets_api::show))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
@@ -91,6 +99,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/checkpoint", get(audit_tlog::checkpoint))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/bc-authorize", post(ciba::bc_authorize))
+        .route("/v1/budgets/reserve", post(budgets_api::reserve))
+        .route("/v1/budgets/commit", post(budgets_api::commit))
+        .route("/v1/budgets/release", post(budgets_api::release))
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/oauth/introspect", post(introspect::introspect))
         .merge(admin)

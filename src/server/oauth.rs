@@ -1082,6 +1082,7 @@ pub async fn metadata(State(state): State<AppState>) -> Json<serde_json::Value> 
     Json(json!({
         "issuer": i.as_ref(),
         "token_endpoint": state.token_endpoint(),
+        "authorization_endpoint": format!("{i}/oauth/authorize"),
         "revocation_endpoint": state.revocation_endpoint(),
         "introspection_endpoint": super::introspect::endpoint(&state),
         "jwks_uri": format!("{i}/.well-known/jwks.json"),
@@ -1107,9 +1108,24 @@ pub async fn metadata(State(state): State<AppState>) -> Json<serde_json::Value> 
         "revocation_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
         "dpop_signing_alg_values_supported": ["EdDSA"],
         "authorization_details_types_supported": ["tessera"],
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "scopes_supported": scopes_supported(&state),
         "service_documentation": format!("{i}/openapi.json"),
     }))
+}
+
+/// The actions the configured roles name (the scopes `/oauth/authorize`
+/// may grant), sorted, without repeats.
+fn scopes_supported(state: &AppState) -> Vec<&str> {
+    let mut all: Vec<&str> = state
+        .config
+        .role
+        .iter()
+        .flat_map(|r| r.actions.iter().map(Action::as_str))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 /// `GET /.well-known/jwks.json`: root public keys, retired ones included

@@ -29,6 +29,9 @@ pub const KEEP_AFTER_EXPIRY: TimeDelta = TimeDelta::hours(24);
 pub const SLOW_DOWN_STEP_SECS: u32 = 5;
 /// The polling interval never grows beyond this.
 pub const MAX_INTERVAL_SECS: u32 = 60;
+/// Most kept records [`ApprovalStore::list`] reads to answer (the most
+/// recently expiring first), whatever the filter.
+pub const MAX_LIST_SCAN: usize = 2000;
 
 /// Where a request stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,4 +269,25 @@ pub trait ApprovalStore: Send + Sync {
     ) -> Result<Polled, StoreError>;
     /// The person's kept requests, newest first, at most `limit`.
     async fn for_person(&self, person: &Person, limit: usize) -> Result<Vec<Approval>, StoreError>;
+    /// Every person's kept requests (for operators), newest first, at most
+    /// `limit`, only those with `status` when given. Reads at most
+    /// [`MAX_LIST_SCAN`] records, the latest to expire first.
+    async fn list(
+        &self,
+        status: Option<ApprovalStatus>,
+        limit: usize,
+    ) -> Result<Vec<Approval>, StoreError>;
+}
+
+/// Keeps the records with `status` (if given), newest first, at most
+/// `limit`: the last step of every [`ApprovalStore::list`].
+pub(crate) fn select(
+    mut found: Vec<Approval>,
+    status: Option<ApprovalStatus>,
+    limit: usize,
+) -> Vec<Approval> {
+    found.retain(|a| status.is_none_or(|s| a.status == s));
+    found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    found.truncate(limit);
+    found
 }

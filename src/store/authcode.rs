@@ -21,6 +21,9 @@ pub const MAX_REMEMBERED_PER_PERSON: usize = 256;
 /// Most access tokens a refresh family keeps a record of (to revoke them
 /// with the family); older entries are dropped first.
 pub const MAX_FAMILY_TOKENS: usize = 32;
+/// Most refresh family ids a remembered consent keeps (the oldest go
+/// first; a family lives at most a day, far fewer start meanwhile).
+pub const MAX_CONSENT_FAMILIES: usize = 64;
 /// How long a redeemed code's record is kept after its expiry, so that a
 /// second use still finds it (and revokes what the first one produced).
 pub const SPENT_CODE_KEPT_SECS: i64 = 600;
@@ -136,6 +139,11 @@ pub struct RememberedConsent {
     pub scopes: Vec<Action>,
     /// When.
     pub granted_at: DateTime<Utc>,
+    /// The refresh families started under this consent (their ids), newest
+    /// last, at most [`MAX_CONSENT_FAMILIES`]: withdrawing the consent
+    /// revokes them.
+    #[serde(default)]
+    pub families: Vec<String>,
 }
 
 /// Authorization codes, refresh families and remembered consents.
@@ -188,6 +196,16 @@ pub trait AuthCodeStore: Send + Sync {
     /// Remembers a consent, replacing the person's earlier one for the same
     /// (client, resource).
     async fn remember(&self, consent: &RememberedConsent) -> Result<(), StoreError>;
+    /// Adds `family_id` to the person's remembered consent for (client,
+    /// resource), keeping the newest [`MAX_CONSENT_FAMILIES`]; false (and
+    /// nothing changes) when there is no such consent.
+    async fn add_consent_family(
+        &self,
+        person: &Person,
+        client_id: &str,
+        resource: &Audience,
+        family_id: &str,
+    ) -> Result<bool, StoreError>;
     /// The person's remembered consents, ordered by (client, resource).
     async fn remembered(&self, person: &Person) -> Result<Vec<RememberedConsent>, StoreError>;
     /// Withdraws the person's consent for (client, resource); false if none.

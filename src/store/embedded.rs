@@ -779,6 +779,32 @@ impl AgentStore for RedbStore {
         .await
     }
 
+    async fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AgentRecord>, StoreError> {
+        let after = after.map(str::to_owned);
+        self.run(move |db| {
+            let txn = db.begin_read().db()?;
+            let table = txn.open_table(AGENTS).db()?;
+            let from = after.as_deref().unwrap_or("");
+            let mut agents = Vec::new();
+            for entry in table.range::<&str>(from..).db()? {
+                if agents.len() >= limit {
+                    break;
+                }
+                let (key, value) = entry.db()?;
+                if after.as_deref() == Some(key.value()) {
+                    continue;
+                }
+                agents.push(decode(value.value())?);
+            }
+            Ok(agents)
+        })
+        .await
+    }
+
     async fn disable(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.write(move |txn, _| {

@@ -62,6 +62,13 @@ pub trait AgentStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
     /// Every registered agent (disabled ones too), ordered by id.
     async fn list(&self) -> Result<Vec<AgentRecord>, StoreError>;
+    /// At most `limit` agents (disabled ones too) with ids after `after`
+    /// (from the first if `None`), ordered by id: the bounded listing.
+    async fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AgentRecord>, StoreError>;
     /// Marks the agent disabled as of `now`. Returns `false` if no agent has
     /// this id.
     async fn disable(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
@@ -324,6 +331,8 @@ pub struct Stores {
     pub approvals: Arc<dyn ApprovalStore>,
     /// The audit log's Merkle tree.
     pub tree: Arc<dyn AuditTree>,
+    /// Cumulative budgets (the issuer's `/v1/budgets` API).
+    pub budgets: Arc<dyn BudgetLedger>,
 }
 
 impl Stores {
@@ -364,6 +373,7 @@ impl Stores {
         B: AuthCodeStore,
         B: ApprovalStore,
         B: AuditTree,
+        B: BudgetLedger,
         B: 'static,
     {
         Self {
@@ -377,6 +387,7 @@ impl Stores {
             authcodes: backend.clone(),
             approvals: backend.clone(),
             tree: backend.clone(),
+            budgets: backend.clone(),
             health: backend,
         }
     }

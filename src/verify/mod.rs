@@ -20,6 +20,8 @@ pub mod audit;
 mod builder;
 mod cache;
 pub mod follow;
+#[cfg(feature = "store")]
+pub mod http_ledger;
 mod keys;
 #[cfg(feature = "verifier-axum")]
 pub mod layer;

@@ -34,8 +34,9 @@ use crate::token::Person;
 
 /// How long a started login may take.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
-/// Longest `return_to` accepted.
-pub const MAX_RETURN_TO: usize = 1024;
+/// Longest `return_to` accepted (an `/oauth/authorize?...` request with
+/// its client id, redirect URI, resource, scopes and state fits).
+pub const MAX_RETURN_TO: usize = 2048;
 /// Where a login goes when no `return_to` is given.
 pub const DEFAULT_RETURN_TO: &str = "/me";
 
@@ -50,16 +51,22 @@ struct Pending {
 
 /// `return_to` if it is a path of this origin: one leading `/` (not `//`
 /// or `/\`), printable ASCII without backslashes, no encoded slash or
-/// backslash, at most [`MAX_RETURN_TO`] bytes.
+/// backslash in the path (the query may hold them: `/oauth/authorize`
+/// carries URLs there), at most [`MAX_RETURN_TO`] bytes.
 pub fn safe_return_to(s: &str) -> Option<&str> {
     let b = s.as_bytes();
+    let path = s
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let ok = !s.is_empty()
         && s.len() <= MAX_RETURN_TO
         && b[0] == b'/'
         && !matches!(b.get(1), Some(b'/' | b'\\'))
         && b.iter().all(|c| (0x21..=0x7e).contains(c) && *c != b'\\')
-        && !s.to_ascii_lowercase().contains("%2f")
-        && !s.to_ascii_lowercase().contains("%5c");
+        && !path.contains("%2f")
+        && !path.contains("%5c");
     ok.then_some(s)
 }
 
@@ -379,7 +386,13 @@ mod tests {
 
     #[test]
     fn return_to_accepts_only_paths_of_this_site() {
-        for ok in ["/me", "/approvals/1?x=%20y", "/", "/a/b#frag"] {
+        for ok in [
+            "/me",
+            "/approvals/1?x=%20y",
+            "/",
+            "/a/b#frag",
+            "/oauth/authorize?client_id=https%3A%2F%2Fc.example%2Fm.json&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb",
+        ] {
             assert_eq!(safe_return_to(ok), Some(ok), "{ok}");
         }
         for bad in [
@@ -390,6 +403,8 @@ mod tests {
             "%2F%2Fevil",
             "/%2F%2Fevil",
             "/%5cevil",
+            "/a%2F%2Fevil?x=1",
+            "/%5C%5Cevil?redirect_uri=https%3A%2F%2Fx",
             "/a b",
             "/a\tb",
             "/é",

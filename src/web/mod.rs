@@ -10,13 +10,23 @@
 //! - [`session`]: the [`Session`] in its signed cookie, the
 //!   [`LoggedIn`] extractor and the person's [`rights`](session::rights).
 //! - `GET /me`: who is signed in, and a logout button.
+//! - `authorize`, `consent`, [`grant`]: `GET /oauth/authorize` (the
+//!   authorization-code flow's endpoint), the consent page and its form.
+//! - `consents`: `GET /consents` and `POST /consents/withdraw`.
 //!
 //! Nothing here keeps server-side state: the pending login and the session
 //! live in signed cookies, so a stranger cannot grow memory or disk.
 
+mod approval;
+mod approval_view;
+mod authorize;
 pub mod config;
+pub mod console;
+mod consent;
+mod consents;
 pub mod cookie;
 pub mod csrf;
+pub mod grant;
 pub mod login;
 mod me;
 pub mod oidc;
@@ -169,6 +179,15 @@ pub fn routes() -> Router<AppState> {
         .route("/login/callback", get(login::callback))
         .route("/logout", post(login::logout))
         .route("/me", get(me::me))
+        .route(
+            "/oauth/authorize",
+            get(authorize::authorize).post(consent::decide),
+        )
+        .route("/consents", get(consents::list))
+        .route("/consents/withdraw", post(consents::withdraw))
+        .route("/approvals", get(approval::list))
+        .route("/approvals/{id}", approval::one())
+        .merge(console::routes())
         .layer(middleware::map_response(page::with_secure_headers))
         .route(page::STYLESHEET_PATH, get(page::stylesheet))
 }

@@ -149,9 +149,20 @@ pub fn secure_headers(headers: &mut HeaderMap) {
     set(headers, header::X_FRAME_OPTIONS, "DENY");
 }
 
-/// A response with [`secure_headers`] (for the web router's layer).
+/// A response with [`secure_headers`] (for the web router's layer). A
+/// Content-Security-Policy the handler set is kept (the consent page's
+/// names where its form may send the browser next).
 pub async fn with_secure_headers(mut response: Response) -> Response {
+    let csp = response
+        .headers()
+        .get(header::CONTENT_SECURITY_POLICY)
+        .cloned();
     secure_headers(response.headers_mut());
+    if let Some(csp) = csp {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     response
 }
 

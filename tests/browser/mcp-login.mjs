@@ -7,7 +7,8 @@
 // Opens Tessera's /oauth/authorize URL in chromium, logs in at the IdP as
 // TESSERA_PERSON (default alice), and on Tessera's consent page approves
 // TESSERA_APPROVE: `all` (default), `deny`, or a space-separated subset of
-// the requested scopes (the other boxes are unticked). Returns once the
+// the requested scopes (the other boxes are unticked), and ticks
+// "remember" when TESSERA_REMEMBER=1. Returns once the
 // browser has been redirected to the client's redirect_uri (whose listener
 // takes the code). A remembered consent skips the page. Screenshots
 // mcp-login.png (the IdP hand-off) and consent.png when TESSERA_SCREENSHOTS
@@ -44,6 +45,9 @@ await run(async (page) => {
       url: page.url().split('?')[0],
       scopes: await page.$$eval('input[type="checkbox"][name="scope"]', (boxes) => boxes.map((b) => b.value)),
     };
+    if (process.env.TESSERA_REMEMBER === '1') {
+      await page.check('input[name="remember"]');
+    }
     await shot(page, dir, 'consent.png');
     if (approve !== 'all' && approve !== 'deny') {
       const wanted = approve.split(/\s+/);

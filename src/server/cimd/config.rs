@@ -41,6 +41,10 @@ pub struct ClientsConfig {
     pub per_host_fetches: usize,
     /// Fetches at once, all hosts together.
     pub max_concurrent_fetches: usize,
+    /// A PEM file of one more root certificate to trust when fetching
+    /// documents (besides the usual web roots). For tests and closed
+    /// networks only; unreadable, it makes every fetch fail.
+    pub extra_root_cert_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientsConfig {
@@ -57,6 +61,7 @@ impl Default for ClientsConfig {
             fetches_per_minute: 60,
             per_host_fetches: 2,
             max_concurrent_fetches: 16,
+            extra_root_cert_file: None,
         }
     }
 }

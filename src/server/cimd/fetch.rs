@@ -51,6 +51,9 @@ pub struct ClientMetadataFetcher {
     budget: Mutex<Budget>,
     fetching: Arc<Semaphore>,
     stats: CimdStats,
+    /// `[clients] extra_root_cert_file`, read once: `Err` when it could
+    /// not be read (then every fetch fails).
+    extra_root: Option<Result<reqwest::Certificate, ()>>,
 }
 
 impl std::fmt::Debug for ClientMetadataFetcher {
@@ -85,7 +88,19 @@ impl ClientMetadataFetcher {
     /// A fetcher with these settings (see [`ClientsConfig::check`]).
     pub fn new(config: ClientsConfig) -> Self {
         let permits = config.max_concurrent_fetches.max(1);
+        let extra_root = config.extra_root_cert_file.as_ref().map(|path| {
+            std::fs::read(path)
+                .ok()
+                .and_then(|pem| reqwest::Certificate::from_pem(&pem).ok())
+                .ok_or_else(|| {
+                    tracing::warn!(
+                        file = %path.display(),
+                        "[clients] extra_root_cert_file cannot be read: every metadata fetch will fail"
+                    );
+                })
+        });
         Self {
+            extra_root,
             config,
             cache: Mutex::new(HashMap::new()),
             hosts: Mutex::new(HashMap::new()),
@@ -313,6 +328,11 @@ impl ClientMetadataFetcher {
             .https_only(!allow_private);
         if literal.is_none() {
             builder = builder.resolve_to_addrs(host, &addrs);
+        }
+        match &self.extra_root {
+            None => {}
+            Some(Ok(cert)) => builder = builder.add_root_certificate(cert.clone()),
+            Some(Err(())) => return Err(CimdError::Unreachable),
         }
         let client = builder.build().map_err(|_| CimdError::Unreachable)?;
         let mut response = client

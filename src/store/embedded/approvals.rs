@@ -15,8 +15,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use super::{decode, encode, micros, DbResult, RedbStore, PURGE_BATCH};
 use crate::records::redis::person_id;
 use crate::store::approvals::{
-    Approval, ApprovalStatus, ApprovalStore, Decided, Decider, Polled, Verdict,
-    MAX_PENDING_PER_AGENT, MAX_PENDING_PER_PERSON,
+    select, Approval, ApprovalStatus, ApprovalStore, Decided, Decider, Polled, Verdict,
+    MAX_LIST_SCAN, MAX_PENDING_PER_AGENT, MAX_PENDING_PER_PERSON,
 };
 use crate::store::StoreError;
 use crate::token::{AgentId, Person};
@@ -251,6 +251,28 @@ impl ApprovalStore for RedbStore {
             found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
             found.truncate(limit);
             Ok(found)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        status: Option<ApprovalStatus>,
+        limit: usize,
+    ) -> Result<Vec<Approval>, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_read().db()?;
+            let index = txn.open_table(DROP).db()?;
+            let approvals = txn.open_table(APPROVALS).db()?;
+            let mut found = Vec::new();
+            for entry in index.iter().db()?.rev().take(MAX_LIST_SCAN) {
+                let (k, _) = entry.db()?;
+                let (_, id) = k.value();
+                if let Some(v) = approvals.get(id).db()? {
+                    found.push(decode::<Approval>(v.value())?);
+                }
+            }
+            Ok(select(found, status, limit))
         })
         .await
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{decode, encode, DbResult, RedbStore, PURGE_BATCH};
 use crate::store::authcode::{
     AuthCode, AuthCodeStore, CodeTake, FamilyToken, RefreshFamily, RememberedConsent, Rotation,
-    MAX_FAMILY_TOKENS, MAX_REMEMBERED_PER_PERSON, SPENT_CODE_KEPT_SECS,
+    MAX_CONSENT_FAMILIES, MAX_FAMILY_TOKENS, MAX_REMEMBERED_PER_PERSON, SPENT_CODE_KEPT_SECS,
 };
 use crate::store::StoreError;
 use crate::token::{Audience, Person};
@@ -293,6 +293,36 @@ impl AuthCodeStore for RedbStore {
             list.push(consent.clone());
             list.sort_by(|a, b| (&a.client_id, &a.resource).cmp(&(&b.client_id, &b.resource)));
             write_remembered(txn, &consent.person, &list)
+        })
+        .await
+    }
+
+    async fn add_consent_family(
+        &self,
+        person: &Person,
+        client_id: &str,
+        resource: &Audience,
+        family_id: &str,
+    ) -> Result<bool, StoreError> {
+        let (person, client_id, resource, family_id) = (
+            person.clone(),
+            client_id.to_owned(),
+            resource.clone(),
+            family_id.to_owned(),
+        );
+        self.write(move |txn, _| {
+            let mut list = read_remembered(txn, &person)?;
+            let Some(c) = list
+                .iter_mut()
+                .find(|c| c.client_id == client_id && c.resource == resource)
+            else {
+                return Ok(false);
+            };
+            c.families.push(family_id.clone());
+            let extra = c.families.len().saturating_sub(MAX_CONSENT_FAMILIES);
+            c.families.drain(..extra);
+            write_remembered(txn, &person, &list)?;
+            Ok(true)
         })
         .await
     }

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::{ceil_millis, decode, encode, RedisStore};
 use crate::store::approvals::{
-    Approval, ApprovalStatus, ApprovalStore, Decided, Decider, Polled, Verdict,
-    MAX_PENDING_PER_AGENT, MAX_PENDING_PER_PERSON,
+    select, Approval, ApprovalStatus, ApprovalStore, Decided, Decider, Polled, Verdict,
+    MAX_LIST_SCAN, MAX_PENDING_PER_AGENT, MAX_PENDING_PER_PERSON,
 };
 use crate::store::StoreError;
 use crate::token::{AgentId, Person};
@@ -25,7 +25,7 @@ use crate::token::{AgentId, Person};
 const MAX_ATTEMPTS: usize = 16;
 
 /// KEYS: the record, the agent's pending set, the person's pending set,
-/// the person's kept set. ARGV: JSON, expiry ms, drop ms, now ms, id, most
+/// the person's kept set, every kept request's set. ARGV: JSON, expiry ms, drop ms, now ms, id, most
 /// pending per agent, most per person. Returns 1, or -1 / -2 when the
 /// agent / person has too many pending, -3 when the id is taken.
 pub(super) const CREATE_SCRIPT: &str = r#"
@@ -33,14 +33,16 @@ local now = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return -1 end
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[7]) then return -2 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[3]) then return -3 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[5])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[5])
 local drop = tonumber(ARGV[3])
-for i = 2, 4 do
+for i = 2, 5 do
   local ttl = redis.call('PTTL', KEYS[i])
   if ttl < 0 or now + ttl < drop then
     redis.call('PEXPIREAT', KEYS[i], drop)
@@ -116,6 +118,7 @@ impl ApprovalStore for RedisStore {
             self.layout.approvals_pending_agent(approval.agent.as_str()),
             self.layout.approvals_pending_person(&approval.person),
             self.layout.person_approvals(&approval.person),
+            self.layout.all_approvals(),
         ];
         let args = [
             encode(approval)?,
@@ -201,5 +204,31 @@ impl ApprovalStore for RedisStore {
         found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
         found.truncate(limit);
         Ok(found)
+    }
+
+    async fn list(
+        &self,
+        status: Option<ApprovalStatus>,
+        limit: usize,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let mut range = ::redis::cmd("ZRANGE");
+        range
+            .arg(self.layout.all_approvals())
+            .arg(0)
+            .arg(MAX_LIST_SCAN - 1)
+            .arg("REV");
+        let ids: Vec<String> = self.query(&range).await?;
+        let mut found = Vec::new();
+        for chunk in ids.chunks(100) {
+            let mut get = ::redis::cmd("MGET");
+            for id in chunk {
+                get.arg(self.layout.approval(id));
+            }
+            let raws: Vec<Option<String>> = self.query(&get).await?;
+            for raw in raws.into_iter().flatten() {
+                found.push(decode::<Approval>(&raw)?);
+            }
+        }
+        Ok(select(found, status, limit))
     }
 }

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use super::RedisStore;
 use crate::store::authcode::{
     AuthCode, AuthCodeStore, CodeTake, FamilyToken, RefreshFamily, RememberedConsent, Rotation,
-    MAX_FAMILY_TOKENS, MAX_REMEMBERED_PER_PERSON, SPENT_CODE_KEPT_SECS,
+    MAX_CONSENT_FAMILIES, MAX_FAMILY_TOKENS, MAX_REMEMBERED_PER_PERSON, SPENT_CODE_KEPT_SECS,
 };
 use crate::store::StoreError;
 use crate::token::{Audience, Person};
@@ -72,6 +72,21 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 "#;
 
+/// KEYS: the person's hash. ARGV: field, family id, most kept. Returns 1
+/// if the consent was there (and now lists the family).
+const ADD_FAMILY: &str = r#"
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if not rec then return 0 end
+local c = cjson.decode(rec)
+local f = c['families']
+if type(f) ~= 'table' then f = {} end
+table.insert(f, ARGV[2])
+while #f > tonumber(ARGV[3]) do table.remove(f, 1) end
+c['families'] = f
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(c))
+return 1
+"#;
+
 /// KEYS: the person's hash. ARGV: field. Returns 1 if it was there.
 const FORGET: &str = r#"
 return redis.call('HDEL', KEYS[1], ARGV[1])
@@ -83,6 +98,7 @@ static ADD_TOKEN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ADD_TOK
 static REVOKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE));
 static REMEMBER_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REMEMBER));
 static FORGET_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET));
+static ADD_FAMILY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ADD_FAMILY));
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encoding a record: {e}")))
@@ -328,6 +344,28 @@ impl AuthCodeStore for RedisStore {
             )));
         }
         Ok(())
+    }
+
+    async fn add_consent_family(
+        &self,
+        person: &Person,
+        client_id: &str,
+        resource: &Audience,
+        family_id: &str,
+    ) -> Result<bool, StoreError> {
+        let added: i64 = self
+            .durable(
+                &ADD_FAMILY_SCRIPT,
+                ADD_FAMILY,
+                &[self.layout.remembered_consents(person)],
+                &[
+                    consent_field(client_id, resource),
+                    family_id.to_owned(),
+                    MAX_CONSENT_FAMILIES.to_string(),
+                ],
+            )
+            .await?;
+        Ok(added == 1)
     }
 
     async fn remembered(&self, person: &Person) -> Result<Vec<RememberedConsent>, StoreError> {

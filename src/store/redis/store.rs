@@ -85,6 +85,36 @@ impl AgentStore for RedisStore {
         Ok(agents)
     }
 
+    /// Reads the registry's ids (short strings; the registry is written by
+    /// operators only), then at most `limit` records.
+    async fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AgentRecord>, StoreError> {
+        let mut cmd = ::redis::cmd("SMEMBERS");
+        cmd.arg(self.layout.agents());
+        let mut ids: Vec<String> = self.query(&cmd).await?;
+        ids.retain(|id| after.is_none_or(|a| id.as_str() > a));
+        ids.sort();
+        ids.truncate(limit);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGETALL").arg(self.layout.agent(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
+        let mut agents = hashes
+            .into_iter()
+            .filter(|hash| !hash.is_empty())
+            .map(agent_from_hash)
+            .collect::<Result<Vec<_>, _>>()?;
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(agents)
+    }
+
     async fn disable(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut invocation = self.disable_script.prepare_invoke();
         invocation.key(self.layout.agent(id)).arg(rfc3339(now));

@@ -114,26 +114,82 @@ impl CimdServer {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-            .args([
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl: {}",
-            String::from_utf8_lossy(&out.stderr)
+        // A test root (ca.pem, what the issuer trusts) and a server
+        // certificate it signs: rustls refuses a CA certificate as the
+        // server's own, so one self-signed certificate will not do.
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=Tessera test root",
+                    "-keyout",
+                    "ca-key.pem",
+                    "-out",
+                    "ca.pem",
+                ],
+            ]
+            .concat(),
         );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "server.csr",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.path().join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "cert.pem",
+        ]);
         let docs = dir.path().join("docs");
         std::fs::create_dir(&docs).unwrap();
         let mut child = Command::new("node")
@@ -158,10 +214,10 @@ impl CimdServer {
         }
     }
 
-    /// The certificate (PEM) the issuer must trust to fetch the documents.
-    #[allow(dead_code)] // handed to the issuer's CIMD fetcher once it takes a test CA
+    /// The root certificate (PEM) the issuer must trust to fetch the
+    /// documents (`[clients] extra_root_cert_file`).
     pub fn certificate(&self) -> PathBuf {
-        self.dir.path().join("cert.pem")
+        self.dir.path().join("ca.pem")
     }
 
     /// Publishes a public client's document at `/<name>.json` redirecting
@@ -369,7 +425,8 @@ impl SdkClient {
                 let opener = format!("node {}", browser_dir().join("mcp-login.mjs").display());
                 cmd.args(["--open", &opener])
                     .env("TESSERA_PERSON", who)
-                    .env("TESSERA_APPROVE", scopes);
+                    .env("TESSERA_APPROVE", scopes)
+                    .env("TESSERA_REMEMBER", "1");
                 match shots {
                     Some(dir) => cmd.env("TESSERA_SCREENSHOTS", dir),
                     None => cmd.env_remove("TESSERA_SCREENSHOTS"),

@@ -57,17 +57,16 @@ async fn world() -> Option<World> {
     let config = idp_config(&idp, 30);
     let role = orders_role(&url);
     let idp_issuer = idp.issuer.clone();
+    let cert = cimd.certificate();
     let issuer = TestApp::spawn_with(None, move |c| {
         // Tessera's login at the test IdP (tests/it/web/fixture.rs).
         let secret_file = c.data_dir.join("login-client-secret");
         std::fs::write(&secret_file, format!("{WEB_CLIENT}-secret\n")).unwrap();
         c.idp = vec![config];
         c.role = vec![role];
-        // To do when merged with `cimd` and `authcode`: allow the loopback
-        // documents (`c.clients.allow_private_addresses = true`) and make the
-        // fetcher trust `cimd.certificate()` (a test-only, serde-skipped
-        // root: the SDKs accept only https client ids, and the fetcher has
-        // no extra root today).
+        // The metadata documents are on loopback, over TLS with a test root.
+        c.clients.allow_private_addresses = true;
+        c.clients.extra_root_cert_file = Some(cert);
         c.login = Some(LoginConfig {
             issuer: idp_issuer,
             client_id: WEB_CLIENT.into(),
@@ -163,11 +162,33 @@ async fn an_sdk_client_connects_through_the_browser(world: &World, sdk: Sdk, nam
         .await;
     assert!(got.ok(), "{got:?}");
 
-    // 3. Alice withdraws her consent and the token is revoked: the call is
-    //    refused, and no new token comes without her. To do with
-    //    `authcode`: withdraw on her consents page (browser, screenshot
-    //    consents.png), which must also end the refresh family; revoking
-    //    only the access token lets the SDK refresh its way back in.
+    // 3. Alice withdraws her consent on her consents page (which ends the
+    //    refresh families started under it) and the token is revoked: the
+    //    call is refused, and no new token comes without her.
+    let alice = format!(
+        "tessera-session={}",
+        crate::web::fixture::login(&world.issuer, &world._idp, "alice").await
+    );
+    let page = crate::web::fixture::get_with(&world.issuer.url("/consents"), Some(&alice))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&client.client_id), "{page}");
+    let csrf = crate::web::authorize::hidden(&page, "csrf");
+    let withdrawn = crate::web::authorize::post_form(
+        &world.issuer,
+        "/consents/withdraw",
+        &alice,
+        &[
+            ("client_id", client.client_id.as_str()),
+            ("resource", server),
+            ("csrf", csrf.as_str()),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(withdrawn.status().as_u16(), 303);
     let token = client.stored_access_token();
     let token_id = world.issuer.inspect(&token).token_id;
     let r = world
@@ -198,9 +219,6 @@ async fn an_sdk_client_connects_through_the_browser(world: &World, sdk: Sdk, nam
     );
 }
 
-// Not run yet: /oauth/authorize and the consent page are not on main
-// (issue 12; work in progress on the branch `authorize`).
-#[ignore = "needs /oauth/authorize and the consent page (issue 12)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typescript_sdk_connects_through_the_browser_and_is_refused_after_revocation() {
     let Some(world) = world().await else {
@@ -209,9 +227,6 @@ async fn the_typescript_sdk_connects_through_the_browser_and_is_refused_after_re
     an_sdk_client_connects_through_the_browser(&world, Sdk::TypeScript, "ts-client").await;
 }
 
-// Not run yet: /oauth/authorize and the consent page are not on main
-// (issue 12; work in progress on the branch `authorize`).
-#[ignore = "needs /oauth/authorize and the consent page (issue 12)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_connects_through_the_browser_and_is_refused_after_revocation() {
     let Some(python) = crate::python::python_with("mcp, httpx2", "MCP SDK browser test") else {

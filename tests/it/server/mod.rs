@@ -9,6 +9,8 @@ mod audit_log;
 mod audit_tamper;
 mod audit_verify;
 mod authcode;
+mod budgets_api;
+mod budgets_http;
 mod cimd;
 pub(crate) mod helpers;
 mod introspect;

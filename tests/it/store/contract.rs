@@ -162,6 +162,53 @@ pub async fn agent_records_round_trip_through_put_get_list_and_disable(stores: &
     assert_eq!(stores.agents.list().await.unwrap().len(), 2);
 }
 
+pub async fn agents_are_listed_a_bounded_page_at_a_time_by_id(stores: &Stores) {
+    let now = wall_clock();
+    let names = ["d", "a", "c", "e", "b"];
+    for n in names {
+        let a = agent(&format!("https://agents.example/page-{n}"), now);
+        stores.agents.put(&a).await.unwrap();
+    }
+    let ids = |page: &[AgentRecord]| page.iter().map(|a| a.id.to_string()).collect::<Vec<_>>();
+    let first = stores.agents.list_page(None, 2).await.unwrap();
+    assert_eq!(
+        ids(&first),
+        [
+            "https://agents.example/page-a",
+            "https://agents.example/page-b"
+        ]
+    );
+    let second = stores
+        .agents
+        .list_page(Some(first[1].id.as_str()), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&second),
+        [
+            "https://agents.example/page-c",
+            "https://agents.example/page-d"
+        ]
+    );
+    let last = stores
+        .agents
+        .list_page(Some(second[1].id.as_str()), 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(&last), ["https://agents.example/page-e"]);
+    assert!(stores
+        .agents
+        .list_page(Some(last[0].id.as_str()), 2)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(stores.agents.list_page(None, 0).await.unwrap().is_empty());
+    assert_eq!(
+        stores.agents.list_page(None, 10).await.unwrap(),
+        stores.agents.list().await.unwrap()
+    );
+}
+
 pub async fn revoked_id_is_reported_and_an_unknown_id_is_not(stores: &Stores) {
     let now = wall_clock();
     assert!(!stores.revocations.is_revoked("aa01").await.unwrap());

@@ -227,3 +227,54 @@ pub async fn pending_requests_are_bounded_per_agent_and_per_person(stores: &Stor
     .unwrap();
     ap.create(&refused, now).await.unwrap();
 }
+
+pub async fn operators_list_every_persons_approvals_newest_first_and_by_status(stores: &Stores) {
+    let now = wall_clock();
+    let ap = &stores.approvals;
+    let bob = Person::parse("https://login.acme.example", "bob").unwrap();
+    let mut made = Vec::new();
+    for (n, person) in [alice(), bob.clone(), alice()].iter().enumerate() {
+        let mut a = approval(&unique("agent://acme/lister"), person, now);
+        a.created_at = now + TimeDelta::milliseconds(n as i64);
+        ap.create(&a, now).await.unwrap();
+        made.push(a);
+    }
+    let operator = Decider::Operator("ops".to_owned());
+    assert!(matches!(
+        ap.decide(&made[0].id, &operator, Verdict::Approve, now)
+            .await
+            .unwrap(),
+        Decided::Decided(_)
+    ));
+    assert!(matches!(
+        ap.decide(&made[1].id, &Decider::Person(bob), Verdict::Deny, now)
+            .await
+            .unwrap(),
+        Decided::Decided(_)
+    ));
+    let ids = |v: Vec<Approval>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    // Both people, newest first.
+    let all = ids(ap.list(None, 100).await.unwrap());
+    let ours: Vec<&String> = all
+        .iter()
+        .filter(|id| made.iter().any(|a| &&a.id == id))
+        .collect();
+    assert_eq!(ours, vec![&made[2].id, &made[1].id, &made[0].id]);
+    assert_eq!(ap.list(None, 1).await.unwrap().len(), 1);
+    // By status.
+    let pending = ids(ap.list(Some(ApprovalStatus::Pending), 100).await.unwrap());
+    assert!(pending.contains(&made[2].id));
+    assert!(!pending.contains(&made[0].id) && !pending.contains(&made[1].id));
+    let approved = ap.list(Some(ApprovalStatus::Approved), 100).await.unwrap();
+    let mine = approved.iter().find(|a| a.id == made[0].id).unwrap();
+    assert_eq!(mine.decided_by.as_deref(), Some("operator:ops"));
+    assert!(approved
+        .iter()
+        .all(|a| a.status == ApprovalStatus::Approved));
+    let denied = ids(ap.list(Some(ApprovalStatus::Denied), 100).await.unwrap());
+    assert_eq!(
+        denied.iter().filter(|id| **id == made[1].id).count(),
+        1,
+        "{denied:?}"
+    );
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use tessera::store::authcode::{
     secret_hash, AuthCode, CodeTake, FamilyToken, RefreshFamily, RememberedConsent, Rotation,
-    MAX_FAMILY_TOKENS, MAX_REMEMBERED_PER_PERSON,
+    MAX_CONSENT_FAMILIES, MAX_FAMILY_TOKENS, MAX_REMEMBERED_PER_PERSON,
 };
 use tessera::store::{StoreError, Stores};
 use tessera::token::{Action, Audience, Person, ResourcePattern};
@@ -173,6 +173,7 @@ fn consent(client: &str, resource: &str, scopes: &[&str], now: DateTime<Utc>) ->
         resource: Audience::parse(resource).unwrap(),
         scopes: scopes.iter().map(|a| Action::parse(a).unwrap()).collect(),
         granted_at: DateTime::from_timestamp(now.timestamp(), 0).unwrap(),
+        families: vec![],
     }
 }
 
@@ -247,4 +248,51 @@ pub async fn a_person_remembers_at_most_the_bounded_number_of_consents(stores: &
         s.remembered(&alice()).await.unwrap().len(),
         MAX_REMEMBERED_PER_PERSON
     );
+}
+
+pub async fn a_remembered_consent_lists_its_families_until_withdrawn(stores: &Stores) {
+    let now = wall_clock();
+    let s = &stores.authcodes;
+    let c = consent(
+        "https://f.example/c",
+        "https://mcp.example/",
+        &["get_order"],
+        now,
+    );
+    let bob = Person::parse("https://idp.example", "bob").unwrap();
+    assert!(!s
+        .add_consent_family(&alice(), &c.client_id, &c.resource, "f0")
+        .await
+        .unwrap());
+    s.remember(&c).await.unwrap();
+    assert!(!s
+        .add_consent_family(&bob, &c.client_id, &c.resource, "f0")
+        .await
+        .unwrap());
+    for n in 0..MAX_CONSENT_FAMILIES + 2 {
+        assert!(s
+            .add_consent_family(&alice(), &c.client_id, &c.resource, &format!("f{n}"))
+            .await
+            .unwrap());
+    }
+    let listed = s.remembered(&alice()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let families = &listed[0].families;
+    assert_eq!(families.len(), MAX_CONSENT_FAMILIES);
+    assert_eq!(families.first().map(String::as_str), Some("f2"));
+    assert_eq!(
+        families.last().cloned(),
+        Some(format!("f{}", MAX_CONSENT_FAMILIES + 1))
+    );
+    assert_eq!(listed[0].scopes, c.scopes);
+    assert_eq!(listed[0].granted_at, c.granted_at);
+    // Remembering again (a new approval) starts a fresh list.
+    s.remember(&c).await.unwrap();
+    assert!(s.remembered(&alice()).await.unwrap()[0].families.is_empty());
+    assert!(s.forget(&alice(), &c.client_id, &c.resource).await.unwrap());
+    assert!(!s
+        .add_consent_family(&alice(), &c.client_id, &c.resource, "late")
+        .await
+        .unwrap());
+    assert!(s.remembered(&alice()).await.unwrap().is_empty());
 }

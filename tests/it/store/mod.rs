@@ -71,6 +71,7 @@ macro_rules! contract_suite {
 
 contract_suite!(
     agent_records_round_trip_through_put_get_list_and_disable,
+    agents_are_listed_a_bounded_page_at_a_time_by_id,
     revoked_id_is_reported_and_an_unknown_id_is_not,
     feed_lists_revocations_in_order_and_resumes_after_a_cursor,
     revoking_the_same_id_twice_keeps_one_feed_entry,
@@ -97,9 +98,11 @@ contract_suite!(
     a_family_keeps_its_newest_tokens_and_can_be_revoked,
     remembered_consents_replace_list_and_are_withdrawn,
     a_person_remembers_at_most_the_bounded_number_of_consents,
+    a_remembered_consent_lists_its_families_until_withdrawn,
     an_approval_is_decided_once_by_its_person_and_collected_once,
     a_denied_or_expired_approval_gives_no_token,
     exactly_one_of_16_concurrent_decisions_and_collections_wins,
     pending_requests_are_bounded_per_agent_and_per_person,
+    operators_list_every_persons_approvals_newest_first_and_by_status,
     every_append_adds_its_leaf_and_roots_and_proofs_match_a_memory_tree,
 );

@@ -3,6 +3,9 @@
 //! attacks on it.
 
 mod attack;
+pub mod authorize;
 pub mod browser;
+mod console;
+mod consents;
 pub mod fixture;
 mod login;
