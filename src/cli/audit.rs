@@ -66,6 +66,26 @@ struct QueryArgs {
     /// Only events about this token id.
     #[arg(long, value_name = "ID")]
     token_id: Option<String>,
+    /// Only events whose agent chain names this agent anywhere (the agent,
+    /// or one it delegated through).
+    #[arg(long, value_name = "URI")]
+    chain_agent: Option<AgentId>,
+    /// Only events about a token with this revocation id (hex): the token
+    /// and every token attenuated or delegated from it.
+    #[arg(long, value_name = "HEX")]
+    revocation_id: Option<String>,
+    /// Only events of this kind (mint, exchange, revocation, admin, ...).
+    #[arg(long, value_name = "KIND")]
+    kind: Option<String>,
+    /// Only events with this outcome (as printed, e.g. granted, denied).
+    #[arg(long, value_name = "OUTCOME")]
+    outcome: Option<String>,
+    /// Only events at or after this time (RFC 3339, e.g. 2026-12-01T09:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+    since: Option<String>,
+    /// Only events before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+    until: Option<String>,
     /// Only events after this cursor (the `next` of an earlier page).
     #[arg(long, value_name = "CURSOR")]
     after: Option<String>,
@@ -76,6 +96,30 @@ struct QueryArgs {
     /// Print the page as JSON (events and `next`).
     #[arg(long)]
     json: bool,
+}
+
+/// An RFC 3339 time, as typed (the issuer parses it again).
+fn rfc3339(s: &str) -> Result<String, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|_| s.to_owned())
+        .map_err(|_| format!("{s:?} is not an RFC 3339 time (as in 2026-12-01T09:00:00Z)"))
+}
+
+/// Who did what: `person -> agent -> sub-agent -> capability -> outcome`
+/// (the parts the event knows).
+fn story(e: &crate::records::AuditEvent) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(p) = &e.person {
+        parts.push(format!("for {p}"));
+    }
+    if e.chain.is_empty() {
+        parts.extend(e.agent.clone());
+    } else {
+        parts.extend(e.chain.iter().cloned());
+    }
+    parts.extend(e.capability.clone());
+    parts.push(e.outcome.to_string());
+    parts.join(" -> ")
 }
 
 /// One line per event: cursor, time, kind, outcome, then what is known.
@@ -101,6 +145,7 @@ fn line(entry: &crate::records::AuditEntry) -> String {
     field("token_id", e.token_id.clone());
     field("capability", e.capability.clone());
     field("reason", e.reason.clone());
+    field("story", Some(story(e)));
     out
 }
 
@@ -136,8 +181,21 @@ fn query(args: QueryArgs) -> Result<(), Failure> {
     if let Some(token_id) = &args.token_id {
         query.push(("token_id", token_id.clone()));
     }
-    if let Some(after) = &args.after {
-        query.push(("after", after.clone()));
+    if let Some(agent) = &args.chain_agent {
+        query.push(("chain_agent", agent.to_string()));
+    }
+    let optional = [
+        ("revocation_id", &args.revocation_id),
+        ("kind", &args.kind),
+        ("outcome", &args.outcome),
+        ("since", &args.since),
+        ("until", &args.until),
+        ("after", &args.after),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            query.push((name, v.clone()));
+        }
     }
     runtime()?.block_on(async move {
         let resp = client()?
