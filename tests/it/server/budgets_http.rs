@@ -112,7 +112,11 @@ async fn sixteen_spenders(app: TestApp) {
             now(),
         )
         .await;
-    assert_eq!(again.as_ref().map(|s| &s.id).ok(), Some(first_id), "{again:?}");
+    assert_eq!(
+        again.as_ref().map(|s| &s.id).ok(),
+        Some(first_id),
+        "{again:?}"
+    );
     let state = app
         .state
         .stores

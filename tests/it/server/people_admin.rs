@@ -533,15 +533,31 @@ async fn the_person_and_audit_commands_drive_the_admin_api() {
     // The same with a time window: the future holds nothing, the past all;
     // each line tells who -> what -> outcome.
     let window = |flag: &str, time: &str| {
-        ["audit", "--person-issuer", IDP, "--person", "alice", flag, time, "--json"]
-            .map(str::to_owned)
-            .to_vec()
+        [
+            "audit",
+            "--person-issuer",
+            IDP,
+            "--person",
+            "alice",
+            flag,
+            time,
+            "--json",
+        ]
+        .map(str::to_owned)
+        .to_vec()
     };
     let later = stdout_json(&run(window("--since", "2999-01-01T00:00:00Z")).await);
     assert_eq!(later["events"], json!([]));
     let before = stdout_json(&run(window("--until", "2999-01-01T00:00:00Z")).await);
-    assert_eq!(before["events"].as_array().map(Vec::len), Some(2), "{before}");
-    assert!(lines[0].contains("story=") && lines[0].contains(" -> "), "{text}");
+    assert_eq!(
+        before["events"].as_array().map(Vec::len),
+        Some(2),
+        "{before}"
+    );
+    assert!(
+        lines[0].contains("story=") && lines[0].contains(" -> "),
+        "{text}"
+    );
     let by_kind = stdout_json(
         &run([
             "audit",
@@ -603,7 +619,9 @@ async fn the_person_and_audit_commands_drive_the_admin_api() {
             "required arguments were not provided",
         ),
         (
-            ["audit", "--since", "yesterday"].map(str::to_owned).to_vec(),
+            ["audit", "--since", "yesterday"]
+                .map(str::to_owned)
+                .to_vec(),
             2,
             "not an RFC 3339 time",
         ),
