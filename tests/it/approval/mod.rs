@@ -3,9 +3,9 @@
 
 mod e2e;
 mod flow;
+mod operators;
 mod page;
 mod page_fixture;
-mod operators;
 mod ping;
 mod policy;
 mod webhook;

@@ -7,6 +7,8 @@ mod agent_redirects;
 mod attack_net;
 mod attack_store;
 mod audit_log;
+mod audit_tamper;
+mod audit_verify;
 mod authcode;
 mod budgets_api;
 mod budgets_audit;
