@@ -17,7 +17,7 @@
 //!   amounts (`docs/token-schema.md`, "Amount caps"). A refusal
 //!   becomes a tool error (`isError: true`) naming the reason, e.g.
 //!   `out_of_scope: …`.
-//! - `pay {payee, amount}` (`mcp_pay.rs`): `payments:create` on
+//! - `pay {payee, amount}` (`mcp/pay.rs`): `payments:create` on
 //!   `payees/<payee>`, only with a token a person approved for the amount;
 //!   a refusal carries the hint to ask at the issuer's `bc-authorize`.
 //! - Step-up (RFC 6750 §3.1, the MCP authorization spec's scope
@@ -84,7 +84,7 @@ use tessera::verify::{
 };
 use tokio::sync::Mutex;
 
-#[path = "mcp_pay.rs"]
+#[path = "mcp/pay.rs"]
 mod pay;
 
 /// The tools, in the order they are listed (each is also the operation a
