@@ -5,6 +5,7 @@ mod e2e;
 mod flow;
 mod page;
 mod page_fixture;
+mod pay_e2e;
 mod operators;
 mod ping;
 mod policy;
