@@ -499,7 +499,13 @@ pub async fn app(config: &Config) -> Result<Router, ServeError> {
     let mcp = {
         let verifier = verifier.clone();
         StreamableHttpService::new(
-            move || Ok(OrdersServer::new(verifier.clone(), orders.clone(), desk.clone())),
+            move || {
+                Ok(OrdersServer::new(
+                    verifier.clone(),
+                    orders.clone(),
+                    desk.clone(),
+                ))
+            },
             Arc::new(LocalSessionManager::default()),
             StreamableHttpServerConfig::default().with_allowed_hosts(hosts),
         )

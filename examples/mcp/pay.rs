@@ -113,9 +113,7 @@ impl OrdersServer {
         Extension(parts): Extension<Parts>,
     ) -> ToolResult {
         if !payee_ok(&payee) {
-            return Err(failure(
-                "payee: 1 to 64 letters, digits, `-`, `_` or `.`",
-            ));
+            return Err(failure("payee: 1 to 64 letters, digits, `-`, `_` or `.`"));
         }
         let amount = Amount::parse(&amount).map_err(|e| failure(format!("amount: {e}")))?;
         let resource = format!("payees/{payee}");

@@ -36,7 +36,7 @@ import threading
 import time
 
 import requests
-from authlib.integrations.requests_client import OAuth2ClientAuth
+from authlib.integrations.requests_client.oauth2_session import OAuth2ClientAuth
 
 from authlib_client import EdDSAPrivateKeyJWT, Failure, load_key
 from mcp_client import call as mcp_call

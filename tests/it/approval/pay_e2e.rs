@@ -54,7 +54,12 @@ fn payer_role(audience: &str) -> Role {
 fn text(step: &Value) -> String {
     step["content"]
         .as_array()
-        .map(|c| c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"))
+        .map(|c| {
+            c.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .unwrap_or_default()
 }
 
@@ -167,21 +172,39 @@ async fn the_agent_is_refused_asks_the_person_who_approves_in_a_browser_and_the_
         .arg(&script)
         .args(["--issuer", &app.base, "--agent", &agent.id, "--key"])
         .arg(&key)
-        .args(["--mcp", &mcp_url, "--notify-port", &port, "--person", &person])
-        .args(["--payee", "acme", "--amount", "40.00EUR", "--over", "40.01EUR"])
+        .args([
+            "--mcp",
+            &mcp_url,
+            "--notify-port",
+            &port,
+            "--person",
+            &person,
+        ])
+        .args([
+            "--payee", "acme", "--amount", "40.00EUR", "--over", "40.01EUR",
+        ])
         .args(["--message", "Pay acme 40 EUR", "--wait", "120"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .output();
-    let agent_run = tokio::spawn(agent_run);
+    let mut agent_run = tokio::spawn(agent_run);
 
     // The webhook brings the link, signed (its first attempt is refused, the retry lands).
-    let (sig, body) = eventually(Duration::from_secs(60), "the webhook", || {
+    let (sig, body) = tokio::select! {
+        done = &mut agent_run => {
+            let out = done.unwrap().unwrap();
+            panic!(
+                "the agent stopped before the webhook: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }
+        got = eventually(Duration::from_secs(60), "the webhook", || {
         let seen = seen.clone();
         async move { seen.lock().unwrap().get(1).cloned() }
-    })
-    .await;
+    }) => got,
+    };
     let now = app.state.now().timestamp();
     webhook::verify(SECRET.as_bytes(), &sig.unwrap(), &body, now, 300).unwrap();
     let mut forged = body.clone();
@@ -191,11 +214,7 @@ async fn the_agent_is_refused_asks_the_person_who_approves_in_a_browser_and_the_
     let notice: webhook::Notice = serde_json::from_slice(&body).unwrap();
 
     // Alice approves in the browser.
-    let Some(r) = browser::run(
-        "approve.mjs",
-        &[&notice.approval_url, &idp.issuer, "alice"],
-    )
-    .await
+    let Some(r) = browser::run("approve.mjs", &[&notice.approval_url, &idp.issuer, "alice"]).await
     else {
         return;
     };
