@@ -25,7 +25,9 @@ use crate::server::helpers::{eventually, segment, Reply, TestAgent, TestApp};
 use crate::web::browser;
 use crate::web::fixture::WEB_CLIENT;
 
-#[allow(dead_code)] // the example's `main` and flags are not used here
+// The example's `main` and flags are not used here; verify::mcp and others
+// load the same file.
+#[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../../../examples/mcp_tool_server.rs"]
 mod example;
 
