@@ -65,6 +65,101 @@ fn text(step: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// The MCP example on `listener`, following revocations from the issuer's
+/// feed; stops when the sender is dropped.
+async fn start_mcp(
+    app: &TestApp,
+    listener: tokio::net::TcpListener,
+    url: &str,
+) -> oneshot::Sender<()> {
+    let config = example::Config {
+        public_url: url.to_owned(),
+        issuer: app.base.clone(),
+        revocations: example::RevocationSource::Feed {
+            token: app.admin_token(),
+        },
+    };
+    let router = example::app(&config).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    stop
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_payee_or_amount_or_an_unapproved_token_is_a_tool_error_and_nothing_is_paid() {
+    let Some(python) = crate::python::python_with("mcp", "pay tool bad-input test") else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let agent = TestAgent::new("payer");
+    app.register_agent(
+        &agent,
+        &["payments:create"],
+        &["payees/*"],
+        &[&url],
+        Some("10m"),
+    )
+    .await;
+    let form = TestApp::form(
+        app.assertion(&agent).build(),
+        &[
+            ("scope", "payments:create"),
+            ("identifier", "payees/*"),
+            ("resource", &url),
+        ],
+    );
+    let r = app.request_token(&form, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.token().to_owned();
+    let _stop = start_mcp(&app, listener, &url).await;
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/mcp_client.py");
+    for (payee, amount, says) in [
+        ("acme", "40.005EUR", "amount: "),
+        ("acme", "-1.00EUR", "amount: "),
+        ("acme", "99999999999999999999EUR", "amount: "),
+        ("../admin", "1.00EUR", "payee: "),
+        ("", "1.00EUR", "payee: "),
+        // The verifier allows the agent's own token; the tool wants a person's approval.
+        (
+            "acme",
+            "1.00EUR",
+            "forbidden: the token carries no person's approval",
+        ),
+    ] {
+        let args = json!({ "payee": payee, "amount": amount }).to_string();
+        let out = tokio::process::Command::new(&python)
+            .arg(&script)
+            .args([&url, &token, "pay", &args])
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(60), out)
+            .await
+            .expect("mcp_client.py did not finish within 60 s")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "no JSON ({e}): {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(v["is_error"], true, "{payee} {amount}: {v}");
+        let got = text(&v);
+        assert!(got.starts_with(says), "{payee} {amount}: {got}");
+        assert!(!got.contains("paid "), "{got}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_is_refused_asks_the_person_who_approves_in_a_browser_and_the_payment_goes_through(
 ) {
@@ -144,24 +239,7 @@ async fn the_agent_is_refused_asks_the_person_who_approves_in_a_browser_and_the_
         .await
         .unwrap();
 
-    // The MCP example, following revocations from the issuer's feed.
-    let config = example::Config {
-        public_url: mcp_url.clone(),
-        issuer: app.base.clone(),
-        revocations: example::RevocationSource::Feed {
-            token: app.admin_token(),
-        },
-    };
-    let router = example::app(&config).await.unwrap();
-    let (_stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(mcp_listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let _stop = start_mcp(&app, mcp_listener, &mcp_url).await;
 
     // The agent runs until the payment is done (or it gives up).
     let dir = tempfile::tempdir().unwrap();
