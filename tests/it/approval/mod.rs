@@ -3,10 +3,10 @@
 
 mod e2e;
 mod flow;
+mod operators;
 mod page;
 mod page_fixture;
 mod pay_e2e;
-mod operators;
 mod ping;
 mod policy;
 mod webhook;

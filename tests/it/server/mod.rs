@@ -6,6 +6,8 @@ mod admin;
 mod attack_net;
 mod attack_store;
 mod audit_log;
+mod audit_tamper;
+mod audit_verify;
 mod authcode;
 mod budgets_api;
 mod budgets_http;

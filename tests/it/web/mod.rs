@@ -5,7 +5,7 @@
 mod attack;
 pub mod authorize;
 pub mod browser;
-mod console;
 mod consents;
+mod console;
 pub mod fixture;
 mod login;
