@@ -6,6 +6,7 @@ mod flow;
 mod operators;
 mod page;
 mod page_fixture;
+mod pay_e2e;
 mod ping;
 mod policy;
 mod webhook;
