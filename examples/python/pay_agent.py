@@ -151,10 +151,11 @@ def hint_of(outcome):
 def run(args):
     issuer = Issuer(args.issuer, args.agent, load_key(args.key))
     resource = f"payees/{args.payee}"
-    # The agent's own token: it may pay, but no person approved anything.
+    # The agent's own token, for what it may do alone (list orders): the
+    # issuer mints no payment token without a person's approval.
     own = issuer.post(issuer.token_endpoint, {
-        "grant_type": "client_credentials", "scope": "payments:create",
-        "identifier": resource, "resource": args.mcp,
+        "grant_type": "client_credentials", "scope": "list_orders",
+        "identifier": "orders", "resource": args.mcp,
     })
     first = pay(args.mcp, own["access_token"], args.payee, args.amount)
     hint = hint_of(first)

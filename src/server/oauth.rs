@@ -841,6 +841,14 @@ async fn grant(
     remote: Option<String>,
 ) -> Result<Granted, ApiError> {
     let asked = asked(form)?;
+    // An action the operator marked needs a person's yes for each token;
+    // an agent acting for itself has nobody to ask (fail closed).
+    if let Some(why) = state.config.approval.refusal(&asked.action) {
+        return Err(ApiError::oauth(
+            OAuthCode::AccessDenied,
+            format!("{why} (for a person: an agent acting for itself cannot be approved)"),
+        ));
+    }
     let lifetime = within_ceiling(state, &client.record, &asked)?;
     let proof = dpop(state, headers)?;
     mint_for(state, client, &asked, lifetime, proof, None, remote)
@@ -1115,13 +1123,16 @@ pub async fn metadata(State(state): State<AppState>) -> Json<serde_json::Value> 
 }
 
 /// The actions the configured roles name (the scopes `/oauth/authorize`
-/// may grant), sorted, without repeats.
+/// may grant), sorted, without repeats; not those that need a person's
+/// approval for each use (they are asked at `/oauth/bc-authorize`).
 fn scopes_supported(state: &AppState) -> Vec<&str> {
     let mut all: Vec<&str> = state
         .config
         .role
         .iter()
-        .flat_map(|r| r.actions.iter().map(Action::as_str))
+        .flat_map(|r| r.actions.iter())
+        .filter(|a| state.config.approval.rule_for(a).is_none())
+        .map(Action::as_str)
         .collect();
     all.sort_unstable();
     all.dedup();

@@ -323,6 +323,16 @@ async fn run(
     let held = grant::held(&state.config.role, &rights);
     let mut requested = asked.unwrap_or_else(|| grant::default_scopes(&held, &resource));
     requested.dedup();
+    // An action the operator marked for approval is approved per use
+    // (POST /oauth/bc-authorize), never consented to once for a client.
+    let before = requested.len();
+    requested.retain(|a| state.config.approval.rule_for(a).is_none());
+    if requested.is_empty() && before > 0 {
+        return Err(fail(
+            "invalid_scope",
+            "the requested scopes need the person's approval for each use (POST /oauth/bc-authorize), not a consent",
+        ));
+    }
     let limits = Limits {
         max_ttl: state.config.max_ttl.0,
         default_ttl: state.config.default_ttl.0,

@@ -321,3 +321,23 @@ async fn bad_backchannel_requests_get_each_ciba_error_and_record_nothing() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn an_agent_acting_for_itself_gets_no_token_for_an_action_that_needs_approval() {
+    let (app, agent) = issuer().await;
+    let form = TestApp::form(
+        app.assertion(&agent).build(),
+        &[
+            ("scope", "payments:create"),
+            ("identifier", "invoice:1"),
+            ("resource", PAY),
+        ],
+    );
+    let r = app.request_token(&form, None).await;
+    r.assert_oauth_error(400, "access_denied");
+    assert!(
+        r.text.contains("POST /oauth/bc-authorize"),
+        "the refusal names the approval path: {}",
+        r.text
+    );
+}

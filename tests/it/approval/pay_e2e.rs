@@ -202,12 +202,13 @@ async fn the_agent_is_refused_asks_the_person_who_approves_in_a_browser_and_the_
     })
     .await;
 
-    // The agent: it may pay payees at the MCP server; its ping endpoint.
+    // The agent: it may list orders, and pay payees when a person
+    // approves, at the MCP server; its ping endpoint.
     let agent = TestAgent::new("payer");
     app.register_agent(
         &agent,
-        &["payments:create"],
-        &["payees/*"],
+        &["payments:create", "list_orders"],
+        &["payees/*", "orders"],
         &[&mcp_url],
         Some("10m"),
     )
@@ -321,7 +322,7 @@ async fn the_agent_is_refused_asks_the_person_who_approves_in_a_browser_and_the_
     // First call: refused, with the hint naming what to ask and where.
     let first = &steps["first_call"];
     assert_eq!(first["ok"], false, "{first}");
-    assert!(text(first).contains("no person's approval"), "{first}");
+    assert!(text(first).contains("forbidden"), "{first}");
     assert_eq!(
         first["hint"],
         json!({

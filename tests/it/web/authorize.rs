@@ -10,6 +10,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tessera::people::Role;
+use tessera::server::approval_policy::{Always, ApprovalRule};
 use tessera::token::{self, Action, Audience, Request, Resource};
 use tessera::web::{ClientAuth, LoginConfig};
 
@@ -34,7 +35,7 @@ pub struct World {
 
 fn orders_role() -> Role {
     toml::from_str(&format!(
-        "name = \"orders\"\nactions = [\"list_orders\", \"get_order\", \"create_order\"]\n\
+        "name = \"orders\"\nactions = [\"list_orders\", \"get_order\", \"create_order\", \"refund_order\"]\n\
          resources = [\"orders*\"]\naudiences = [\"{MCP}\"]\nmax_ttl = \"5m\"\n\
          groups = [\"finance\"]\n"
     ))
@@ -60,6 +61,12 @@ pub async fn world_on(port: u16) -> Option<World> {
         std::fs::write(&secret_file, format!("{WEB_CLIENT}-secret\n")).unwrap();
         c.idp = vec![idp_conf];
         c.role = vec![orders_role()];
+        // Refunds need the person's approval for each one.
+        c.approval.rule = vec![ApprovalRule {
+            action: Action::parse("refund_order").unwrap(),
+            approval: Some(Always::Always),
+            approval_above: None,
+        }];
         c.clients.allow_private_addresses = true;
         c.clients.extra_root_cert_file = Some(cert);
         c.login = Some(LoginConfig {
@@ -691,4 +698,34 @@ async fn a_remembered_consent_skips_the_page_until_withdrawn_and_withdrawing_end
         send(form(&csrf), alice.clone()).await.status(),
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn an_action_that_needs_approval_is_never_consented_to() {
+    let Some(w) = world().await else { return };
+    let alice = w.session("alice").await;
+    // Asked alone: refused, naming the approval path.
+    let resp = get_with(&w.with("scope", Some("refund_order")), Some(&alice)).await;
+    let p = back_params(&resp, &w.redirect);
+    assert_eq!(param(&p, "error"), Some("invalid_scope"));
+    assert!(
+        param(&p, "error_description").is_some_and(|d| d.contains("bc-authorize")),
+        "{p:?}"
+    );
+    assert!(param(&p, "code").is_none());
+    // Asked with another: the page offers only the other.
+    let html = consent_page(&w.with("scope", Some("get_order refund_order")), &alice).await;
+    assert!(html.contains("get_order"), "{html}");
+    assert!(!html.contains("refund_order"), "{html}");
+    let code = approve(
+        &w,
+        &alice,
+        &w.with("scope", Some("get_order refund_order")),
+        &["get_order", "refund_order"],
+        false,
+    )
+    .await;
+    let r = w.redeem(&code).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["scope"], "get_order");
 }
