@@ -17,13 +17,7 @@ use crate::token::{Amount, Verified};
 
 use super::state::AppState;
 
-/// The `capability` text of a spend record.
-pub fn spend_text(reservation: Option<&str>, keys: &[String]) -> String {
-    match reservation {
-        Some(r) => format!("spend reservation={r} budgets={}", keys.join(",")),
-        None => format!("spend budgets={}", keys.join(",")),
-    }
-}
+pub use crate::verify::spend_audit::spend_text;
 
 /// The reservation id a spend record's `capability` names, if any.
 pub fn reservation_of(capability: &str) -> Option<&str> {

@@ -32,6 +32,8 @@ mod request;
 pub mod revocations;
 #[cfg(feature = "store")]
 pub mod spend;
+#[cfg(feature = "store")]
+pub mod spend_audit;
 mod verifier;
 pub mod view;
 

@@ -10,7 +10,7 @@ mod audit_log;
 mod audit_tamper;
 mod audit_verify;
 mod authcode;
-mod budgets_api;
+pub mod budgets_api;
 mod budgets_audit;
 mod budgets_http;
 mod cimd;

@@ -12,3 +12,4 @@ mod layer;
 mod mcp;
 mod outage;
 mod person;
+mod spend_audit;
