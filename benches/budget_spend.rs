@@ -158,7 +158,11 @@ async fn concurrent_spends(ledger: Arc<dyn BudgetLedger>, tasks: usize, n: usize
     (n - n % tasks) as f64 / t.elapsed().as_secs_f64()
 }
 
-async fn concurrent_incrby(conn: &redis::aio::MultiplexedConnection, tasks: usize, n: usize) -> f64 {
+async fn concurrent_incrby(
+    conn: &redis::aio::MultiplexedConnection,
+    tasks: usize,
+    n: usize,
+) -> f64 {
     let t = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..tasks {
