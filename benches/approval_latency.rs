@@ -6,7 +6,8 @@
 //! endpoint, a real axum server on loopback, receives the
 //! `{"auth_req_id"}` POST. The decision records the verdict, audits it,
 //! reads the agent's endpoint and starts the delivery task, all on the
-//! embedded store (redb, durable commits).
+//! embedded store (redb, durable commits), then on a Redis store (its own
+//! `redis-server` on a free port, skipped when there is none).
 //!
 //! The baseline in the same run is the bare loopback POST of the same body
 //! to the same endpoint (a reqwest client, kept-alive connection), timed the
@@ -102,14 +103,14 @@ fn pct(v: &[f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn row(name: &str, v: &mut [f64], base: Option<(f64, f64)>) -> (f64, f64) {
+fn row(store: &str, name: &str, v: &mut [f64], base: Option<(f64, f64)>) -> (f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
     let (p50, p99) = (pct(v, 0.5), pct(v, 0.99));
     let ratio = base
         .map(|(b50, b99)| format!("{:.1} | {:.1}", p50 / b50, p99 / b99))
         .unwrap_or_else(|| "1 | 1".to_owned());
     println!(
-        "| {name} | {} | {:.2} | {:.2} | {:.2} | {ratio} |",
+        "| {store} | {name} | {} | {:.2} | {:.2} | {:.2} | {ratio} |",
         v.len(),
         p50,
         p99,
@@ -118,21 +119,75 @@ fn row(name: &str, v: &mut [f64], base: Option<(f64, f64)>) -> (f64, f64) {
     (p50, p99)
 }
 
+/// A `redis-server` without persistence on a free port, killed on drop.
+struct Redis(std::process::Child, String);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis(dir: &std::path::Path) -> Option<Redis> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let redis = Redis(child, format!("redis://127.0.0.1:{port}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(redis)
+}
+
 fn main() {
     let n: usize = std::env::var("APPROVALS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "approval_latency: {n} approvals after {} warm-up per store; loadavg {}",
+        n / 10,
+        load.trim()
+    );
+    println!("| store | measured | n | p50 ms | p99 ms | max ms | p50 ratio | p99 ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
     let dir = tempfile::tempdir().unwrap();
-    rt.block_on(async {
+    let stores = Stores::embedded(dir.path()).unwrap();
+    rt.block_on(measure("embedded", n, dir.path(), stores));
+    let rdir = tempfile::tempdir().unwrap();
+    match start_redis(rdir.path()) {
+        Some(redis) => {
+            let stores = rt.block_on(Stores::redis(&redis.1, "bench:")).unwrap();
+            rt.block_on(measure("redis", n, rdir.path(), stores));
+        }
+        None => eprintln!("approval_latency: redis-server not available; Redis run skipped"),
+    }
+}
+
+async fn measure(store: &str, n: usize, data_dir: &std::path::Path, stores: Stores) {
+    {
         let config = Config {
             issuer_url: Some("http://127.0.0.1:1".into()),
-            data_dir: dir.path().to_owned(),
+            data_dir: data_dir.to_owned(),
             ..Config::default()
         };
         let (ring, _) = KeyRing::load_or_create(&config.keys_dir()).unwrap();
-        let stores = Stores::embedded(&config.data_dir).unwrap();
         let state = AppState::new(config, stores, ring, Arc::new(SystemClock));
         let (tx, mut rx) = mpsc::unbounded_channel();
         let endpoint = receiver(tx).await;
@@ -200,16 +255,13 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
 
-        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        println!(
-            "approval_latency: {n} approvals after {} warm-up; loadavg {}",
-            n / 10,
-            load.trim()
+        let base = row(store, "bare loopback POST (baseline)", &mut bare, None);
+        row(
+            store,
+            "notify::decide -> ping received",
+            &mut to_ping,
+            Some(base),
         );
-        println!("| measured | n | p50 ms | p99 ms | max ms | p50 ratio | p99 ratio |");
-        println!("|---|---|---|---|---|---|---|");
-        let base = row("bare loopback POST (baseline)", &mut bare, None);
-        row("notify::decide -> ping received", &mut to_ping, Some(base));
-        row("notify::decide returns", &mut to_return, Some(base));
-    });
+        row(store, "notify::decide returns", &mut to_return, Some(base));
+    }
 }

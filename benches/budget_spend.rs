@@ -15,7 +15,12 @@
 
 // Benches are test code: a failed setup should stop the run loudly. A bench
 // is an edge of the program, so it reads the clock (`now` for the ledger).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
