@@ -181,87 +181,85 @@ fn main() {
 }
 
 async fn measure(store: &str, n: usize, data_dir: &std::path::Path, stores: Stores) {
-    {
-        let config = Config {
-            issuer_url: Some("http://127.0.0.1:1".into()),
-            data_dir: data_dir.to_owned(),
-            ..Config::default()
-        };
-        let (ring, _) = KeyRing::load_or_create(&config.keys_dir()).unwrap();
-        let state = AppState::new(config, stores, ring, Arc::new(SystemClock));
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let endpoint = receiver(tx).await;
-        let now = Utc::now();
-        state
-            .stores
-            .agents
-            .put(&AgentRecord {
-                id: AgentId::parse(AGENT).unwrap(),
-                public_key: AgentKey::parse(&format!("ed25519/{}", "ab".repeat(32))).unwrap(),
-                description: "approval latency bench".into(),
-                ceiling: Ceiling {
-                    actions: vec![Action::parse("payments:create").unwrap()],
-                    resources: vec![ResourcePattern::parse("invoice:*").unwrap()],
-                    audiences: Vec::new(),
-                    max_ttl: Duration::from_secs(300),
-                },
-                disabled: false,
-                created_at: now,
-                updated_at: now,
-                notification_endpoint: Some(endpoint.clone()),
-            })
+    let config = Config {
+        issuer_url: Some("http://127.0.0.1:1".into()),
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    };
+    let (ring, _) = KeyRing::load_or_create(&config.keys_dir()).unwrap();
+    let state = AppState::new(config, stores, ring, Arc::new(SystemClock));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let endpoint = receiver(tx).await;
+    let now = Utc::now();
+    state
+        .stores
+        .agents
+        .put(&AgentRecord {
+            id: AgentId::parse(AGENT).unwrap(),
+            public_key: AgentKey::parse(&format!("ed25519/{}", "ab".repeat(32))).unwrap(),
+            description: "approval latency bench".into(),
+            ceiling: Ceiling {
+                actions: vec![Action::parse("payments:create").unwrap()],
+                resources: vec![ResourcePattern::parse("invoice:*").unwrap()],
+                audiences: Vec::new(),
+                max_ttl: Duration::from_secs(300),
+            },
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+            notification_endpoint: Some(endpoint.clone()),
+        })
+        .await
+        .unwrap();
+
+    // Baseline: the bare loopback POST of the same body.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut bare = Vec::new();
+    for i in 0..n + n / 10 {
+        let id = format!("bare-{i}");
+        let t = Instant::now();
+        let resp = http
+            .post(&endpoint)
+            .header("content-type", "application/json")
+            .bearer_auth("bench-notification-token")
+            .body(serde_json::json!({ "auth_req_id": id }).to_string())
+            .send()
             .await
             .unwrap();
-
-        // Baseline: the bare loopback POST of the same body.
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let mut bare = Vec::new();
-        for i in 0..n + n / 10 {
-            let id = format!("bare-{i}");
-            let t = Instant::now();
-            let resp = http
-                .post(&endpoint)
-                .header("content-type", "application/json")
-                .bearer_auth("bench-notification-token")
-                .body(serde_json::json!({ "auth_req_id": id }).to_string())
-                .send()
-                .await
-                .unwrap();
-            assert!(resp.status().is_success());
-            let at = ping_of(&mut rx, &id).await;
-            if i >= n / 10 {
-                bare.push((at - t).as_secs_f64() * 1e3);
-            }
+        assert!(resp.status().is_success());
+        let at = ping_of(&mut rx, &id).await;
+        if i >= n / 10 {
+            bare.push((at - t).as_secs_f64() * 1e3);
         }
-
-        // Decision to ping.
-        let (mut to_ping, mut to_return) = (Vec::new(), Vec::new());
-        let by = Decider::Person(alice());
-        for i in 0..n + n / 10 {
-            let a = approval(i);
-            state.stores.approvals.create(&a, Utc::now()).await.unwrap();
-            let t = Instant::now();
-            let decided = notify::decide(&state, &a.id, &by, Verdict::Approve)
-                .await
-                .unwrap();
-            let returned = t.elapsed();
-            assert!(matches!(decided, Decided::Decided(_)));
-            let at = ping_of(&mut rx, &a.id).await;
-            if i >= n / 10 {
-                to_ping.push((at - t).as_secs_f64() * 1e3);
-                to_return.push(returned.as_secs_f64() * 1e3);
-            }
-            // Let the delivery task audit its attempt before the next decision.
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-
-        let base = row(store, "bare loopback POST (baseline)", &mut bare, None);
-        row(
-            store,
-            "notify::decide -> ping received",
-            &mut to_ping,
-            Some(base),
-        );
-        row(store, "notify::decide returns", &mut to_return, Some(base));
     }
+
+    // Decision to ping.
+    let (mut to_ping, mut to_return) = (Vec::new(), Vec::new());
+    let by = Decider::Person(alice());
+    for i in 0..n + n / 10 {
+        let a = approval(i);
+        state.stores.approvals.create(&a, Utc::now()).await.unwrap();
+        let t = Instant::now();
+        let decided = notify::decide(&state, &a.id, &by, Verdict::Approve)
+            .await
+            .unwrap();
+        let returned = t.elapsed();
+        assert!(matches!(decided, Decided::Decided(_)));
+        let at = ping_of(&mut rx, &a.id).await;
+        if i >= n / 10 {
+            to_ping.push((at - t).as_secs_f64() * 1e3);
+            to_return.push(returned.as_secs_f64() * 1e3);
+        }
+        // Let the delivery task audit its attempt before the next decision.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    let base = row(store, "bare loopback POST (baseline)", &mut bare, None);
+    row(
+        store,
+        "notify::decide -> ping received",
+        &mut to_ping,
+        Some(base),
+    );
+    row(store, "notify::decide returns", &mut to_return, Some(base));
 }
