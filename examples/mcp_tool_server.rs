@@ -17,6 +17,9 @@
 //!   amounts (`docs/token-schema.md`, "Amount caps"). A refusal
 //!   becomes a tool error (`isError: true`) naming the reason, e.g.
 //!   `out_of_scope: …`.
+//! - `pay {payee, amount}` (`mcp/pay.rs`): `payments:create` on
+//!   `payees/<payee>`, only with a token a person approved for the amount;
+//!   a refusal carries the hint to ask at the issuer's `bc-authorize`.
 //! - Step-up (RFC 6750 §3.1, the MCP authorization spec's scope
 //!   challenge): a `tools/call` for a tool whose action the token's
 //!   authority block does not grant at all is answered 403 with
@@ -80,6 +83,9 @@ use tessera::verify::{
     Authenticated, BuildError, CheckRequest, Grant, KeySource, Revocations, Verifier,
 };
 use tokio::sync::Mutex;
+
+#[path = "mcp/pay.rs"]
+mod pay;
 
 /// The tools, in the order they are listed (each is also the operation a
 /// token must grant).
@@ -301,6 +307,7 @@ pub struct OrdersServer {
     verifier: Verifier,
     orders: Arc<Mutex<Orders>>,
     tool_router: ToolRouter<Self>,
+    pay: pay::PayDesk,
 }
 
 /// A tool answer: success, or a tool error (`isError: true`) with a message.
@@ -335,11 +342,12 @@ fn success<T: Serialize>(grant: &Grant, value: &T) -> ToolResult {
 }
 
 impl OrdersServer {
-    fn new(verifier: Verifier, orders: Arc<Mutex<Orders>>) -> Self {
+    fn new(verifier: Verifier, orders: Arc<Mutex<Orders>>, pay: pay::PayDesk) -> Self {
         Self {
             verifier,
             orders,
-            tool_router: Self::tool_router(),
+            tool_router: Self::tool_router() + Self::pay_router(),
+            pay,
         }
     }
 
@@ -487,10 +495,17 @@ pub async fn app(config: &Config) -> Result<Router, ServeError> {
     hosts.push(authority.as_str().to_owned());
 
     let orders = Arc::new(Mutex::new(Orders::seeded()));
+    let desk = pay::PayDesk::new(issuer, &config.public_url);
     let mcp = {
         let verifier = verifier.clone();
         StreamableHttpService::new(
-            move || Ok(OrdersServer::new(verifier.clone(), orders.clone())),
+            move || {
+                Ok(OrdersServer::new(
+                    verifier.clone(),
+                    orders.clone(),
+                    desk.clone(),
+                ))
+            },
             Arc::new(LocalSessionManager::default()),
             StreamableHttpServerConfig::default().with_allowed_hosts(hosts),
         )

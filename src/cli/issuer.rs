@@ -103,6 +103,10 @@ pub enum AgentCommand {
         /// Free text.
         #[arg(long, default_value = "")]
         description: String,
+        /// Where `/oauth/authorize` may send its codes (repeatable; https,
+        /// or http on loopback; compared exactly).
+        #[arg(long = "redirect-uri", value_name = "URL")]
+        redirect_uris: Vec<String>,
     },
     /// List agents.
     List {
@@ -387,6 +391,7 @@ pub fn agent(cmd: AgentCommand) -> Result<(), Failure> {
                 audiences,
                 max_ttl,
                 description,
+                redirect_uris,
             } => {
                 let mut ceiling = json!({
                     "actions": actions.iter().map(Action::as_str).collect::<Vec<_>>(),
@@ -396,10 +401,13 @@ pub fn agent(cmd: AgentCommand) -> Result<(), Failure> {
                 if let Some(t) = max_ttl {
                     ceiling["max_ttl"] = t.into();
                 }
-                let body = json!({
+                let mut body = json!({
                     "id": id.as_str(), "public_key": public_key,
                     "description": description, "ceiling": ceiling,
                 });
+                if !redirect_uris.is_empty() {
+                    body["redirect_uris"] = redirect_uris.into();
+                }
                 let resp = http
                     .post(url(&conn.issuer, "/v1/agents"))
                     .bearer_auth(admin_token_text(&conn.admin_token)?)

@@ -17,6 +17,12 @@ mod approvals;
 #[cfg(feature = "server")]
 mod audit;
 #[cfg(feature = "server")]
+mod audit_export;
+#[cfg(feature = "server")]
+mod audit_proof;
+#[cfg(feature = "server")]
+mod audit_verify;
+#[cfg(feature = "server")]
 mod budget;
 mod help;
 #[cfg(feature = "verifier")]

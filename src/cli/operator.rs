@@ -26,7 +26,7 @@ pub enum AgentOperatorCommand {
     ///
     /// Its key and id stay. Tokens already issued keep what they say until
     /// they expire or are revoked.
-    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["description", "actions", "notification_endpoint"])))]
+    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["description", "actions", "notification_endpoint", "redirect_uris"])))]
     Update {
         #[command(flatten)]
         conn: issuer::AdminConn,
@@ -52,6 +52,10 @@ pub enum AgentOperatorCommand {
         /// decided (https; `""` removes it).
         #[arg(long, value_name = "URL")]
         notification_endpoint: Option<String>,
+        /// Where `/oauth/authorize` may send its codes (repeatable; replaces
+        /// the list; one `""` removes them).
+        #[arg(long = "redirect-uri", value_name = "URL")]
+        redirect_uris: Vec<String>,
     },
 }
 
@@ -123,8 +127,13 @@ pub async fn agent(http: &reqwest::Client, cmd: AgentOperatorCommand) -> Result<
             audiences,
             max_ttl,
             notification_endpoint,
+            redirect_uris,
         } => {
             let mut body = json!({});
+            if !redirect_uris.is_empty() {
+                let list: Vec<&String> = redirect_uris.iter().filter(|u| !u.is_empty()).collect();
+                body["redirect_uris"] = json!(list);
+            }
             if let Some(d) = description {
                 body["description"] = d.into();
             }

@@ -29,7 +29,9 @@ pub enum AuditKind {
 /// [`as_str`](Self::as_str): `granted`, `refused`, `summary`, `revoked`,
 /// `denied`, `agent registered`, `agent disabled`, `agent updated`,
 /// `key rotated`, `role granted`, `role revoked`, `consent recorded`,
-/// `consent withdrawn`.
+/// `consent withdrawn`, `approval requested`, `approval approved`,
+/// `approval denied`, `notification delivered`, `notification failed`,
+/// `budget reserved`, `budget committed`, `budget released`.
 ///
 /// A stored outcome this version does not know (written by a newer issuer
 /// or verifier) is kept as [`Other`](Self::Other) with its text, and written
@@ -74,6 +76,12 @@ pub enum AuditOutcome {
     NotificationDelivered,
     /// One attempt at a notification failed (`notification failed`).
     NotificationFailed,
+    /// A spend was held on a token's budgets (`budget reserved`).
+    BudgetReserved,
+    /// A held spend was charged (`budget committed`).
+    BudgetCommitted,
+    /// A held spend was let go (`budget released`).
+    BudgetReleased,
     /// Any other text, kept as it was stored. Never one of the texts above:
     /// [`From<&str>`](#impl-From<%26str>-for-AuditOutcome) and
     /// deserializing map those to their variant.
@@ -102,6 +110,9 @@ impl AuditOutcome {
             Self::ApprovalDenied => "approval denied",
             Self::NotificationDelivered => "notification delivered",
             Self::NotificationFailed => "notification failed",
+            Self::BudgetReserved => "budget reserved",
+            Self::BudgetCommitted => "budget committed",
+            Self::BudgetReleased => "budget released",
             Self::Other(text) => text,
         }
     }
@@ -128,6 +139,9 @@ impl From<&str> for AuditOutcome {
             "approval denied" => Self::ApprovalDenied,
             "notification delivered" => Self::NotificationDelivered,
             "notification failed" => Self::NotificationFailed,
+            "budget reserved" => Self::BudgetReserved,
+            "budget committed" => Self::BudgetCommitted,
+            "budget released" => Self::BudgetReleased,
             other => Self::Other(other.to_owned()),
         }
     }

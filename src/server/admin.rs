@@ -201,6 +201,10 @@ struct AgentInput {
     /// where `[approval] loopback_http_notifications` allows).
     #[serde(default)]
     notification_endpoint: Option<String>,
+    /// Where `/oauth/authorize` may send its codes (see
+    /// [`super::redirect_uris`]).
+    #[serde(default)]
+    redirect_uris: Vec<String>,
 }
 
 /// A registration that passed [`validate`]: the parts of the agent record
@@ -331,6 +335,8 @@ pub async fn register_agent(
         })
         .transpose()
         .map_err(ApiError::bad_request)?;
+    let redirect_uris = super::redirect_uris::check_redirect_uris(&input.redirect_uris)
+        .map_err(ApiError::bad_request)?;
     let ValidAgent {
         id,
         public_key,
@@ -348,6 +354,7 @@ pub async fn register_agent(
         created_at: existing.as_ref().map_or(now, |e| e.created_at),
         updated_at: now,
         notification_endpoint,
+        redirect_uris,
     };
     state.stores.agents.put(&record).await?;
     let mut ev = admin_event(

@@ -35,6 +35,10 @@ struct AgentUpdate {
     /// Ping mode: where to POST `{"auth_req_id"}`; `""` removes it.
     #[serde(default)]
     notification_endpoint: Option<String>,
+    /// Where `/oauth/authorize` may send its codes, replaced as a whole;
+    /// `[]` removes them.
+    #[serde(default)]
+    redirect_uris: Option<Vec<String>>,
 }
 
 /// `PATCH /v1/agents/{id}`: changes an agent's description or ceiling
@@ -53,11 +57,18 @@ pub async fn update_agent(
     if input.description.is_none()
         && input.ceiling.is_none()
         && input.notification_endpoint.is_none()
+        && input.redirect_uris.is_none()
     {
         return Err(ApiError::bad_request(
-            "give description, ceiling or notification_endpoint",
+            "give description, ceiling, notification_endpoint or redirect_uris",
         ));
     }
+    let redirect_uris = input
+        .redirect_uris
+        .as_deref()
+        .map(super::redirect_uris::check_redirect_uris)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let endpoint = match input.notification_endpoint.as_deref() {
         None => None,
         Some("") => Some(None),
@@ -93,6 +104,9 @@ pub async fn update_agent(
     }
     if let Some(e) = endpoint {
         record.notification_endpoint = e;
+    }
+    if let Some(r) = redirect_uris {
+        record.redirect_uris = r;
     }
     record.updated_at = state.now();
     state.stores.agents.put(&record).await?;

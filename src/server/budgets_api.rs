@@ -10,6 +10,8 @@
 //!   budget key or a limit, so it cannot charge or lift a budget its token
 //!   does not declare.
 //!
+//! Each call is audited ([`super::budgets_audit`]).
+//!
 //! The ledger's refusals (exceeded, another currency, an idempotency key
 //! reused for another spend, too many pending) are answered 409 with the
 //! ledger's outcome and an `error` code; an unreachable store 503, so a
@@ -24,8 +26,11 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::budgets_audit::{spend_event, spend_text};
 use super::error::ApiError;
+use super::oauth::audit;
 use super::state::AppState;
+use crate::records::AuditOutcome;
 use crate::store::budget::{
     valid_token, BudgetState, Charge, ReserveRequest, Reserved, Settled, MAX_IDEMPOTENCY_KEY_LEN,
 };
@@ -137,10 +142,22 @@ pub async fn reserve(
     if budgets.is_empty() {
         return Err(ApiError::bad_request("the token declares no budget"));
     }
+    let keys: Vec<String> = budgets.iter().map(|b| b.key.clone()).collect();
+    let denied = |code: &str| {
+        spend_event(
+            &state,
+            &verified,
+            AuditOutcome::Denied,
+            Some(input.amount.clone()),
+            spend_text(None, &keys),
+            Some(code),
+        )
+    };
     if let Some(b) = budgets
         .iter()
         .find(|b| b.limit.currency() != input.amount.currency())
     {
+        audit(&state, denied("currency_mismatch")).await?;
         return Ok(refusal(
             "currency_mismatch",
             format!(
@@ -178,6 +195,21 @@ pub async fn reserve(
             .map_or_else(|| key.to_owned(), |b| b.id.to_string())
     };
     let outcome = state.stores.budgets.reserve(&req, state.now()).await?;
+    let event = match &outcome {
+        Reserved::Reserved(r) => spend_event(
+            &state,
+            &verified,
+            AuditOutcome::BudgetReserved,
+            Some(input.amount.clone()),
+            spend_text(Some(&r.id), &r.keys),
+            None,
+        ),
+        Reserved::Exceeded { .. } => denied("budget_exceeded"),
+        Reserved::CurrencyMismatch { .. } => denied("currency_mismatch"),
+        Reserved::IdempotencyConflict => denied("idempotency_conflict"),
+        Reserved::Busy { .. } => denied("budget_busy"),
+    };
+    audit(&state, event).await?;
     Ok(match &outcome {
         Reserved::Reserved(_) => Json(&outcome).into_response(),
         Reserved::Exceeded { which } => refusal(
@@ -252,6 +284,18 @@ async fn settle(state: &AppState, body: &[u8], commit: bool) -> Result<Response,
         Settled::Committed => commit,
         Settled::Released | Settled::Expired => !commit,
     };
+    let keys: Vec<String> = verified.budgets().iter().map(|b| b.key.clone()).collect();
+    let (outcome, reason) = match (ok, commit) {
+        (true, true) => (AuditOutcome::BudgetCommitted, None),
+        (true, false) => (AuditOutcome::BudgetReleased, None),
+        (false, _) => (AuditOutcome::Denied, Some("already_settled")),
+    };
+    let text = spend_text(Some(&input.reservation), &keys);
+    audit(
+        state,
+        spend_event(state, &verified, outcome, None, text, reason),
+    )
+    .await?;
     let body = json!({ "settled": settled });
     Ok(if ok {
         Json(body).into_response()

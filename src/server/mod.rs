@@ -14,6 +14,7 @@ pub mod approval_policy;
 pub mod audit_tlog;
 pub mod authcode;
 pub mod budgets_api;
+pub mod budgets_audit;
 pub mod ciba;
 pub mod cimd;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod keyring;
 pub mod metrics;
 pub mod notify;
 pub mod oauth;
+pub mod redirect_uris;
 pub mod state;
 pub mod webhook;
 

@@ -67,6 +67,10 @@ pub struct AgentRecord {
     /// (OpenID CIBA ping mode), if the agent uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_endpoint: Option<String>,
+    /// Where `/oauth/authorize` may send the agent's authorization codes
+    /// (compared exactly); none: the agent does not use that endpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
 }
 
 /// A token the issuer minted, kept so that an operator can revoke it by

@@ -11,6 +11,7 @@
 //! endpoints come later (see `docs/audit.md`).
 
 pub mod audit_check;
+pub mod audit_hints;
 pub mod checkpoint;
 pub mod memory;
 pub mod merkle;

@@ -1,7 +1,11 @@
 //! `GET /oauth/authorize`: the authorization endpoint of the
 //! authorization-code flow with PKCE (RFC 6749 §4.1, RFC 7636, RFC 8707
 //! `resource`, RFC 9207 `iss`), for clients known by their Client ID
-//! Metadata Document.
+//! Metadata Document, and for registered agents with `redirect_uris`
+//! (the agent id is the `client_id`; the record's URIs are compared
+//! exactly and its ceiling bounds what may be granted; it redeems the code
+//! with `private_key_jwt`). A registered agent with `redirect_uris` is
+//! taken from the registry even when its id is also a metadata URL.
 //!
 //! Until the redirect URI is known to be one of the client's, every
 //! refusal is an error page (never a redirect: RFC 6749 §4.1.2.1). After
@@ -109,10 +113,41 @@ fn store_down() -> ErrorPage {
     )
 }
 
+/// The registered agent `id`, when it is one and has `redirect_uris`.
+async fn registered(state: &AppState, id: &str) -> Result<Option<Client>, ErrorPage> {
+    let Ok(agent) = AgentId::parse(id) else {
+        return Ok(None);
+    };
+    let record = state
+        .stores
+        .agents
+        .get(agent.as_str())
+        .await
+        .map_err(|_| store_down())?;
+    match record {
+        Some(r) if !r.redirect_uris.is_empty() => {
+            if r.disabled {
+                return Err(ErrorPage::forbidden("this client is disabled"));
+            }
+            Ok(Some(Client {
+                name: Some(r.description).filter(|d| !d.is_empty()),
+                uri: None,
+                redirect_uris: r.redirect_uris,
+                allowance: Allowance::Agent(r.ceiling),
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
 async fn client(state: &AppState, id: &str, now: DateTime<Utc>) -> Result<Client, ErrorPage> {
+    if let Some(c) = registered(state, id).await? {
+        return Ok(c);
+    }
     if !state.client_metadata.is_metadata_url(id) {
         return Err(ErrorPage::bad_request(
-            "client_id must be the https URL of the client's metadata document",
+            "client_id must be a registered agent with redirect_uris, \
+             or the https URL of the client's metadata document",
         ));
     }
     let doc = state.client_metadata.get(id, now).await.map_err(|e| {

@@ -63,7 +63,12 @@ fn events() -> Vec<AuditEvent> {
     bare.token_id = None;
     bare.chain = vec![];
     bare.outcome = "some future outcome".into();
-    vec![base, refused, bare]
+    let mut spent = base.clone();
+    spent.kind = AuditKind::Decision;
+    spent.outcome = tessera::records::AuditOutcome::BudgetCommitted;
+    spent.capability = Some("spend reservation=r-1 budgets=b1-00ff".into());
+    spent.amount = Some(tessera::token::Amount::parse("12.50EUR").unwrap());
+    vec![base, refused, bare, spent]
 }
 
 #[test]

@@ -570,6 +570,10 @@ fn agent_from_hash(mut hash: HashMap<String, String>) -> Result<AgentRecord, Sto
         created_at: time(take("created_at")?)?,
         updated_at: time(take("updated_at")?)?,
         notification_endpoint: hash.remove("notification_endpoint"),
+        redirect_uris: match hash.remove("redirect_uris") {
+            Some(text) => decode::<Vec<String>>(&text)?,
+            None => Vec::new(),
+        },
     })
 }
 

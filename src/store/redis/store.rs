@@ -38,6 +38,9 @@ impl AgentStore for RedisStore {
         if let Some(endpoint) = &agent.notification_endpoint {
             fields.push(("notification_endpoint", endpoint.clone()));
         }
+        if !agent.redirect_uris.is_empty() {
+            fields.push(("redirect_uris", encode(&agent.redirect_uris)?));
+        }
         let mut pipe = ::redis::pipe();
         pipe.atomic()
             .cmd("DEL")

@@ -3,9 +3,10 @@
 
 mod e2e;
 mod flow;
+mod operators;
 mod page;
 mod page_fixture;
-mod operators;
+mod pay_e2e;
 mod ping;
 mod policy;
 mod webhook;

@@ -51,7 +51,7 @@ pub(crate) async fn reserve(app: &TestApp, token: &str, amount: &str, key: &str)
     .await
 }
 
-async fn settle(app: &TestApp, verb: &str, token: &str, reservation: &str) -> Reply {
+pub(crate) async fn settle(app: &TestApp, verb: &str, token: &str, reservation: &str) -> Reply {
     post(
         app,
         &format!("/v1/budgets/{verb}"),

@@ -3,11 +3,15 @@
 //! binary for crash and SIGHUP behaviour.
 
 mod admin;
+mod agent_redirects;
 mod attack_net;
 mod attack_store;
 mod audit_log;
+mod audit_tamper;
+mod audit_verify;
 mod authcode;
 mod budgets_api;
+mod budgets_audit;
 mod budgets_http;
 mod cimd;
 pub(crate) mod helpers;

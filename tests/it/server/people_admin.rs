@@ -530,6 +530,59 @@ async fn the_person_and_audit_commands_drive_the_admin_api() {
     );
     assert_eq!(page["events"], json!([]));
 
+    // The same with a time window: the future holds nothing, the past all;
+    // each line tells who -> what -> outcome.
+    let window = |flag: &str, time: &str| {
+        [
+            "audit",
+            "--person-issuer",
+            IDP,
+            "--person",
+            "alice",
+            flag,
+            time,
+            "--json",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let later = stdout_json(&run(window("--since", "2999-01-01T00:00:00Z")).await);
+    assert_eq!(later["events"], json!([]));
+    let before = stdout_json(&run(window("--until", "2999-01-01T00:00:00Z")).await);
+    assert_eq!(
+        before["events"].as_array().map(Vec::len),
+        Some(2),
+        "{before}"
+    );
+    assert!(
+        lines[0].contains("story=") && lines[0].contains(" -> "),
+        "{text}"
+    );
+    let by_kind = stdout_json(
+        &run([
+            "audit",
+            "--person-issuer",
+            IDP,
+            "--person",
+            "alice",
+            "--kind",
+            before["events"][1]["event"]["kind"].as_str().unwrap(),
+            "--outcome",
+            "consent recorded",
+            "--json",
+        ]
+        .map(str::to_owned)
+        .to_vec())
+        .await,
+    );
+    let outcomes: Vec<_> = by_kind["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, vec![json!("consent recorded")], "{by_kind}");
+
     let withdrawn = stdout_json(&run(with(&["person", "withdraw"], &["--agent", &bot.id])).await);
     assert_eq!(withdrawn["changed"], true);
     let revoked = stdout_json(&run(with(&["person", "revoke"], &["--role", "payer"])).await);
@@ -564,6 +617,13 @@ async fn the_person_and_audit_commands_drive_the_admin_api() {
             ["audit", "--person", "alice"].map(str::to_owned).to_vec(),
             2,
             "required arguments were not provided",
+        ),
+        (
+            ["audit", "--since", "yesterday"]
+                .map(str::to_owned)
+                .to_vec(),
+            2,
+            "not an RFC 3339 time",
         ),
     ] {
         let out = run(args.clone()).await;

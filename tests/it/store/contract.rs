@@ -50,6 +50,7 @@ pub fn agent(id: &str, now: DateTime<Utc>) -> AgentRecord {
         created_at: now,
         updated_at: now,
         notification_endpoint: None,
+        redirect_uris: vec!["https://tools.example/cb?x=\"1\"".to_owned()],
     }
 }
 

@@ -40,6 +40,7 @@ async fn everything_written_is_there_after_reopening_the_data_dir() {
             created_at: now,
             updated_at: now,
             notification_endpoint: None,
+            redirect_uris: Vec::new(),
         };
         stores.agents.put(&agent).await.unwrap();
         assert!(stores.agents.disable(agent.id.as_str(), now).await.unwrap());

@@ -4,8 +4,9 @@
 
 mod attack;
 pub mod authorize;
+mod authorize_agent;
 pub mod browser;
-mod console;
 mod consents;
+mod console;
 pub mod fixture;
 mod login;
