@@ -208,6 +208,7 @@ async fn measure(store: &str, n: usize, data_dir: &std::path::Path, stores: Stor
             created_at: now,
             updated_at: now,
             notification_endpoint: Some(endpoint.clone()),
+            redirect_uris: Vec::new(),
         })
         .await
         .unwrap();
