@@ -9,6 +9,7 @@ mod cluster;
 mod example;
 mod follow;
 mod layer;
+mod layer_amounts;
 mod mcp;
 mod outage;
 mod person;
