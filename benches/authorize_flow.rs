@@ -12,7 +12,8 @@
 //!    redirects), timed together and reported apart;
 //! 4. `GET /login/callback` (Tessera exchanges the code at the IdP's token
 //!    endpoint and validates the ID token: that back-channel call is
-//!    included in this step);
+//!    included in this step, and the same request, sent to the IdP by the
+//!    bench on a kept-alive connection after the logins, is timed apart);
 //! 5. `GET /oauth/authorize` with the session (the consent page);
 //! 6. `POST /oauth/authorize` (approve; 303 to the client with the code);
 //! 7. `POST /oauth/token` (code, PKCE verifier, client assertion built
@@ -381,6 +382,59 @@ async fn one_login(
     out
 }
 
+/// The IdP's token endpoint alone, for the request Tessera's callback
+/// sends (client `tessera-web`, client_secret_post, code + PKCE, redirect
+/// URI Tessera's callback): a login of alice at the IdP as that client
+/// (not timed), then the code exchanged on `http`'s kept-alive connection
+/// (timed), as Tessera's own client does; the milliseconds.
+async fn idp_token_endpoint(http: &reqwest::Client, idp: &str, base: &str) -> f64 {
+    let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let redirect = format!("{base}/login/callback");
+    let authorize = Url::parse_with_params(
+        &format!("{idp}/auth"),
+        [
+            ("client_id", WEB_CLIENT),
+            ("response_type", "code"),
+            ("scope", "openid groups"),
+            ("redirect_uri", &redirect),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "bench-state"),
+            ("nonce", "bench-nonce"),
+        ],
+    )
+    .unwrap();
+    let callback = at_idp(&authorize, "alice").await;
+    let code = callback
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code from the IdP");
+    let secret = format!("{WEB_CLIENT}-secret");
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", WEB_CLIENT),
+        ("client_secret", secret.as_str()),
+    ];
+    let t = Instant::now();
+    let resp = http
+        .post(format!("{idp}/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let took = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["id_token"].as_str().is_some_and(|t| !t.is_empty()));
+    took
+}
+
 fn pct(v: &[f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -423,6 +477,15 @@ fn main() {
             }
             tessera_total.push(one.iter().sum::<f64>() - one[2]);
             wall.push(whole);
+        }
+    }
+    // The back-channel call's share of the callback, measured apart: the
+    // same request to the IdP's token endpoint, sent by the bench.
+    let mut idp_token = Vec::new();
+    for i in 0..warm + n {
+        let took = rt.block_on(idp_token_endpoint(&http, &idp.1, &base));
+        if i >= warm {
+            idp_token.push(took);
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
