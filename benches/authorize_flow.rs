@@ -511,8 +511,12 @@ fn main() {
         row(name, v);
     }
     row(
-        "Tessera total per login (steps 1, 2, 4-7)",
+        "Tessera total per login (steps 1, 2, 4-7; incl. back-channel)",
         &mut tessera_total,
+    );
+    row(
+        "apart: IdP token endpoint, the callback's back-channel request",
+        &mut idp_token,
     );
     row("whole login, wall clock (incl. IdP)", &mut wall);
 }
