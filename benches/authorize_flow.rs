@@ -32,17 +32,14 @@
     clippy::disallowed_methods
 )]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::Utc;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::COOKIE;
 use reqwest::redirect::Policy;
 use reqwest::{StatusCode, Url};
 use sha2::{Digest, Sha256};
@@ -56,51 +53,18 @@ use tessera::web::{ClientAuth, LoginConfig};
 const MCP: &str = "https://mcp.example/mcp";
 const AGENT: &str = "agent://bench/orders-bot";
 const REDIRECT: &str = "https://app.example/cb";
-const WEB_CLIENT: &str = "tessera-web";
+use login_flow::WEB_CLIENT;
 
-/// The test IdP, killed on drop.
-struct Idp(Child, String);
+// The test IdP (started and killed on drop), shared with the integration
+// tests.
+#[allow(dead_code)]
+#[path = "../tests/it/people/idp.rs"]
+mod idp;
 
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `node tests/idp/provider.mjs <port> 300`, or `None` when node or
-/// its packages are missing.
-fn start_idp() -> Option<Idp> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
-    if !dir.join("node_modules/oidc-provider").is_dir() {
-        return None;
-    }
-    let port = free_port();
-    let mut child = Command::new("node")
-        .arg(dir.join("provider.mjs"))
-        .arg(port.to_string())
-        .arg("300")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let issuer = format!("http://127.0.0.1:{port}");
-    assert_eq!(line.trim(), format!("ready {issuer}"), "the IdP started");
-    Some(Idp(child, issuer))
-}
+// Cookies, redirects and the IdP's side of a login, over plain HTTP.
+#[path = "common/login_flow.rs"]
+mod login_flow;
+use login_flow::{at_idp, hidden, idp_token_endpoint, location, set_cookie};
 
 fn orders_role() -> Role {
     toml::from_str(&format!(
@@ -180,63 +144,6 @@ async fn spawn_tessera(
     let app = server::app(state).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (base, issuer)
-}
-
-/// The value of cookie `name` set by `resp`.
-fn set_cookie(resp: &reqwest::Response, name: &str) -> String {
-    resp.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, v)| *k == name && !v.is_empty())
-        .map(|(_, v)| v.to_owned())
-        .unwrap_or_else(|| panic!("no {name} cookie"))
-}
-
-fn location(resp: &reqwest::Response) -> String {
-    resp.headers()[LOCATION].to_str().unwrap().to_owned()
-}
-
-/// The value of the hidden field `name` in `html`.
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let at = html.find(&marker).unwrap() + marker.len();
-    html[at..].split('"').next().unwrap().to_owned()
-}
-
-/// The IdP's part of a login of `person`, from `authorize` (the login and
-/// consent forms, a fresh cookie jar): the callback URL on Tessera.
-async fn at_idp(authorize: &Url, person: &str) -> Url {
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
-    let mut next = authorize.clone();
-    for _ in 0..10 {
-        let resp = http.get(next.clone()).send().await.unwrap();
-        let resp = if next.path().starts_with("/interaction/") {
-            let page = resp.text().await.unwrap();
-            let form: Vec<(&str, &str)> = if page.contains(r#"name="prompt" value="login""#) {
-                vec![("prompt", "login"), ("login", person), ("password", "test")]
-            } else {
-                vec![("prompt", "consent")]
-            };
-            http.post(next.clone()).form(&form).send().await.unwrap()
-        } else {
-            resp
-        };
-        assert!(resp.status().is_redirection(), "{next}: {}", resp.status());
-        next = next.join(&location(&resp)).unwrap();
-        if next.path() == "/login/callback" {
-            return next;
-        }
-    }
-    panic!("the IdP never sent the browser back to /login/callback");
 }
 
 const STEPS: [&str; 7] = [
@@ -382,59 +289,6 @@ async fn one_login(
     out
 }
 
-/// The IdP's token endpoint alone, for the request Tessera's callback
-/// sends (client `tessera-web`, client_secret_post, code + PKCE, redirect
-/// URI Tessera's callback): a login of alice at the IdP as that client
-/// (not timed), then the code exchanged on `http`'s kept-alive connection
-/// (timed), as Tessera's own client does; the milliseconds.
-async fn idp_token_endpoint(http: &reqwest::Client, idp: &str, base: &str) -> f64 {
-    let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let redirect = format!("{base}/login/callback");
-    let authorize = Url::parse_with_params(
-        &format!("{idp}/auth"),
-        [
-            ("client_id", WEB_CLIENT),
-            ("response_type", "code"),
-            ("scope", "openid groups"),
-            ("redirect_uri", &redirect),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-            ("state", "bench-state"),
-            ("nonce", "bench-nonce"),
-        ],
-    )
-    .unwrap();
-    let callback = at_idp(&authorize, "alice").await;
-    let code = callback
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("a code from the IdP");
-    let secret = format!("{WEB_CLIENT}-secret");
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", redirect.as_str()),
-        ("code_verifier", verifier.as_str()),
-        ("client_id", WEB_CLIENT),
-        ("client_secret", secret.as_str()),
-    ];
-    let t = Instant::now();
-    let resp = http
-        .post(format!("{idp}/token"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap();
-    let took = t.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body["id_token"].as_str().is_some_and(|t| !t.is_empty()));
-    took
-}
-
 fn pct(v: &[f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -445,17 +299,15 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
     let warm = 5;
-    let Some(idp) = start_idp() else {
-        eprintln!(
-            "authorize_flow: node or tests/idp/node_modules missing \
-             (npm ci --prefix tests/idp); nothing measured"
-        );
+    // Says why and returns `None` when node or tests/idp/node_modules is
+    // missing (`TESSERA_REQUIRE_NODE=1` makes that fail).
+    let Some(idp) = idp::TestIdp::start() else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let key = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-    let (base, issuer) = rt.block_on(spawn_tessera(&idp.1, dir.path(), &key));
+    let (base, issuer) = rt.block_on(spawn_tessera(&idp.issuer, dir.path(), &key));
     // One kept-alive connection to Tessera, no redirects followed, cookies
     // carried by hand (as a browser would send them).
     let http = reqwest::Client::builder()
@@ -483,7 +335,7 @@ fn main() {
     // same request to the IdP's token endpoint, sent by the bench.
     let mut idp_token = Vec::new();
     for i in 0..warm + n {
-        let took = rt.block_on(idp_token_endpoint(&http, &idp.1, &base));
+        let took = rt.block_on(idp_token_endpoint(&http, &idp.issuer, &base));
         if i >= warm {
             idp_token.push(took);
         }
