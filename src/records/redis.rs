@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `rev` | `revoked:<hex>` (string), `revocations` (stream) |
 //! | `mint` | `replay:<key>` (string), `token:<id>` (string), `agent-tokens:<agent>` (sorted set) |
-//! | `audit` | `audit` (stream) |
+//! | `audit` | `audit` (stream), `tlog:leaves` (list), `tlog:nodes` (hash), `tlog:ingested` (string: the last stream id in the tree) |
 //! | `agents` | `agent:<id>` (hash), `agents` (set) |
 //! | `people` | `roles:<person>` (set), `consents:<person>` (set) |
 //! | `approvals` | `approval:<id>` (string), `pending-agent:<agent>`, `pending-person:<person>`, `person-approvals:<person>`, `all-approvals` (sorted sets) |
@@ -156,6 +156,12 @@ impl RedisLayout {
     /// `P{audit}:tlog:leaves`: list of the audit tree's leaf bytes, by index.
     pub fn tlog_leaves(&self) -> String {
         self.key("audit", "tlog:leaves")
+    }
+
+    /// `P{audit}:tlog:ingested`: the id of the last audit stream entry that
+    /// is a leaf of the audit tree.
+    pub fn tlog_ingested(&self) -> String {
+        self.key("audit", "tlog:ingested")
     }
 
     /// `P{audit}:tlog:nodes`: hash from `<level>:<index>` to the hex hash of

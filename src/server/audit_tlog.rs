@@ -150,6 +150,9 @@ impl AuditPublisher {
                 return Ok(signed.note.clone());
             }
         }
+        // Records written by others (verifiers' decisions on Redis) become
+        // leaves before the tree is signed.
+        tree.catch_up().await.map_err(ApiError::from)?;
         let (size, root) = tree::head(tree).await.map_err(api_error)?;
         if let Some(signed) = last.as_mut() {
             if signed.size == size {

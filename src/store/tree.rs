@@ -25,6 +25,13 @@ pub trait AuditTree: Send + Sync {
     /// [`MAX_LEAVES_PER_READ`] leaves. A leaf no longer kept (pruned after
     /// export) ends the answer.
     async fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Appends the leaves of audit records written by others (on Redis,
+    /// verifiers' decisions through their `AuditSink`) that the tree does
+    /// not hold yet; returns the size. The embedded store's tree is written
+    /// with each record, so it has nothing to catch up.
+    async fn catch_up(&self) -> Result<u64, StoreError> {
+        self.tree_size().await
+    }
 }
 
 /// Why a root or proof could not be served.

@@ -279,10 +279,6 @@ fn revocations_of(entries: Vec<StreamId>) -> Result<Vec<(Cursor, Revocation)>, S
 }
 
 /// The leaf bytes of `event` in the audit tree.
-fn leaf_of(event: &AuditEvent) -> Result<Vec<u8>, StoreError> {
-    crate::tlog::record::leaf_bytes(event).map_err(|e| StoreError::Decode(e.to_string()))
-}
-
 #[async_trait]
 impl ReplayCache for RedisStore {
     async fn insert_once(
@@ -372,7 +368,7 @@ impl Issuance for RedisStore {
         if id.is_empty() {
             return Ok(Issue::Recorded(self.append(event).await?));
         }
-        self.append_leaf(&leaf_of(event)?).await?;
+        self.catch_up_tree().await?;
         Ok(Issue::Recorded(cursor_of(&id)?))
     }
 }
@@ -387,7 +383,7 @@ impl AuditLog for RedisStore {
             .arg(AUDIT_FIELD)
             .arg(encode(event)?);
         let id: String = self.query(&cmd).await?;
-        self.append_leaf(&leaf_of(event)?).await?;
+        self.catch_up_tree().await?;
         cursor_of(&id)
     }
 

@@ -1,30 +1,47 @@
 //! [`AuditTree`] on Redis: the leaf bytes in a list and the complete
 //! subtree hashes in a hash, both under the `{audit}` tag (one slot on a
-//! cluster). Redis's Lua has no SHA-256, so the issuer computes the new
-//! hashes and one script checks that the tree still has the size they were
-//! computed for and appends the leaf and its nodes atomically; a stale size
-//! (another issuer appended first) is retried.
+//! cluster).
+//!
+//! The audit stream is the log's source: every record in it (the issuer's,
+//! and the decisions verifiers write through their `AuditSink`) becomes a
+//! leaf, in stream order. [`RedisStore::catch_up_tree`] reads the entries
+//! after the last one the tree holds (`tlog:ingested`) and appends each.
+//! Redis's Lua has no SHA-256, so the issuer computes the new hashes and
+//! one script checks that the tree still has the size they were computed
+//! for and that the entry is the next one, then appends the leaf, its nodes
+//! and the entry id atomically; another issuer's append first is retried.
+//! An issuer that stops between its stream entry and the leaf leaves
+//! nothing out: the next catch-up (the next record, or the next checkpoint)
+//! appends it.
 
 use async_trait::async_trait;
 
 use super::RedisStore;
+use crate::records::redis::AUDIT_FIELD;
+use crate::records::AuditEvent;
 use crate::store::tree::{AuditTree, MAX_LEAVES_PER_READ};
 use crate::store::StoreError;
 use crate::tlog::merkle::{leaf_hash, Hash};
 use crate::tlog::nodes::{append_needs, append_nodes, NodeId};
 
-/// KEYS: leaves list, nodes hash. ARGV: the size the nodes were computed
-/// for, the leaf bytes, then field and hex hash pairs. Returns the leaf's
-/// index, or -1 if the size changed.
+/// KEYS: leaves list, nodes hash, ingested id. ARGV: the size the nodes
+/// were computed for, the leaf bytes, the entry id the tree holds last
+/// ("" for none), the entry's id, then field and hex hash pairs. Returns the
+/// leaf's index, or -1 if the size or the last entry changed.
 pub(super) const APPEND_SCRIPT: &str = r#"
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return -1 end
+local last = redis.call('GET', KEYS[3])
+if (last or '') ~= ARGV[3] then return -1 end
 redis.call('RPUSH', KEYS[1], ARGV[2])
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[3], ARGV[4])
 return tonumber(ARGV[1])
 "#;
 
 /// How many times an append is tried against other issuers' appends.
 const APPEND_TRIES: usize = 32;
+/// Stream entries read at a time while catching up.
+const INGEST_BATCH: usize = 256;
 
 fn field(id: NodeId) -> String {
     format!("{}:{}", id.0, id.1)
@@ -39,31 +56,102 @@ fn parse_hash(text: &str) -> Result<Hash, StoreError> {
 }
 
 impl RedisStore {
-    /// Appends the leaf bytes `leaf` to the audit tree; returns its index.
-    pub(super) async fn append_leaf(&self, leaf: &[u8]) -> Result<u64, StoreError> {
+    /// The id of the last stream entry the tree holds, if any.
+    async fn ingested(&self) -> Result<Option<String>, StoreError> {
+        let mut cmd = ::redis::cmd("GET");
+        cmd.arg(self.layout.tlog_ingested());
+        self.query(&cmd).await
+    }
+
+    /// A tree written before the stream was its source (no
+    /// `tlog:ingested`, some leaves) holds every entry up to now: the
+    /// catch-up starts after the stream's last entry.
+    async fn adopt_older_tree(&self) -> Result<(), StoreError> {
+        if self.ingested().await?.is_some() || self.tree_size().await? == 0 {
+            return Ok(());
+        }
+        let mut cmd = ::redis::cmd("XREVRANGE");
+        cmd.arg(self.layout.audit())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1);
+        let reply: ::redis::streams::StreamRangeReply = self.query(&cmd).await?;
+        if let Some(last) = reply.ids.first() {
+            let mut set = ::redis::cmd("SET");
+            set.arg(self.layout.tlog_ingested()).arg(&last.id).arg("NX");
+            let _: Option<String> = self.query(&set).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends a leaf for every audit stream entry after the last one the
+    /// tree holds, in stream order; returns the tree size.
+    pub(super) async fn catch_up_tree(&self) -> Result<u64, StoreError> {
         let _one_at_a_time = self.tlog_lock.lock().await;
-        let keys = [self.layout.tlog_leaves(), self.layout.tlog_nodes()];
+        let stream = self.layout.audit();
+        self.adopt_older_tree().await?;
+        loop {
+            let last = self.ingested().await?;
+            let after = last.as_deref().map(super::cursor_of).transpose()?;
+            let entries = self
+                .read_range(&stream, after.as_ref(), INGEST_BATCH)
+                .await?;
+            if entries.is_empty() {
+                return self.tree_size().await;
+            }
+            let mut previous = last.unwrap_or_default();
+            for entry in &entries {
+                let event: AuditEvent = super::decode(&super::field(entry, AUDIT_FIELD)?)?;
+                let leaf = crate::tlog::record::leaf_bytes(&event)
+                    .map_err(|e| StoreError::Decode(e.to_string()))?;
+                if !self.append_leaf(&leaf, &previous, &entry.id).await? {
+                    // Another issuer appended first: read again from its point.
+                    break;
+                }
+                previous.clone_from(&entry.id);
+            }
+        }
+    }
+
+    /// Appends the leaf of stream entry `id`, which follows entry
+    /// `previous` ("" for none); `false` if the tree moved on (another issuer
+    /// appended it, or an entry before it).
+    async fn append_leaf(&self, leaf: &[u8], previous: &str, id: &str) -> Result<bool, StoreError> {
+        let keys = [
+            self.layout.tlog_leaves(),
+            self.layout.tlog_nodes(),
+            self.layout.tlog_ingested(),
+        ];
         let text = std::str::from_utf8(leaf)
             .map_err(|_| StoreError::Decode("leaf bytes that are not UTF-8".to_owned()))?;
         for _ in 0..APPEND_TRIES {
+            if self.ingested().await?.unwrap_or_default() != previous {
+                return Ok(false);
+            }
             let size = self.tree_size().await?;
             let needs = append_needs(size);
             let mut siblings = Vec::with_capacity(needs.len());
-            for (id, hash) in needs.iter().zip(self.subtrees(&needs).await?) {
+            for (nid, hash) in needs.iter().zip(self.subtrees(&needs).await?) {
                 siblings.push(hash.ok_or_else(|| {
-                    StoreError::Corrupt(format!("audit tree node {}/{} is missing", id.0, id.1))
+                    StoreError::Corrupt(format!("audit tree node {}/{} is missing", nid.0, nid.1))
                 })?);
             }
-            let mut args = vec![size.to_string(), text.to_owned()];
-            for (id, hash) in append_nodes(size, leaf_hash(leaf), &siblings) {
-                args.push(field(id));
+            let mut args = vec![
+                size.to_string(),
+                text.to_owned(),
+                previous.to_owned(),
+                id.to_owned(),
+            ];
+            for (nid, hash) in append_nodes(size, leaf_hash(leaf), &siblings) {
+                args.push(field(nid));
                 args.push(hex::encode(hash));
             }
             let index: i64 = self
                 .durable(&self.tlog_script, APPEND_SCRIPT, &keys, &args)
                 .await?;
-            if let Ok(index) = u64::try_from(index) {
-                return Ok(index);
+            if index >= 0 {
+                return Ok(true);
             }
         }
         Err(StoreError::Unavailable(
@@ -74,6 +162,10 @@ impl RedisStore {
 
 #[async_trait]
 impl AuditTree for RedisStore {
+    async fn catch_up(&self) -> Result<u64, StoreError> {
+        self.catch_up_tree().await
+    }
+
     async fn tree_size(&self) -> Result<u64, StoreError> {
         let mut cmd = ::redis::cmd("LLEN");
         cmd.arg(self.layout.tlog_leaves());

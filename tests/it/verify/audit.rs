@@ -70,6 +70,33 @@ async fn verifier_decisions_are_audited_with_the_chain() {
             ),
         ]
     );
+    // The decisions are leaves of the audit tree once the issuer catches
+    // up (the next record or the next checkpoint), in stream order, and the
+    // public checkpoint covers them.
+    let tree = &app.state.stores.tree;
+    let size = tree.catch_up().await.unwrap();
+    let leaves = tree.leaves(0, size).await.unwrap();
+    let capabilities: Vec<String> = leaves
+        .iter()
+        .filter_map(|l| tessera::tlog::record::decode_leaf(l))
+        .filter(|e| e.token_id.as_deref() == Some(token_id.as_str()))
+        .filter(|e| e.kind == tessera::records::AuditKind::Decision)
+        .filter_map(|e| e.capability)
+        .collect();
+    assert_eq!(
+        capabilities,
+        [
+            format!("{ACTION} docs/team-a/q3"),
+            format!("{ACTION} docs/team-b/q3")
+        ]
+    );
+    let checkpoint = app.get("/v1/audit/checkpoint", None).await;
+    assert_eq!(checkpoint.status, StatusCode::OK);
+    assert!(
+        checkpoint.text.lines().nth(1) == Some(size.to_string().as_str()),
+        "{}",
+        checkpoint.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
