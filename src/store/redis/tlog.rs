@@ -27,11 +27,12 @@ use crate::tlog::nodes::{append_needs, append_nodes, NodeId};
 /// KEYS: leaves list, nodes hash, ingested id. ARGV: the size the nodes
 /// were computed for, the leaf bytes, the entry id the tree holds last
 /// ("" for none), the entry's id, then field and hex hash pairs. Returns the
-/// leaf's index, or -1 if the size or the last entry changed.
+/// leaf's index; -2 if the tree holds another last entry (another issuer
+/// appended this one, or one after it); -1 if only the size changed.
 pub(super) const APPEND_SCRIPT: &str = r#"
-if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return -1 end
 local last = redis.call('GET', KEYS[3])
-if (last or '') ~= ARGV[3] then return -1 end
+if (last or '') ~= ARGV[3] then return -2 end
+if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return -1 end
 redis.call('RPUSH', KEYS[1], ARGV[2])
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 redis.call('SET', KEYS[3], ARGV[4])
@@ -126,9 +127,6 @@ impl RedisStore {
         let text = std::str::from_utf8(leaf)
             .map_err(|_| StoreError::Decode("leaf bytes that are not UTF-8".to_owned()))?;
         for _ in 0..APPEND_TRIES {
-            if self.ingested().await?.unwrap_or_default() != previous {
-                return Ok(false);
-            }
             let size = self.tree_size().await?;
             let needs = append_needs(size);
             let mut siblings = Vec::with_capacity(needs.len());
@@ -150,8 +148,10 @@ impl RedisStore {
             let index: i64 = self
                 .durable(&self.tlog_script, APPEND_SCRIPT, &keys, &args)
                 .await?;
-            if index >= 0 {
-                return Ok(true);
+            match index {
+                -2 => return Ok(false),
+                i if i >= 0 => return Ok(true),
+                _ => {}
             }
         }
         Err(StoreError::Unavailable(
