@@ -153,6 +153,16 @@ async fn client(state: &AppState, id: &str, now: DateTime<Utc>) -> Result<Client
     let doc = state.client_metadata.get(id, now).await.map_err(|e| {
         ErrorPage::bad_request(format!("the client's metadata document is refused: {e}"))
     })?;
+    // The token endpoint authenticates registered agents only; a document
+    // client that asks to authenticate with its own keys is refused here
+    // rather than treated as a public client (fail closed).
+    if doc.token_endpoint_auth_method == crate::server::cimd::AuthMethod::PrivateKeyJwt {
+        return Err(ErrorPage::bad_request(
+            "this issuer accepts metadata-document clients with \
+             token_endpoint_auth_method \"none\" (PKCE) only; \
+             register the client as an agent to use private_key_jwt",
+        ));
+    }
     let agent = match AgentId::parse(id) {
         Ok(a) => state
             .stores

@@ -222,6 +222,18 @@ impl CimdServer {
 
     /// Publishes a public client's document at `/<name>.json` redirecting
     /// to `http://127.0.0.1:<port>/callback`; returns its URL (the client id).
+    /// Serves `doc` (its `client_id` set to its URL) as `<name>.json`.
+    pub fn publish_json(&self, name: &str, mut doc: Value) -> String {
+        let url = format!("{}/{name}.json", self.origin);
+        doc["client_id"] = json!(url);
+        std::fs::write(
+            self.dir.path().join("docs").join(format!("{name}.json")),
+            doc.to_string(),
+        )
+        .unwrap();
+        url
+    }
+
     pub fn publish(&self, name: &str, client_name: &str, port: u16) -> String {
         let url = format!("{}/{name}.json", self.origin);
         let doc = json!({
