@@ -16,7 +16,7 @@ use super::helpers::{now, TestApp};
 
 /// The grant a verifier would hand the tool for `token` (the fields the
 /// spend reads: budgets and expiry).
-fn grant(app: &TestApp, token: &str) -> Grant {
+pub(crate) fn grant(app: &TestApp, token: &str) -> Grant {
     let bytes = token::decode(token, &Limits::default()).unwrap();
     let v = token::Verified::from_bytes(&bytes, &app.keys(), &Limits::default()).unwrap();
     let agent = AgentId::parse("agent://acme/shopper").unwrap();

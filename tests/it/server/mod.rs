@@ -12,7 +12,7 @@ mod audit_verify;
 mod authcode;
 pub mod budgets_api;
 mod budgets_audit;
-mod budgets_http;
+pub mod budgets_http;
 mod cimd;
 pub(crate) mod helpers;
 mod introspect;

@@ -5,28 +5,12 @@
 use std::sync::Arc;
 
 use tessera::store::budget::Settled;
-use tessera::token::{self, AgentId, Amount, Limits};
-use tessera::verify::{AuditSink, AuditSinkConfig, Grant};
+use tessera::token::Amount;
+use tessera::verify::{AuditSink, AuditSinkConfig};
 
 use crate::server::budgets_api::budget_token;
+use crate::server::budgets_http::grant;
 use crate::server::helpers::{now, TestApp};
-
-fn grant(app: &TestApp, token: &str, token_id: &str) -> Grant {
-    let bytes = token::decode(token, &Limits::default()).unwrap();
-    let v = token::Verified::from_bytes(&bytes, &app.keys(), &Limits::default()).unwrap();
-    let agent = AgentId::parse("agent://acme/shopper").unwrap();
-    Grant {
-        agent: agent.clone(),
-        on_behalf: None,
-        chain: vec![agent],
-        token_id: token_id.into(),
-        expires_at: v.expires_at(),
-        holder_proven: false,
-        actions: vec!["payments:create".into()],
-        approval: None,
-        budgets: v.budgets().to_vec(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spends_at_the_tool_server_are_audited_and_add_up_to_the_ledger() {
@@ -37,7 +21,8 @@ async fn spends_at_the_tool_server_are_audited_and_add_up_to_the_ledger() {
     let sink = Arc::new(AuditSink::spawn(AuditSinkConfig::new(url)).unwrap());
     let t = budget_token(app.state.ring().active(), Some("trip:5.00EUR")).token;
     let token_id = "spend-audit-token";
-    let g = grant(&app, &t, token_id);
+    let mut g = grant(&app, &t);
+    g.token_id = token_id.to_owned();
     let ledger = app.state.stores.budgets.as_ref();
     let eur = |s: &str| Amount::parse(s).unwrap();
 
