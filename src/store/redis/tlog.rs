@@ -67,8 +67,9 @@ impl RedisStore {
     /// A tree written before the stream was its source (no
     /// `tlog:ingested`, some leaves) holds every entry up to now: the
     /// catch-up starts after the stream's last entry.
+    /// (Called only when `tlog:ingested` is absent.)
     async fn adopt_older_tree(&self) -> Result<(), StoreError> {
-        if self.ingested().await?.is_some() || self.tree_size().await? == 0 {
+        if self.tree_size().await? == 0 {
             return Ok(());
         }
         let mut cmd = ::redis::cmd("XREVRANGE");
@@ -91,9 +92,12 @@ impl RedisStore {
     pub(super) async fn catch_up_tree(&self) -> Result<u64, StoreError> {
         let _one_at_a_time = self.tlog_lock.lock().await;
         let stream = self.layout.audit();
-        self.adopt_older_tree().await?;
+        let mut last = self.ingested().await?;
+        if last.is_none() {
+            self.adopt_older_tree().await?;
+            last = self.ingested().await?;
+        }
         loop {
-            let last = self.ingested().await?;
             let after = last.as_deref().map(super::cursor_of).transpose()?;
             let entries = self
                 .read_range(&stream, after.as_ref(), INGEST_BATCH)
@@ -101,24 +105,40 @@ impl RedisStore {
             if entries.is_empty() {
                 return self.tree_size().await;
             }
-            let mut previous = last.unwrap_or_default();
+            let mut previous = last.clone().unwrap_or_default();
+            let mut size = None;
             for entry in &entries {
                 let event: AuditEvent = super::decode(&super::field(entry, AUDIT_FIELD)?)?;
                 let leaf = crate::tlog::record::leaf_bytes(&event)
                     .map_err(|e| StoreError::Decode(e.to_string()))?;
-                if !self.append_leaf(&leaf, &previous, &entry.id).await? {
+                match self.append_leaf(&leaf, &previous, &entry.id).await? {
+                    Some(index) => size = Some(index + 1),
                     // Another issuer appended first: read again from its point.
-                    break;
+                    None => {
+                        size = None;
+                        break;
+                    }
                 }
                 previous.clone_from(&entry.id);
+            }
+            match size {
+                // The whole batch appended and it was the stream's end.
+                Some(size) if entries.len() < INGEST_BATCH => return Ok(size),
+                Some(_) => last = Some(previous),
+                None => last = self.ingested().await?,
             }
         }
     }
 
     /// Appends the leaf of stream entry `id`, which follows entry
-    /// `previous` ("" for none); `false` if the tree moved on (another issuer
-    /// appended it, or an entry before it).
-    async fn append_leaf(&self, leaf: &[u8], previous: &str, id: &str) -> Result<bool, StoreError> {
+    /// `previous` ("" for none); its index, or `None` if the tree moved on
+    /// (another issuer appended it, or an entry before it).
+    async fn append_leaf(
+        &self,
+        leaf: &[u8],
+        previous: &str,
+        id: &str,
+    ) -> Result<Option<u64>, StoreError> {
         let keys = [
             self.layout.tlog_leaves(),
             self.layout.tlog_nodes(),
@@ -149,8 +169,8 @@ impl RedisStore {
                 .durable(&self.tlog_script, APPEND_SCRIPT, &keys, &args)
                 .await?;
             match index {
-                -2 => return Ok(false),
-                i if i >= 0 => return Ok(true),
+                -2 => return Ok(None),
+                i if i >= 0 => return Ok(u64::try_from(i).ok()),
                 _ => {}
             }
         }

@@ -357,3 +357,65 @@ async fn data_in_the_untagged_layout_is_moved_at_open_and_reads_back_with_its_cu
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].1.revocation_id, "ff02");
 }
+
+/// Two issuers on one Redis write records at once: the tree ends up with
+/// one leaf per stream entry, in stream order, whichever issuer appended
+/// it (the other finds the tree moved on and reads again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_issuers_writing_at_once_leave_one_leaf_per_record_in_stream_order() {
+    let Some(backend) = Backend::start().await else {
+        return;
+    };
+    let twin = Stores::redis(&backend.server.url(), "tessera:")
+        .await
+        .unwrap();
+    let now = wall_clock();
+    let mut tasks = Vec::new();
+    for (n, stores) in [backend.stores.clone(), twin.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40 {
+                let id = format!("issuer-{n}-record-{i}");
+                stores
+                    .audit
+                    .append(&event("agent://acme/a", &id, now))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let size = twin.tree.catch_up().await.unwrap();
+    assert_eq!(size, 80);
+    let in_tree: Vec<String> = backend
+        .stores
+        .tree
+        .leaves(0, size)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| {
+            tessera::tlog::record::decode_leaf(l)
+                .unwrap()
+                .token_id
+                .unwrap()
+        })
+        .collect();
+    let in_stream: Vec<String> = backend
+        .stores
+        .audit
+        .query(&tessera::records::AuditQuery {
+            limit: 1000,
+            ..tessera::records::AuditQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.token_id.unwrap())
+        .collect();
+    assert_eq!(in_tree, in_stream);
+}
