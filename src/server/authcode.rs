@@ -2,10 +2,15 @@
 //! `refresh_token` grants, for codes issued at the consent page.
 //!
 //! - A registered agent authenticates with `private_key_jwt` as at every
-//!   grant; a client whose `client_id` is not a registered agent (a Client
-//!   ID Metadata Document URL, `token_endpoint_auth_method=none`) is a
-//!   public client: it names itself with `client_id` and proves the code
-//!   with its PKCE verifier.
+//!   grant. A client whose `client_id` is a Client ID Metadata Document URL
+//!   authenticates as its document says: with `private_key_jwt`, by an
+//!   assertion signed with a key of the document's `jwks` or `jwks_uri`
+//!   (`authcode/confidential.rs`); with `none`, it is a public client that
+//!   names itself with `client_id`. Either way the code is proven with the
+//!   PKCE verifier. Whether the client must authenticate is fixed in the
+//!   code when it is issued and passed on to its refresh family: a public
+//!   request for a confidential client's code is `invalid_client` (and, like
+//!   a wrong verifier, spends the code), for its family `invalid_client`.
 //! - A code is single use: its second presentation fails with
 //!   `invalid_grant` and revokes its refresh family and every access token
 //!   minted in it.
@@ -33,6 +38,8 @@ use crate::records::AuditOutcome;
 use crate::store::authcode::{secret_hash, CodeTake, FamilyToken, RefreshFamily, Rotation};
 use crate::store::{AuditKind, Issue, IssuedToken, OnceKey, OnceKind, Revocation};
 use crate::token::{self, Action, AgentId, Capability, Lifetime, OnBehalf};
+
+mod confidential;
 
 /// `grant_type=authorization_code`.
 pub const AUTHORIZATION_CODE: &str = "authorization_code";
@@ -71,24 +78,86 @@ pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
     well_formed && URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) == challenge
 }
 
-/// The client of a code or refresh request: a registered agent
-/// authenticated by `private_key_jwt`, or a public client named by
-/// `client_id`.
-async fn client_of(state: &AppState, form: &Form, endpoint: &str) -> Result<String, ApiError> {
-    if form.one("client_assertion")?.is_some() || form.one("client_assertion_type")?.is_some() {
-        let client = oauth::authenticate(state, form, endpoint).await?;
-        return Ok(client.id.to_string());
-    }
-    let id = form.required("client_id")?;
-    if let Ok(agent) = AgentId::parse(id) {
-        if state.stores.agents.get(agent.as_str()).await?.is_some() {
+/// The client of a code, refresh or revocation request.
+struct ClientOf {
+    /// Its client id.
+    id: String,
+    /// Whether it proved itself with a client assertion (a public client
+    /// only names itself).
+    authenticated: bool,
+}
+
+impl ClientOf {
+    /// Refuses a public request for a confidential client's code or family.
+    fn must_authenticate(&self, confidential: bool) -> Result<(), ApiError> {
+        if confidential && !self.authenticated {
             return Err(ApiError::oauth(
                 OAuthCode::InvalidClient,
-                "a registered agent authenticates with private_key_jwt",
+                "this client authenticates with private_key_jwt: send its client assertion",
             ));
         }
+        Ok(())
     }
-    Ok(id.to_owned())
+}
+
+/// The client of a request: a registered agent or a metadata-document
+/// client declaring `private_key_jwt`, authenticated by its client
+/// assertion; or a public client named by `client_id`, which may only use
+/// the codes and families of public clients ([`ClientOf::must_authenticate`]).
+async fn client_of(state: &AppState, form: &Form, endpoint: &str) -> Result<ClientOf, ApiError> {
+    if form.one("client_assertion")?.is_some() || form.one("client_assertion_type")?.is_some() {
+        let id = match document_client(state, form).await? {
+            Some(url) => confidential::authenticate(state, form, &url, endpoint).await?,
+            None => oauth::authenticate(state, form, endpoint)
+                .await?
+                .id
+                .to_string(),
+        };
+        return Ok(ClientOf {
+            id,
+            authenticated: true,
+        });
+    }
+    let id = form.required("client_id")?;
+    if registered(state, id).await? {
+        return Err(ApiError::oauth(
+            OAuthCode::InvalidClient,
+            "a registered agent authenticates with private_key_jwt",
+        ));
+    }
+    Ok(ClientOf {
+        id: id.to_owned(),
+        authenticated: false,
+    })
+}
+
+/// Whether `id` names a registered agent.
+async fn registered(state: &AppState, id: &str) -> Result<bool, ApiError> {
+    match AgentId::parse(id) {
+        Ok(agent) => Ok(state.stores.agents.get(agent.as_str()).await?.is_some()),
+        Err(_) => Ok(false),
+    }
+}
+
+/// The metadata-document URL an assertion request names (its `client_id`,
+/// or else the assertion's unverified `iss`), when that is not a
+/// registered agent. The assertion is verified against the document's keys
+/// afterwards; the unverified `iss` only picks which keys.
+async fn document_client(state: &AppState, form: &Form) -> Result<Option<String>, ApiError> {
+    let id = match form.one("client_id")? {
+        Some(id) => id.to_owned(),
+        None => match form
+            .one("client_assertion")?
+            .and_then(confidential::unverified_iss)
+        {
+            Some(iss) => iss,
+            None => return Ok(None),
+        },
+    };
+    if !state.client_metadata.is_metadata_url(&id) || registered(state, &id).await? {
+        return Ok(None);
+    }
+    Ok(Some(id))
 }
 
 /// Answers `grant_type=authorization_code` or `refresh_token`.
@@ -99,14 +168,14 @@ pub(crate) async fn token(
     grant_type: &str,
     remote: Option<String>,
 ) -> Result<Response, ApiError> {
-    let client_id = client_of(state, form, &state.token_endpoint()).await?;
+    let client = client_of(state, form, &state.token_endpoint()).await?;
     let proof = oauth::dpop(state, headers)?;
     let now = state.now();
     let (family, refresh) = if grant_type == AUTHORIZATION_CODE {
         redeem_code(
             state,
             form,
-            &client_id,
+            &client,
             proof.as_ref().map(|p| p.jkt.clone()),
             now,
         )
@@ -115,7 +184,7 @@ pub(crate) async fn token(
         refresh_family(
             state,
             form,
-            &client_id,
+            &client,
             proof.as_ref().map(|p| p.jkt.as_str()),
             now,
         )
@@ -128,7 +197,7 @@ pub(crate) async fn token(
 async fn redeem_code(
     state: &AppState,
     form: &Form,
-    client_id: &str,
+    client: &ClientOf,
     jkt: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<(RefreshFamily, String), ApiError> {
@@ -153,11 +222,12 @@ async fn redeem_code(
     if code.expires_at <= now {
         return Err(invalid_grant("the authorization code has expired"));
     }
-    if code.client_id != client_id {
+    if code.client_id != client.id {
         return Err(invalid_grant(
             "the authorization code was issued to another client",
         ));
     }
+    client.must_authenticate(code.confidential)?;
     if code.redirect_uri != redirect_uri {
         return Err(invalid_grant(
             "redirect_uri differs from the authorization request's",
@@ -181,6 +251,7 @@ async fn redeem_code(
         revoked: false,
         tokens: Vec::new(),
         expires_at: now + chrono::Duration::seconds(FAMILY_LIFE_SECS),
+        confidential: code.confidential,
     };
     state.stores.authcodes.start_family(&family, now).await?;
     Ok((family, refresh))
@@ -190,7 +261,7 @@ async fn redeem_code(
 async fn refresh_family(
     state: &AppState,
     form: &Form,
-    client_id: &str,
+    client: &ClientOf,
     jkt: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(RefreshFamily, String), ApiError> {
@@ -202,11 +273,12 @@ async fn refresh_family(
     let Some(known) = store.family(family_id, now).await? else {
         return Err(invalid_grant("unknown or expired refresh token"));
     };
-    if known.client_id != client_id {
+    if known.client_id != client.id {
         return Err(invalid_grant(
             "the refresh token was issued to another client",
         ));
     }
+    client.must_authenticate(known.confidential)?;
     if let Some(bound) = &known.jkt {
         if jkt != Some(bound.as_str()) {
             return Err(ApiError::oauth(
@@ -244,7 +316,7 @@ pub(crate) fn looks_like_refresh_token(token: &str) -> bool {
 /// endpoint (public clients by `client_id`). An unknown token is not an
 /// error; another client's token is `unauthorized_client`.
 pub(crate) async fn revoke_refresh(state: &AppState, form: &Form) -> Result<Response, ApiError> {
-    let client_id = client_of(state, form, &state.revocation_endpoint()).await?;
+    let client = client_of(state, form, &state.revocation_endpoint()).await?;
     let presented = form.required("token")?;
     let Some((family_id, _)) = presented.split_once('.') else {
         return Ok(().into_response());
@@ -257,12 +329,13 @@ pub(crate) async fn revoke_refresh(state: &AppState, form: &Form) -> Result<Resp
         // An earlier token of the family: it no longer refreshes anything.
         return Ok(().into_response());
     }
-    if family.client_id != client_id {
+    if family.client_id != client.id {
         return Err(ApiError::oauth(
             OAuthCode::UnauthorizedClient,
             "this token was not issued to this client",
         ));
     }
+    client.must_authenticate(family.confidential)?;
     revoke_family(state, family_id, "refresh token revoked by its client").await?;
     Ok(().into_response())
 }

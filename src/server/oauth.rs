@@ -35,7 +35,10 @@ use biscuit_auth::PublicKey;
 /// RFC 7523 client assertion type.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Longest accepted client assertion lifetime.
-const MAX_ASSERTION_SECS: i64 = 300;
+pub(crate) const MAX_ASSERTION_SECS: i64 = 300;
+/// Algorithms of client assertions: EdDSA for registered agents; EdDSA,
+/// ES256 and RS256 for metadata-document clients.
+const CLIENT_SIGNING_ALGS: [&str; 3] = ["EdDSA", "ES256", "RS256"];
 
 /// A form-encoded body, with repeated parameters refused.
 pub(crate) struct Form(Vec<(String, String)>);
@@ -123,7 +126,7 @@ async fn agent_record(state: &AppState, id: &AgentId) -> Result<Option<AgentReco
 /// outage if configured.
 pub(crate) async fn accept_once(
     state: &AppState,
-    client: &AgentId,
+    client: &str,
     key: &str,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -132,7 +135,7 @@ pub(crate) async fn accept_once(
         Ok(fresh) => Ok(fresh),
         Err(e) if tolerate(state, &e) => state
             .fallback
-            .insert_once(client.as_str(), key, until, now)
+            .insert_once(client, key, until, now)
             .ok_or_else(|| ApiError::from(e)),
         Err(e) => Err(e.into()),
     }
@@ -149,7 +152,7 @@ pub(crate) struct Client {
 }
 
 /// The error for an assertion whose jti was already used.
-fn replayed_assertion() -> ApiError {
+pub(crate) fn replayed_assertion() -> ApiError {
     invalid_client("client assertion jti was already used")
 }
 
@@ -161,7 +164,15 @@ pub(crate) async fn authenticate(
     endpoint: &str,
 ) -> Result<Client, ApiError> {
     let (client, jti) = authenticate_unspent(state, form, endpoint).await?;
-    if !accept_once(state, &client.id, &jti.key, jti.expires_at, state.now()).await? {
+    if !accept_once(
+        state,
+        client.id.as_str(),
+        &jti.key,
+        jti.expires_at,
+        state.now(),
+    )
+    .await?
+    {
         return Err(replayed_assertion());
     }
     Ok(client)
@@ -690,7 +701,15 @@ async fn issue_to(
         Err(e) => {
             // A refused request spends its assertion all the same; a
             // replayed one is refused as a replay, whatever else is wrong.
-            if !accept_once(state, &client.id, &jti.key, jti.expires_at, state.now()).await? {
+            if !accept_once(
+                state,
+                client.id.as_str(),
+                &jti.key,
+                jti.expires_at,
+                state.now(),
+            )
+            .await?
+            {
                 return Err(replayed_assertion().into());
             }
             return Err(e);
@@ -1111,9 +1130,11 @@ pub async fn metadata(State(state): State<AppState>) -> Json<serde_json::Value> 
         "code_challenge_methods_supported": ["S256"],
         "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true,
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
-        "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "revocation_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        // Registered agents sign with Ed25519; metadata-document clients
+        // with any key their document publishes that Tessera can verify.
+        "token_endpoint_auth_signing_alg_values_supported": CLIENT_SIGNING_ALGS,
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": CLIENT_SIGNING_ALGS,
         "dpop_signing_alg_values_supported": ["EdDSA"],
         "authorization_details_types_supported": ["tessera"],
         "response_types_supported": ["code"],

@@ -58,6 +58,12 @@ pub struct AuthCode {
     pub family_id: String,
     /// When the code stops being redeemable.
     pub expires_at: DateTime<Utc>,
+    /// Whether the client must authenticate to redeem it (a registered
+    /// agent, or a metadata document that declares `private_key_jwt`).
+    /// Absent in records written before the field: public, as every
+    /// document client then was.
+    #[serde(default)]
+    pub confidential: bool,
 }
 
 /// What [`AuthCodeStore::take_code`] found.
@@ -110,6 +116,10 @@ pub struct RefreshFamily {
     pub tokens: Vec<FamilyToken>,
     /// When the family ends, whatever the rotations (its bounded life).
     pub expires_at: DateTime<Utc>,
+    /// Whether its client must authenticate to refresh or revoke it (from
+    /// the code, [`AuthCode::confidential`]).
+    #[serde(default)]
+    pub confidential: bool,
 }
 
 /// What [`AuthCodeStore::rotate`] did.

@@ -61,6 +61,9 @@ pub(super) struct Pending {
     pub scopes: Vec<Action>,
     pub challenge: String,
     pub state: Option<String>,
+    /// Whether the client redeems the code with its client assertion.
+    #[serde(default)]
+    pub confidential: bool,
 }
 
 /// A client as this endpoint knows it.
@@ -69,6 +72,9 @@ struct Client {
     uri: Option<String>,
     redirect_uris: Vec<String>,
     allowance: Allowance,
+    /// A registered agent, or a document declaring `private_key_jwt`: its
+    /// codes are redeemed only with its client assertion.
+    confidential: bool,
 }
 
 /// The client's answer: a redirect to `redirect_uri` with `params`, the
@@ -134,6 +140,7 @@ async fn registered(state: &AppState, id: &str) -> Result<Option<Client>, ErrorP
                 uri: None,
                 redirect_uris: r.redirect_uris,
                 allowance: Allowance::Agent(r.ceiling),
+                confidential: true,
             }))
         }
         _ => Ok(None),
@@ -153,16 +160,6 @@ async fn client(state: &AppState, id: &str, now: DateTime<Utc>) -> Result<Client
     let doc = state.client_metadata.get(id, now).await.map_err(|e| {
         ErrorPage::bad_request(format!("the client's metadata document is refused: {e}"))
     })?;
-    // The token endpoint authenticates registered agents only; a document
-    // client that asks to authenticate with its own keys is refused here
-    // rather than treated as a public client (fail closed).
-    if doc.token_endpoint_auth_method == crate::server::cimd::AuthMethod::PrivateKeyJwt {
-        return Err(ErrorPage::bad_request(
-            "this issuer accepts metadata-document clients with \
-             token_endpoint_auth_method \"none\" (PKCE) only; \
-             register the client as an agent to use private_key_jwt",
-        ));
-    }
     let agent = match AgentId::parse(id) {
         Ok(a) => state
             .stores
@@ -172,6 +169,8 @@ async fn client(state: &AppState, id: &str, now: DateTime<Utc>) -> Result<Client
             .map_err(|_| store_down())?,
         Err(_) => None,
     };
+    let confidential = agent.is_some()
+        || doc.token_endpoint_auth_method == crate::server::cimd::AuthMethod::PrivateKeyJwt;
     let allowance = match agent {
         Some(record) if record.disabled => {
             return Err(ErrorPage::forbidden("this client is disabled"))
@@ -188,6 +187,7 @@ async fn client(state: &AppState, id: &str, now: DateTime<Utc>) -> Result<Client
         uri: doc.client_uri.clone(),
         redirect_uris: doc.redirect_uris.clone(),
         allowance,
+        confidential,
     })
 }
 
@@ -371,6 +371,7 @@ async fn run(
         scopes: g.scopes,
         challenge,
         state: client_state.map(str::to_owned),
+        confidential: client.confidential,
     };
     if let Some(r) = remembered(state, &session, &pending).await? {
         return Ok(r);
@@ -449,6 +450,7 @@ pub(super) async fn issue_code(
         person: person.clone(),
         family_id: family_id.clone(),
         expires_at: now + chrono::Duration::seconds(CODE_LIFE_SECS),
+        confidential: p.confidential,
     };
     state
         .stores

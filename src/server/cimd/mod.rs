@@ -8,7 +8,8 @@
 //! a `client_id` that [`ClientMetadataFetcher::is_metadata_url`] accepts,
 //! and use the returned [`ClientMetadata`]: `redirect_uris` (exact match),
 //! `client_name` (already cleaned for display), and
-//! `token_endpoint_auth_method` with `jwks`/`jwks_uri`. A [`CimdError`]
+//! `token_endpoint_auth_method` with `jwks`/`jwks_uri` (a client assertion
+//! of such a client is checked by [`verify_assertion`]). A [`CimdError`]
 //! becomes an OAuth error with [`CimdError::oauth_error`] and its one-line
 //! `Display`.
 //!
@@ -16,6 +17,7 @@
 //! docs/api.md, "Client ID Metadata Documents".
 
 mod addr;
+mod assertion;
 mod client_id;
 mod config;
 mod document;
@@ -23,6 +25,7 @@ mod error;
 mod fetch;
 
 pub use addr::is_public;
+pub use assertion::verify_assertion;
 pub use client_id::check_client_id_url;
 pub use config::ClientsConfig;
 pub use document::{

@@ -234,6 +234,12 @@ impl CimdServer {
         url
     }
 
+    /// Serves `value` as it is at `/<name>` (a key set, say); returns its URL.
+    pub fn publish_raw(&self, name: &str, value: &Value) -> String {
+        std::fs::write(self.dir.path().join("docs").join(name), value.to_string()).unwrap();
+        format!("{}/{name}", self.origin)
+    }
+
     pub fn publish(&self, name: &str, client_name: &str, port: u16) -> String {
         let url = format!("{}/{name}.json", self.origin);
         let doc = json!({

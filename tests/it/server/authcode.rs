@@ -42,6 +42,7 @@ async fn consented(app: &TestApp, client: &str) -> String {
         person: alice(),
         family_id: random_hex(16),
         expires_at: now() + TimeDelta::seconds(60),
+        confidential: false,
     };
     app.state
         .stores

@@ -27,7 +27,11 @@ async fn metadata_names_the_issuer_its_endpoints_and_private_key_jwt_with_eddsa(
     );
     assert_eq!(
         m["token_endpoint_auth_signing_alg_values_supported"],
-        json!(["EdDSA"])
+        json!(["EdDSA", "ES256", "RS256"])
+    );
+    assert_eq!(
+        m["revocation_endpoint_auth_methods_supported"],
+        json!(["private_key_jwt", "none"])
     );
     assert_eq!(
         m["grant_types_supported"],

@@ -32,6 +32,8 @@ fn code(secret: &str, now: DateTime<Utc>) -> AuthCode {
         person: alice(),
         family_id: format!("fam-{secret}"),
         expires_at: now + TimeDelta::seconds(60),
+        // Kept by every store (the round trips below compare whole records).
+        confidential: true,
     }
 }
 
@@ -49,6 +51,7 @@ fn family(id: &str, refresh: &str, now: DateTime<Utc>) -> RefreshFamily {
         revoked: false,
         tokens: Vec::new(),
         expires_at: now + TimeDelta::seconds(600),
+        confidential: c.confidential,
     }
 }
 

@@ -27,7 +27,7 @@ pub const STATE: &str = "st-123";
 /// The issuer, the IdP, the document server and one public client.
 pub struct World {
     pub idp: TestIdp,
-    _cimd: CimdServer,
+    pub cimd: CimdServer,
     pub app: TestApp,
     pub client_id: String,
     pub redirect: String,
@@ -80,7 +80,7 @@ pub async fn world_on(port: u16) -> Option<World> {
     .await;
     Some(World {
         idp,
-        _cimd: cimd,
+        cimd,
         app,
         client_id,
         redirect,
@@ -728,25 +728,4 @@ async fn an_action_that_needs_approval_is_never_consented_to() {
     let r = w.redeem(&code).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["scope"], "get_order");
-}
-
-#[tokio::test]
-async fn a_document_client_that_asks_for_private_key_jwt_is_refused_not_made_public() {
-    let Some(w) = world().await else { return };
-    let alice = w.session("alice").await;
-    let confidential = w._cimd.publish_json(
-        "confidential",
-        serde_json::json!({
-            "client_name": "Confidential",
-            "redirect_uris": [w.redirect.clone()],
-            "token_endpoint_auth_method": "private_key_jwt",
-            "jwks_uri": "https://client.example/jwks.json",
-        }),
-    );
-    let url = w.with("client_id", Some(&confidential));
-    let resp = get_with(&url, Some(&alice)).await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert!(resp.headers().get(LOCATION).is_none(), "never a redirect");
-    let body = resp.text().await.unwrap();
-    assert!(body.contains("private_key_jwt"), "{body}");
 }

@@ -5,6 +5,7 @@
 mod attack;
 pub mod authorize;
 mod authorize_agent;
+mod authorize_confidential;
 pub mod browser;
 mod consents;
 mod console;
