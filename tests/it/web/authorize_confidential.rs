@@ -301,3 +301,67 @@ async fn a_public_document_client_that_sends_an_assertion_is_refused() {
     let r = w.redeem(&code).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// `tests/python/confidential_client.py` (Authlib) with `args`: its
+/// standard output as JSON.
+fn authlib(python: &std::path::Path, args: &[&str]) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python/confidential_client.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "confidential_client.py {:?}: {}",
+        args.first(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authlib_redeems_and_refreshes_as_a_confidential_document_client_with_es256_and_rs256() {
+    let Some(python) = crate::python::python_with("authlib, joserfc, requests", "Authlib test")
+    else {
+        return;
+    };
+    let Some(mut w) = world().await else { return };
+    let alice = w.session("alice").await;
+    for (alg, kid) in [("ES256", "es-1"), ("RS256", "rs-1")] {
+        let key = authlib(&python, &["keygen", alg, kid]);
+        confidential(
+            &mut w,
+            &format!("authlib-{kid}"),
+            ("jwks", json!({"keys": [key["public"]]})),
+        );
+        let key_file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(key_file.path(), key["private"].to_string()).unwrap();
+        let url = w.url(&w.params());
+        let code = approve(&w, &alice, &url, &["get_order"], false).await;
+        let (endpoint, client, redirect) = (
+            w.app.token_endpoint(),
+            w.client_id.clone(),
+            w.redirect.clone(),
+        );
+        let key_path = key_file.path().to_str().unwrap().to_owned();
+        let py = python.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            authlib(
+                &py,
+                &[
+                    "redeem", &endpoint, &client, &key_path, &code, &redirect, VERIFIER,
+                ],
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(out["scope"], "get_order", "{alg}: {out}");
+        for token in ["access_token", "refreshed"] {
+            let g = allowed(&w, out[token].as_str().unwrap(), "get_order").unwrap();
+            assert_eq!(g.chain[0].as_str(), w.client_id, "{alg} {token}");
+            assert!(allowed(&w, out[token].as_str().unwrap(), "list_orders").is_err());
+        }
+    }
+}
