@@ -109,7 +109,13 @@ pub async fn update_agent(
         record.redirect_uris = r;
     }
     record.updated_at = state.now();
-    state.stores.agents.put(&record).await?;
+    // Atomic against a concurrent disable, which stays.
+    let record = state
+        .stores
+        .agents
+        .update(&record)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no agent {id}")))?;
     let mut ev = admin_event(
         &state,
         AuditOutcome::AgentUpdated,

@@ -805,6 +805,28 @@ impl AgentStore for RedbStore {
         .await
     }
 
+    async fn update(&self, agent: &AgentRecord) -> Result<Option<AgentRecord>, StoreError> {
+        let agent = agent.clone();
+        self.write(move |txn, _| {
+            let mut agent = agent.clone();
+            let mut table = txn.open_table(AGENTS).db()?;
+            let found = table.get(agent.id.as_str()).db()?;
+            let Some(stored) = found
+                .map(|v| decode::<AgentRecord>(v.value()))
+                .transpose()?
+            else {
+                return Ok(None);
+            };
+            agent.disabled = stored.disabled;
+            agent.created_at = stored.created_at;
+            table
+                .insert(agent.id.as_str(), encode(&agent)?.as_slice())
+                .db()?;
+            Ok(Some(agent))
+        })
+        .await
+    }
+
     async fn disable(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.write(move |txn, _| {

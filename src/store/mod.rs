@@ -69,6 +69,11 @@ pub trait AgentStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AgentRecord>, StoreError>;
+    /// Replaces an existing agent's record but keeps its `disabled` flag and
+    /// `created_at` as stored, in one atomic step: an edit made from a record
+    /// read before a disable never undoes it. Returns the record as stored,
+    /// or `None` if no agent has this id.
+    async fn update(&self, agent: &AgentRecord) -> Result<Option<AgentRecord>, StoreError>;
     /// Marks the agent disabled as of `now`. Returns `false` if no agent has
     /// this id.
     async fn disable(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;

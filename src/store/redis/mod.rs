@@ -101,6 +101,21 @@ redis.call('HSET', KEYS[1], 'disabled', '1', 'updated_at', ARGV[1])
 return 1
 "#;
 
+/// Replaces an existing agent's hash with the given fields, keeping its
+/// `disabled` and `created_at` as stored (an edit never undoes a disable).
+/// KEYS: agent hash. ARGV: field, value, ... Returns 1 if the agent exists,
+/// else 0.
+const UPDATE_AGENT_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local keep = redis.call('HMGET', KEYS[1], 'disabled', 'created_at')
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], 'disabled', keep[1] or '1', 'created_at', keep[2] or '')
+return 1
+"#;
+
 /// How many audit entries one round trip reads while filtering.
 const AUDIT_BATCH: usize = 256;
 
@@ -163,6 +178,7 @@ pub struct RedisStore {
     timeout: Duration,
     revoke_script: Script,
     disable_script: Script,
+    update_agent_script: Script,
     issue_script: Script,
     add_bounded_script: Script,
     remove_script: Script,
@@ -228,6 +244,7 @@ impl RedisStore {
             timeout: config.timeout,
             revoke_script: Script::new(REVOKE_SCRIPT),
             disable_script: Script::new(DISABLE_SCRIPT),
+            update_agent_script: Script::new(UPDATE_AGENT_SCRIPT),
             issue_script: Script::new(ISSUE_SCRIPT),
             add_bounded_script: Script::new(people::ADD_BOUNDED_SCRIPT),
             remove_script: Script::new(people::REMOVE_SCRIPT),

@@ -19,28 +19,34 @@ use crate::store::{
     TokenLedger,
 };
 
+/// An agent's hash fields but `disabled` and `created_at`.
+fn agent_fields(agent: &AgentRecord) -> Result<Vec<(&'static str, String)>, StoreError> {
+    let mut fields = vec![
+        ("id", agent.id.to_string()),
+        ("public_key", agent.public_key.to_string()),
+        ("description", agent.description.clone()),
+        ("ceiling", encode(&agent.ceiling)?),
+        ("updated_at", rfc3339(agent.updated_at)),
+    ];
+    if let Some(endpoint) = &agent.notification_endpoint {
+        fields.push(("notification_endpoint", endpoint.clone()));
+    }
+    if !agent.redirect_uris.is_empty() {
+        fields.push(("redirect_uris", encode(&agent.redirect_uris)?));
+    }
+    Ok(fields)
+}
+
 #[async_trait]
 impl AgentStore for RedisStore {
     async fn put(&self, agent: &AgentRecord) -> Result<(), StoreError> {
         let key = self.layout.agent(agent.id.as_str());
-        let mut fields = vec![
-            ("id", agent.id.to_string()),
-            ("public_key", agent.public_key.to_string()),
-            ("description", agent.description.clone()),
-            ("ceiling", encode(&agent.ceiling)?),
-            (
-                "disabled",
-                if agent.disabled { "1" } else { "0" }.to_owned(),
-            ),
-            ("created_at", rfc3339(agent.created_at)),
-            ("updated_at", rfc3339(agent.updated_at)),
-        ];
-        if let Some(endpoint) = &agent.notification_endpoint {
-            fields.push(("notification_endpoint", endpoint.clone()));
-        }
-        if !agent.redirect_uris.is_empty() {
-            fields.push(("redirect_uris", encode(&agent.redirect_uris)?));
-        }
+        let mut fields = agent_fields(agent)?;
+        fields.push((
+            "disabled",
+            if agent.disabled { "1" } else { "0" }.to_owned(),
+        ));
+        fields.push(("created_at", rfc3339(agent.created_at)));
         let mut pipe = ::redis::pipe();
         pipe.atomic()
             .cmd("DEL")
@@ -116,6 +122,19 @@ impl AgentStore for RedisStore {
             .collect::<Result<Vec<_>, _>>()?;
         agents.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(agents)
+    }
+
+    async fn update(&self, agent: &AgentRecord) -> Result<Option<AgentRecord>, StoreError> {
+        let mut invocation = self.update_agent_script.prepare_invoke();
+        invocation.key(self.layout.agent(agent.id.as_str()));
+        for (name, value) in agent_fields(agent)? {
+            invocation.arg(name).arg(value);
+        }
+        let found: i64 = self.invoke(&invocation).await?;
+        if found == 0 {
+            return Ok(None);
+        }
+        AgentStore::get(self, agent.id.as_str()).await
     }
 
     async fn disable(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -101,6 +101,43 @@ fn ids(entries: &[(Cursor, Revocation)]) -> Vec<&str> {
         .collect()
 }
 
+pub async fn an_edit_made_from_a_record_read_before_a_disable_keeps_the_agent_disabled(
+    stores: &Stores,
+) {
+    let now = wall_clock();
+    let alpha = agent("https://agents.example/edited", now);
+    stores.agents.put(&alpha).await.unwrap();
+    // An operator's edit read the record while the agent was enabled ...
+    let read = stores.agents.get(alpha.id.as_str()).await.unwrap().unwrap();
+    // ... another disabled it ...
+    assert!(stores
+        .agents
+        .disable(alpha.id.as_str(), now + secs(1))
+        .await
+        .unwrap());
+    // ... and the edit lands: its fields are written, the disable stays.
+    let edited = AgentRecord {
+        description: "edited".to_owned(),
+        redirect_uris: vec!["https://app.example/cb".to_owned()],
+        created_at: now + secs(99),
+        updated_at: now + secs(2),
+        ..read
+    };
+    assert!(!edited.disabled);
+    let stored = stores.agents.update(&edited).await.unwrap().unwrap();
+    let got = stores.agents.get(alpha.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(stored, got);
+    assert!(got.disabled, "the edit undid the disable");
+    assert_eq!(got.description, "edited");
+    assert_eq!(got.redirect_uris, edited.redirect_uris);
+    assert_eq!(got.updated_at, now + secs(2));
+    assert_eq!(got.created_at, alpha.created_at, "created_at is kept");
+    // An update of an agent nobody registered writes nothing.
+    let ghost = agent("https://agents.example/ghost", now);
+    assert_eq!(stores.agents.update(&ghost).await.unwrap(), None);
+    assert_eq!(stores.agents.get(ghost.id.as_str()).await.unwrap(), None);
+}
+
 pub async fn agent_records_round_trip_through_put_get_list_and_disable(stores: &Stores) {
     let now = wall_clock();
     let alpha = agent("https://agents.example/alpha", now);

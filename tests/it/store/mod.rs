@@ -71,6 +71,7 @@ macro_rules! contract_suite {
 
 contract_suite!(
     agent_records_round_trip_through_put_get_list_and_disable,
+    an_edit_made_from_a_record_read_before_a_disable_keeps_the_agent_disabled,
     agents_are_listed_a_bounded_page_at_a_time_by_id,
     revoked_id_is_reported_and_an_unknown_id_is_not,
     feed_lists_revocations_in_order_and_resumes_after_a_cursor,
