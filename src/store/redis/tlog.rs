@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use super::RedisStore;
 use crate::records::redis::AUDIT_FIELD;
 use crate::records::AuditEvent;
-use crate::store::tree::{AuditTree, MAX_LEAVES_PER_READ};
+use crate::store::tree::{AuditTree, AUDIT_TREE_ON, MAX_LEAVES_PER_READ};
 use crate::store::StoreError;
 use crate::tlog::merkle::{leaf_hash, Hash};
 use crate::tlog::nodes::{append_needs, append_nodes, NodeId};
@@ -89,7 +89,12 @@ impl RedisStore {
 
     /// Appends a leaf for every audit stream entry after the last one the
     /// tree holds, in stream order; returns the tree size.
+    /// A build without the tree ([`AUDIT_TREE_ON`] false) does nothing and
+    /// answers 0.
     pub(super) async fn catch_up_tree(&self) -> Result<u64, StoreError> {
+        if !AUDIT_TREE_ON {
+            return Ok(0);
+        }
         let _one_at_a_time = self.tlog_lock.lock().await;
         let stream = self.layout.audit();
         let mut last = self.ingested().await?;
