@@ -134,13 +134,13 @@ fn print(grant: &Grant, measured: &[Measured], requests: usize, rounds: usize, c
         grant.title()
     );
     println!(
-        "| round | run | tokens/s | p50 | p99 | errors | server CPU/request | redis-server CPU/request |"
+        "| round | run | tokens/s | p50 | p99 | errors | server CPU/request | of which store writer | redis-server CPU/request |"
     );
-    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for m in measured {
         let r = &m.run;
         println!(
-            "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {} | {} |",
             m.round,
             r.label,
             m.rate(),
@@ -148,6 +148,7 @@ fn print(grant: &Grant, measured: &[Measured], requests: usize, rounds: usize, c
             r.p99.as_secs_f64() * 1e3,
             r.errors,
             super::micros(r.server_cpu),
+            super::micros(r.writer_cpu),
             super::micros(r.redis_cpu),
         );
     }
