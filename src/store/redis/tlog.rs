@@ -151,10 +151,10 @@ impl RedisStore {
         }
         let mut memo = self.tlog_lock.lock().await;
         match (entry, &memo.head) {
-            (Some(entry), Some((size, last))) if !last.is_empty() => {
-                if super::cursor_of(last)? >= *entry {
-                    return Ok(*size);
-                }
+            (Some(entry), Some((size, last)))
+                if !last.is_empty() && super::cursor_of(last)? >= *entry =>
+            {
+                return Ok(*size);
             }
             (None, _) => memo.forget(),
             _ => {}
