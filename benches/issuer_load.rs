@@ -575,6 +575,15 @@ fn http_run(
         }
         let seconds = start.elapsed().as_secs_f64();
         let (server_after, writer_after, client_after, redis_after) = cpu();
+        if checkpoint == 200 {
+            // Every mint is a leaf: a checkpoint signed after the run (at
+            // most one a second) counts at least as many.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let url = format!("{issuer}/v1/audit/checkpoint");
+            let note = http.get(url).send().await.unwrap().text().await.unwrap();
+            let size: usize = note.lines().nth(1).unwrap().parse().unwrap();
+            assert!(size >= requests, "{size} leaves after {requests} mints");
+        }
         all.sort();
         Run {
             label: label.to_owned(),
