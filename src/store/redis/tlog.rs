@@ -159,6 +159,17 @@ impl RedisStore {
             (None, _) => memo.forget(),
             _ => {}
         }
+        let caught_up = self.catch_up_from(&mut memo).await;
+        if caught_up.is_err() {
+            // The memo may hold nodes of leaves that were not appended.
+            memo.forget();
+        }
+        caught_up
+    }
+
+    /// [`Self::catch_up_tree`]'s reads and appends, from the tree's end as
+    /// `memo` knows it (or as read from Redis).
+    async fn catch_up_from(&self, memo: &mut TreeMemo) -> Result<u64, StoreError> {
         let stream = self.layout.audit();
         let mut conflicts = 0;
         loop {
