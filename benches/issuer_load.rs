@@ -17,7 +17,8 @@
 //! per run; `LOAD_ROUNDS`, default 3; `LOAD_CONCURRENCY`, default 16;
 //! `LOAD_STORES`, default `embedded,redis,cluster`; `LOAD_GRANTS`, default
 //! `client_credentials,token_exchange`; `LOAD_BIN`, another `tessera`
-//! binary to load). Each round measures the in-process rate, then one HTTP
+//! binary to load; `LOAD_BIN_NO_TREE`, a build without the audit tree, for
+//! the comparison in [`tree_cost`] instead of this one). Each round measures the in-process rate, then one HTTP
 //! run per store on a fresh server; each run's ratio is against the mean of
 //! the in-process rates measured just before and just after it. Prints every
 //! run and the medians, as tables for docs/performance.md.
@@ -55,6 +56,10 @@ use tessera::token::{
 
 #[path = "common/cluster.rs"]
 mod cluster;
+
+// `LOAD_BIN_NO_TREE`: the same load with and without the audit tree.
+#[path = "issuer_load/tree_cost.rs"]
+mod tree_cost;
 
 // The test IdP and its login flow, shared with the integration tests.
 #[allow(dead_code)]
@@ -267,6 +272,9 @@ struct Run {
     redis_cpu: Option<Duration>,
     /// CPU time of this process (the load client) per request.
     client_cpu: Option<Duration>,
+    /// Whether the server signed an audit checkpoint (200), which a build
+    /// without the audit tree refuses (503).
+    tree: bool,
 }
 
 /// CPU time used so far by every thread of process `pid` (Linux
@@ -416,11 +424,13 @@ fn invalid(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }
 
-/// Starts `tessera serve`, registers the bench agent, fires `requests`
-/// token requests with `concurrency` workers.
+/// Starts `tessera serve` (binary `bin`), registers the bench agent, asks
+/// for an audit checkpoint, fires `requests` token requests with
+/// `concurrency` workers.
 fn http_run(
     grant: &Grant,
     label: &str,
+    bin: &str,
     redis: Option<(&str, &[u32])>,
     requests: usize,
     concurrency: usize,
@@ -429,7 +439,7 @@ fn http_run(
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
-    let mut cmd = Command::new(bin());
+    let mut cmd = Command::new(bin);
     cmd.args([
         "serve",
         "--listen",
@@ -452,7 +462,7 @@ fn http_run(
     let server_pid = server.0.id();
     wait_http(&format!("{issuer}/healthz"));
     let admin = String::from_utf8(
-        Command::new(bin())
+        Command::new(bin)
             .args(["admin", "token", "--data-dir"])
             .arg(dir.path())
             .output()
@@ -495,6 +505,16 @@ fn http_run(
             .await
             .unwrap();
         assert!(r.status().is_success(), "register: {}", r.status());
+        let checkpoint = http
+            .get(format!("{issuer}/v1/audit/checkpoint"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(
+            checkpoint == 200 || checkpoint == 503,
+            "checkpoint: {checkpoint}"
+        );
         let bodies = Arc::new(bodies);
         // Warm-up: 50 requests.
         for body in bodies.iter().skip(requests) {
@@ -555,6 +575,15 @@ fn http_run(
         }
         let seconds = start.elapsed().as_secs_f64();
         let (server_after, writer_after, client_after, redis_after) = cpu();
+        if checkpoint == 200 {
+            // Every mint is a leaf: a checkpoint signed after the run (at
+            // most one a second) counts at least as many.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let url = format!("{issuer}/v1/audit/checkpoint");
+            let note = http.get(url).send().await.unwrap().text().await.unwrap();
+            let size: usize = note.lines().nth(1).unwrap().parse().unwrap();
+            assert!(size >= requests, "{size} leaves after {requests} mints");
+        }
         all.sort();
         Run {
             label: label.to_owned(),
@@ -567,6 +596,7 @@ fn http_run(
             writer_cpu: per_request(writer_before, writer_after, requests),
             client_cpu: per_request(client_before, client_after, requests),
             redis_cpu: per_request(redis_before, redis_after, requests),
+            tree: checkpoint == 200,
         }
     })
 }
@@ -760,19 +790,20 @@ fn main() {
     // `LOAD_GRANTS`: which grants to load, both by default.
     let grants = std::env::var("LOAD_GRANTS")
         .unwrap_or_else(|_| "client_credentials,token_exchange".to_owned());
+    // `LOAD_BIN_NO_TREE`: a build without the audit tree; if set, each case
+    // compares it with the normal binary instead of the in-process rate.
+    let no_tree = std::env::var("LOAD_BIN_NO_TREE").ok();
+    let case = |grant: &Grant| match &no_tree {
+        Some(no_tree) => tree_cost::compare(grant, no_tree, requests, rounds, concurrency, &stores),
+        None => bench(grant, requests, rounds, concurrency, &stores),
+    };
     if grants.contains("client_credentials") {
-        bench(
-            &Grant::ClientCredentials,
-            requests,
-            rounds,
-            concurrency,
-            &stores,
-        );
+        case(&Grant::ClientCredentials);
     }
     if grants.contains("token_exchange") {
         match start_idp() {
             // `_idp` lives until the case is done: the server fetches its keys.
-            Some((_idp, grant)) => bench(&grant, requests, rounds, concurrency, &stores),
+            Some((_idp, grant)) => case(&grant),
             None => eprintln!("issuer_load: no test IdP; token_exchange case skipped"),
         }
     }
@@ -793,6 +824,7 @@ fn bench(grant: &Grant, requests: usize, rounds: usize, concurrency: usize, stor
             runs.push(http_run(
                 grant,
                 "HTTP, embedded store",
+                &bin(),
                 None,
                 requests,
                 concurrency,
@@ -806,6 +838,7 @@ fn bench(grant: &Grant, requests: usize, rounds: usize, concurrency: usize, stor
                 Some((proc, url, _dir)) => runs.push(http_run(
                     grant,
                     "HTTP, Redis store",
+                    &bin(),
                     Some((&url, &[proc.0.id()])),
                     requests,
                     concurrency,
@@ -820,6 +853,7 @@ fn bench(grant: &Grant, requests: usize, rounds: usize, concurrency: usize, stor
                 Ok(c) => runs.push(http_run(
                     grant,
                     "HTTP, Redis store, cluster (3 masters)",
+                    &bin(),
                     Some((&c.url(), &c.pids())),
                     requests,
                     concurrency,

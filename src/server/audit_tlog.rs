@@ -20,8 +20,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -30,11 +30,16 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::store::tree::{self, AuditTree, TreeError, MAX_LEAVES_PER_READ};
+use crate::store::tree::{self, AuditTree, TreeError, AUDIT_TREE_ON, MAX_LEAVES_PER_READ};
 use crate::tlog::{Checkpoint, NoteSigner};
 
 /// The shortest time between two checkpoint signatures.
 pub const SIGN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a build without the audit tree ([`AUDIT_TREE_ON`] false, a
+/// benchmark build) signs no checkpoint; `tessera serve` logs it at start.
+pub const NO_TREE: &str = "this build keeps no audit tree (--cfg tessera_bench_no_audit_tree, \
+                           a benchmark build): no checkpoint can be signed";
 
 /// The file name of the audit key in the key directory.
 pub const AUDIT_KEY_FILE: &str = "audit-ed25519.key";
@@ -143,6 +148,9 @@ impl AuditPublisher {
 
     /// The latest checkpoint, signed at most once per [`SIGN_INTERVAL`].
     pub async fn checkpoint(&self, tree: &dyn AuditTree) -> Result<String, ApiError> {
+        if !AUDIT_TREE_ON {
+            return Err(ApiError::Unavailable(NO_TREE.into()));
+        }
         let signer = self.signer()?;
         let mut last = self.last.lock().await;
         if let Some(signed) = last.as_ref() {
@@ -188,9 +196,14 @@ pub async fn audit_key(State(state): State<AppState>) -> Result<impl IntoRespons
     Ok(text(format!("{}\n", state.audit.signer()?.verifier())))
 }
 
-/// `GET /v1/audit/checkpoint`.
-pub async fn checkpoint(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(text(state.audit.checkpoint(&*state.stores.tree).await?))
+/// `GET /v1/audit/checkpoint`. A build without the tree answers 503 with
+/// [`NO_TREE`] (not the store outage's "retry later": retrying cannot help).
+pub async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if !AUDIT_TREE_ON {
+        let body = serde_json::json!({ "error": "no_audit_tree", "error_description": NO_TREE });
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
+    }
+    Ok(text(state.audit.checkpoint(&*state.stores.tree).await?).into_response())
 }
 
 /// A query's numbers: required, decimal.

@@ -262,6 +262,9 @@ pub async fn serve(
         .unwrap_or_else(|| audit_tlog::default_origin(&state.issuer));
     audit_tlog::install_key(&state, &audit_key, &origin)?;
     tracing::info!(%addr, issuer = %state.issuer, store = store_kind, "tessera issuer listening");
+    if !crate::store::tree::AUDIT_TREE_ON {
+        tracing::warn!("{}; never run it in production", audit_tlog::NO_TREE);
+    }
     if let Some(m) = &metrics_listener {
         tracing::info!(addr = %m.local_addr()?, "metrics listening");
     }

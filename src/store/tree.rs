@@ -9,6 +9,14 @@ use super::StoreError;
 use crate::tlog::merkle::{self, Hash, MerkleError};
 use crate::tlog::nodes::{NodeId, NodeMap};
 
+/// Whether the stores write the audit tree: `true` in every build but one
+/// compiled with `RUSTFLAGS="--cfg tessera_bench_no_audit_tree"`, which
+/// exists only to measure what the tree adds to a mint (benches/issuer_load.rs,
+/// `LOAD_BIN_NO_TREE`). That cfg is not a cargo feature, so `--all-features`
+/// never sets it; its `tessera serve` logs a warning at start and answers
+/// every checkpoint request with 503.
+pub const AUDIT_TREE_ON: bool = !cfg!(tessera_bench_no_audit_tree);
+
 /// The most leaves one [`AuditTree::leaves`] call returns.
 pub const MAX_LEAVES_PER_READ: u64 = 1000;
 

@@ -185,8 +185,9 @@ pub struct RedisStore {
     approval_create_script: Script,
     approval_cas_script: Script,
     tlog_script: Script,
-    /// One audit tree append at a time from this process.
-    tlog_lock: tokio::sync::Mutex<()>,
+    /// One audit tree append at a time from this process, and what it
+    /// remembers of the tree between appends.
+    tlog_lock: tokio::sync::Mutex<tlog::TreeMemo>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -251,7 +252,7 @@ impl RedisStore {
             approval_create_script: Script::new(approvals::CREATE_SCRIPT),
             approval_cas_script: Script::new(approvals::CAS_SCRIPT),
             tlog_script: Script::new(tlog::APPEND_SCRIPT),
-            tlog_lock: tokio::sync::Mutex::new(()),
+            tlog_lock: tokio::sync::Mutex::new(tlog::TreeMemo::default()),
         };
         if store.client.is_some() {
             store.migrate().await?;

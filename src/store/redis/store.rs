@@ -387,8 +387,9 @@ impl Issuance for RedisStore {
         if id.is_empty() {
             return Ok(Issue::Recorded(self.append(event).await?));
         }
-        self.catch_up_tree().await?;
-        Ok(Issue::Recorded(cursor_of(&id)?))
+        let cursor = cursor_of(&id)?;
+        self.catch_up_tree(Some(&cursor)).await?;
+        Ok(Issue::Recorded(cursor))
     }
 }
 
@@ -402,8 +403,9 @@ impl AuditLog for RedisStore {
             .arg(AUDIT_FIELD)
             .arg(encode(event)?);
         let id: String = self.query(&cmd).await?;
-        self.catch_up_tree().await?;
-        cursor_of(&id)
+        let cursor = cursor_of(&id)?;
+        self.catch_up_tree(Some(&cursor)).await?;
+        Ok(cursor)
     }
 
     async fn query(&self, query: &AuditQuery) -> Result<Vec<(Cursor, AuditEvent)>, StoreError> {

@@ -5,43 +5,55 @@
 //! The audit stream is the log's source: every record in it (the issuer's,
 //! and the decisions verifiers write through their `AuditSink`) becomes a
 //! leaf, in stream order. [`RedisStore::catch_up_tree`] reads the entries
-//! after the last one the tree holds (`tlog:ingested`) and appends each.
+//! after the last one the tree holds (`tlog:ingested`) and appends them.
 //! Redis's Lua has no SHA-256, so the issuer computes the new hashes and
 //! one script checks that the tree still has the size they were computed
-//! for and that the entry is the next one, then appends the leaf, its nodes
-//! and the entry id atomically; another issuer's append first is retried.
+//! for and that the tree's last entry is the one they follow, then appends
+//! the leaves, their nodes and the last entry id atomically; if another
+//! issuer appended first, the issuer reads again from the tree's new end.
 //! An issuer that stops between its stream entry and the leaf leaves
 //! nothing out: the next catch-up (the next record, or the next checkpoint)
 //! appends it.
+//!
+//! Between catch-ups an issuer remembers the tree's size, its last entry
+//! and the subtree hashes on its right edge ([`TreeMemo`]), so that a
+//! record costs one stream read and one script, and a record that an
+//! earlier catch-up of the same issuer already appended costs nothing. The
+//! script's checks make the memo safe: if another issuer moved the tree,
+//! the script refuses and the memo is read again from Redis.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 
 use super::RedisStore;
 use crate::records::redis::AUDIT_FIELD;
-use crate::records::AuditEvent;
-use crate::store::tree::{AuditTree, MAX_LEAVES_PER_READ};
+use crate::records::{AuditEvent, Cursor};
+use crate::store::tree::{AuditTree, AUDIT_TREE_ON, MAX_LEAVES_PER_READ};
 use crate::store::StoreError;
 use crate::tlog::merkle::{leaf_hash, Hash};
 use crate::tlog::nodes::{append_needs, append_nodes, NodeId};
 
 /// KEYS: leaves list, nodes hash, ingested id. ARGV: the size the nodes
-/// were computed for, the leaf bytes, the entry id the tree holds last
-/// ("" for none), the entry's id, then field and hex hash pairs. Returns the
-/// leaf's index; -2 if the tree holds another last entry (another issuer
-/// appended this one, or one after it); -1 if only the size changed.
+/// were computed for, the entry id the tree holds last ("" for none), the
+/// id of the last entry appended, the number of leaves `n`, then `n` leaf
+/// bytes, then field and hex hash pairs. Returns the first new leaf's
+/// index; -2 if the tree holds another last entry (another issuer appended
+/// these, or some of them); -1 if only the size changed.
 pub(super) const APPEND_SCRIPT: &str = r#"
 local last = redis.call('GET', KEYS[3])
-if (last or '') ~= ARGV[3] then return -2 end
+if (last or '') ~= ARGV[2] then return -2 end
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return -1 end
-redis.call('RPUSH', KEYS[1], ARGV[2])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-redis.call('SET', KEYS[3], ARGV[4])
+local n = tonumber(ARGV[4])
+for i = 5, 4 + n do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+for i = 5 + n, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[3], ARGV[3])
 return tonumber(ARGV[1])
 "#;
 
 /// How many times an append is tried against other issuers' appends.
 const APPEND_TRIES: usize = 32;
-/// Stream entries read at a time while catching up.
+/// Stream entries read, and appended by one script, at a time.
 const INGEST_BATCH: usize = 256;
 
 fn field(id: NodeId) -> String {
@@ -54,6 +66,36 @@ fn parse_hash(text: &str) -> Result<Hash, StoreError> {
     bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt("an audit tree node is not 32 bytes".to_owned()))
+}
+
+/// What an issuer remembers of the tree between its catch-ups (behind
+/// `RedisStore::tlog_lock`): a cache the append script checks.
+#[derive(Debug, Default)]
+pub(super) struct TreeMemo {
+    /// The size and the last entry id ("" for none) the tree had after
+    /// this issuer's last read or append; `None` until read.
+    head: Option<(u64, String)>,
+    /// Hashes of complete subtrees on the tree's right edge, as read or
+    /// written; a node missing here is read from Redis when needed.
+    nodes: HashMap<NodeId, Hash>,
+}
+
+impl TreeMemo {
+    fn forget(&mut self) {
+        self.head = None;
+        self.nodes.clear();
+    }
+
+    /// Records the nodes of appending a leaf: the siblings it consumed are
+    /// inside the new top node and never needed again.
+    fn appended(&mut self, size: u64, nodes: &[(NodeId, Hash)]) {
+        for id in append_needs(size) {
+            self.nodes.remove(&id);
+        }
+        if let Some((id, hash)) = nodes.last() {
+            self.nodes.insert(*id, *hash);
+        }
+    }
 }
 
 impl RedisStore {
@@ -87,103 +129,151 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Appends a leaf for every audit stream entry after the last one the
-    /// tree holds, in stream order; returns the tree size.
-    pub(super) async fn catch_up_tree(&self) -> Result<u64, StoreError> {
-        let _one_at_a_time = self.tlog_lock.lock().await;
-        let stream = self.layout.audit();
+    /// The tree's last entry id ("" for none) and size, read from Redis.
+    async fn read_head(&self) -> Result<(u64, String), StoreError> {
         let mut last = self.ingested().await?;
         if last.is_none() {
             self.adopt_older_tree().await?;
             last = self.ingested().await?;
         }
+        Ok((self.tree_size().await?, last.unwrap_or_default()))
+    }
+
+    /// Appends a leaf for every audit stream entry after the last one the
+    /// tree holds, in stream order; returns the tree size. `entry`, the
+    /// cursor of a record just written: if this issuer already appended it
+    /// (or an entry after it), nothing is read. Without it (a checkpoint),
+    /// the tree's end is read from Redis first. A build without the tree
+    /// ([`AUDIT_TREE_ON`] false) does nothing and answers 0.
+    pub(super) async fn catch_up_tree(&self, entry: Option<&Cursor>) -> Result<u64, StoreError> {
+        if !AUDIT_TREE_ON {
+            return Ok(0);
+        }
+        let mut memo = self.tlog_lock.lock().await;
+        match (entry, &memo.head) {
+            (Some(entry), Some((size, last)))
+                if !last.is_empty() && super::cursor_of(last)? >= *entry =>
+            {
+                return Ok(*size);
+            }
+            (None, _) => memo.forget(),
+            _ => {}
+        }
+        let caught_up = self.catch_up_from(&mut memo).await;
+        if caught_up.is_err() {
+            // The memo may hold nodes of leaves that were not appended.
+            memo.forget();
+        }
+        caught_up
+    }
+
+    /// [`Self::catch_up_tree`]'s reads and appends, from the tree's end as
+    /// `memo` knows it (or as read from Redis).
+    async fn catch_up_from(&self, memo: &mut TreeMemo) -> Result<u64, StoreError> {
+        let stream = self.layout.audit();
+        let mut conflicts = 0;
         loop {
-            let after = last.as_deref().map(super::cursor_of).transpose()?;
+            let (size, last) = match memo.head.clone() {
+                Some(head) => head,
+                None => self.read_head().await?,
+            };
+            let after = if last.is_empty() {
+                None
+            } else {
+                Some(super::cursor_of(&last)?)
+            };
             let entries = self
                 .read_range(&stream, after.as_ref(), INGEST_BATCH)
                 .await?;
-            if entries.is_empty() {
-                return self.tree_size().await;
-            }
-            let mut previous = last.clone().unwrap_or_default();
-            let mut size = None;
+            let Some(newest) = entries.last() else {
+                memo.head = Some((size, last));
+                return Ok(size);
+            };
+            let mut args = vec![
+                size.to_string(),
+                last.clone(),
+                newest.id.clone(),
+                entries.len().to_string(),
+            ];
+            let mut pairs = Vec::new();
+            let mut next = size;
             for entry in &entries {
                 let event: AuditEvent = super::decode(&super::field(entry, AUDIT_FIELD)?)?;
                 let leaf = crate::tlog::record::leaf_bytes(&event)
                     .map_err(|e| StoreError::Decode(e.to_string()))?;
-                match self.append_leaf(&leaf, &previous, &entry.id).await? {
-                    Some(index) => size = Some(index + 1),
-                    // Another issuer appended first: read again from its point.
-                    None => {
-                        size = None;
-                        break;
-                    }
+                let text = String::from_utf8(leaf)
+                    .map_err(|_| StoreError::Decode("leaf bytes that are not UTF-8".to_owned()))?;
+                let siblings = self.siblings(&mut memo.nodes, next).await?;
+                let nodes = append_nodes(next, leaf_hash(text.as_bytes()), &siblings);
+                memo.appended(next, &nodes);
+                for (nid, hash) in nodes {
+                    pairs.push(field(nid));
+                    pairs.push(hex::encode(hash));
                 }
-                previous.clone_from(&entry.id);
+                args.push(text);
+                next += 1;
             }
-            match size {
-                // The whole batch appended and it was the stream's end.
-                Some(size) if entries.len() < INGEST_BATCH => return Ok(size),
-                Some(_) => last = Some(previous),
-                None => last = self.ingested().await?,
+            args.extend(pairs);
+            let keys = [
+                self.layout.tlog_leaves(),
+                self.layout.tlog_nodes(),
+                self.layout.tlog_ingested(),
+            ];
+            let index: i64 = self
+                .durable(&self.tlog_script, APPEND_SCRIPT, &keys, &args)
+                .await?;
+            if index >= 0 {
+                memo.head = Some((next, newest.id.clone()));
+                if entries.len() < INGEST_BATCH {
+                    return Ok(next);
+                }
+            } else {
+                // Another issuer moved the tree: read it again.
+                memo.forget();
+                conflicts += 1;
+                if conflicts >= APPEND_TRIES {
+                    return Err(StoreError::Unavailable(
+                        "the audit tree kept growing under other appends".to_owned(),
+                    ));
+                }
             }
         }
     }
 
-    /// Appends the leaf of stream entry `id`, which follows entry
-    /// `previous` ("" for none); its index, or `None` if the tree moved on
-    /// (another issuer appended it, or an entry before it).
-    async fn append_leaf(
+    /// The hashes of [`append_needs`]`(size)`, from `nodes` or else read
+    /// from Redis (and kept in `nodes`).
+    async fn siblings(
         &self,
-        leaf: &[u8],
-        previous: &str,
-        id: &str,
-    ) -> Result<Option<u64>, StoreError> {
-        let keys = [
-            self.layout.tlog_leaves(),
-            self.layout.tlog_nodes(),
-            self.layout.tlog_ingested(),
-        ];
-        let text = std::str::from_utf8(leaf)
-            .map_err(|_| StoreError::Decode("leaf bytes that are not UTF-8".to_owned()))?;
-        for _ in 0..APPEND_TRIES {
-            let size = self.tree_size().await?;
-            let needs = append_needs(size);
-            let mut siblings = Vec::with_capacity(needs.len());
-            for (nid, hash) in needs.iter().zip(self.subtrees(&needs).await?) {
-                siblings.push(hash.ok_or_else(|| {
-                    StoreError::Corrupt(format!("audit tree node {}/{} is missing", nid.0, nid.1))
-                })?);
-            }
-            let mut args = vec![
-                size.to_string(),
-                text.to_owned(),
-                previous.to_owned(),
-                id.to_owned(),
-            ];
-            for (nid, hash) in append_nodes(size, leaf_hash(leaf), &siblings) {
-                args.push(field(nid));
-                args.push(hex::encode(hash));
-            }
-            let index: i64 = self
-                .durable(&self.tlog_script, APPEND_SCRIPT, &keys, &args)
-                .await?;
-            match index {
-                -2 => return Ok(None),
-                i if i >= 0 => return Ok(u64::try_from(i).ok()),
-                _ => {}
-            }
+        nodes: &mut HashMap<NodeId, Hash>,
+        size: u64,
+    ) -> Result<Vec<Hash>, StoreError> {
+        let needs = append_needs(size);
+        let missing: Vec<NodeId> = needs
+            .iter()
+            .filter(|id| !nodes.contains_key(id))
+            .copied()
+            .collect();
+        for (id, hash) in missing.iter().zip(self.subtrees(&missing).await?) {
+            let hash = hash.ok_or_else(|| {
+                StoreError::Corrupt(format!("audit tree node {}/{} is missing", id.0, id.1))
+            })?;
+            nodes.insert(*id, hash);
         }
-        Err(StoreError::Unavailable(
-            "the audit tree kept growing under other appends".to_owned(),
-        ))
+        needs
+            .iter()
+            .map(|id| {
+                nodes.get(id).copied().ok_or_else(|| {
+                    StoreError::Corrupt(format!("audit tree node {}/{} is missing", id.0, id.1))
+                })
+            })
+            .collect()
     }
 }
 
 #[async_trait]
 impl AuditTree for RedisStore {
     async fn catch_up(&self) -> Result<u64, StoreError> {
-        self.catch_up_tree().await
+        self.catch_up_tree(None).await
     }
 
     async fn tree_size(&self) -> Result<u64, StoreError> {
