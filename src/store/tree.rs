@@ -33,10 +33,13 @@ pub trait AuditTree: Send + Sync {
     /// [`MAX_LEAVES_PER_READ`] leaves. A leaf no longer kept (pruned after
     /// export) ends the answer.
     async fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
-    /// Appends the leaves of audit records written by others (on Redis,
-    /// verifiers' decisions through their `AuditSink`) that the tree does
-    /// not hold yet; returns the size. The embedded store's tree is written
-    /// with each record, so it has nothing to catch up.
+    /// Appends the leaves of audit records that the tree does not hold yet
+    /// (on Redis: records written by others, such as verifiers' decisions
+    /// through their `AuditSink`, and records whose own catch-up found
+    /// another running and left them to the next); returns the size. Every
+    /// record written before the call is a leaf after it. The embedded
+    /// store's tree is written with each record, so it has nothing to catch
+    /// up.
     async fn catch_up(&self) -> Result<u64, StoreError> {
         self.tree_size().await
     }

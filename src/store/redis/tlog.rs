@@ -140,16 +140,27 @@ impl RedisStore {
     }
 
     /// Appends a leaf for every audit stream entry after the last one the
-    /// tree holds, in stream order; returns the tree size. `entry`, the
-    /// cursor of a record just written: if this issuer already appended it
-    /// (or an entry after it), nothing is read. Without it (a checkpoint),
-    /// the tree's end is read from Redis first. A build without the tree
-    /// ([`AUDIT_TREE_ON`] false) does nothing and answers 0.
+    /// tree holds, in stream order; returns the tree size (as this issuer
+    /// knows it). `entry`, the cursor of a record just written: if this
+    /// issuer already appended it (or an entry after it), nothing is read;
+    /// and if another of its catch-ups is running, this one does not wait
+    /// for it: that one, or the next (a later record's, or a checkpoint's),
+    /// appends the entry, so a record never waits behind others' appends.
+    /// Without `entry` (a checkpoint), it waits its turn and reads the
+    /// tree's end from Redis first: a checkpoint covers every record
+    /// written before it. A build without the tree ([`AUDIT_TREE_ON`]
+    /// false) does nothing and answers 0.
     pub(super) async fn catch_up_tree(&self, entry: Option<&Cursor>) -> Result<u64, StoreError> {
         if !AUDIT_TREE_ON {
             return Ok(0);
         }
-        let mut memo = self.tlog_lock.lock().await;
+        let mut memo = match entry {
+            Some(_) => match self.tlog_lock.try_lock() {
+                Ok(memo) => memo,
+                Err(_) => return Ok(0),
+            },
+            None => self.tlog_lock.lock().await,
+        };
         match (entry, &memo.head) {
             (Some(entry), Some((size, last)))
                 if !last.is_empty() && super::cursor_of(last)? >= *entry =>
