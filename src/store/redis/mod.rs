@@ -185,6 +185,7 @@ pub struct RedisStore {
     approval_create_script: Script,
     approval_cas_script: Script,
     tlog_script: Script,
+    tlog_record_script: Script,
     /// One audit tree append at a time from this process, and what it
     /// remembers of the tree between appends.
     tlog_lock: tokio::sync::Mutex<tlog::TreeMemo>,
@@ -252,6 +253,7 @@ impl RedisStore {
             approval_create_script: Script::new(approvals::CREATE_SCRIPT),
             approval_cas_script: Script::new(approvals::CAS_SCRIPT),
             tlog_script: Script::new(tlog::APPEND_SCRIPT),
+            tlog_record_script: Script::new(tlog::RECORD_SCRIPT),
             tlog_lock: tokio::sync::Mutex::new(tlog::TreeMemo::default()),
         };
         if store.client.is_some() {

@@ -20,7 +20,11 @@
 //! record costs one stream read and one script, and a record that an
 //! earlier catch-up of the same issuer already appended costs nothing. The
 //! script's checks make the memo safe: if another issuer moved the tree,
-//! the script refuses and the memo is read again from Redis.
+//! the script refuses and the memo is read again from Redis. With the memo,
+//! a record written through [`AuditLog::append`](crate::store::AuditLog)
+//! (every mint's record on a cluster) goes with its leaf in one script
+//! ([`RECORD_SCRIPT`]), which appends the leaf only if the record directly
+//! follows the tree's last entry.
 
 use std::collections::HashMap;
 
@@ -51,6 +55,28 @@ redis.call('SET', KEYS[3], ARGV[3])
 return tonumber(ARGV[1])
 "#;
 
+/// One audit record and, when the tree holds every entry before it, its
+/// leaf, in one script (on the `{audit}` slot): the record's own
+/// catch-up without a round trip of its own. KEYS: stream, leaves list,
+/// nodes hash, ingested id. ARGV: stream cap, field, record JSON, the size
+/// and the last entry id ("" for none) the issuer's memo holds, the leaf
+/// bytes, then field and hex hash pairs for appending it at that size.
+/// Returns `{id, 1}` with the leaf appended; `{id, 0}` without it (the
+/// tree moved, or another entry came between: the caller catches up).
+pub(super) const RECORD_SCRIPT: &str = r#"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[2], ARGV[3])
+if (redis.call('GET', KEYS[4]) or '') ~= ARGV[5] then return {id, 0} end
+if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[4]) then return {id, 0} end
+local start = '-'
+if ARGV[5] ~= '' then start = '(' .. ARGV[5] end
+local after = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 2)
+if #after ~= 1 or after[1][1] ~= id then return {id, 0} end
+redis.call('RPUSH', KEYS[2], ARGV[6])
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[4], id)
+return {id, 1}
+"#;
+
 /// How many times an append is tried against other issuers' appends.
 const APPEND_TRIES: usize = 32;
 /// Stream entries read, and appended by one script, at a time.
@@ -58,6 +84,14 @@ const INGEST_BATCH: usize = 256;
 
 fn field(id: NodeId) -> String {
     format!("{}:{}", id.0, id.1)
+}
+
+/// A record's leaf bytes, as text (they are canonical JSON).
+fn leaf_text(event: &AuditEvent) -> Result<String, StoreError> {
+    let leaf =
+        crate::tlog::record::leaf_bytes(event).map_err(|e| StoreError::Decode(e.to_string()))?;
+    String::from_utf8(leaf)
+        .map_err(|_| StoreError::Decode("leaf bytes that are not UTF-8".to_owned()))
 }
 
 fn parse_hash(text: &str) -> Result<Hash, StoreError> {
@@ -178,6 +212,68 @@ impl RedisStore {
         caught_up
     }
 
+    /// Writes the audit record `json` and, when this issuer's memo knows the
+    /// tree's end and no other catch-up runs, its leaf in the same script
+    /// ([`RECORD_SCRIPT`]); if the script finds the tree moved, catches up
+    /// as usual. `None` when the memo is unknown or busy: nothing was
+    /// written, and the caller appends the usual way.
+    pub(super) async fn append_with_leaf(&self, json: &str) -> Result<Option<Cursor>, StoreError> {
+        if !AUDIT_TREE_ON {
+            return Ok(None);
+        }
+        let Ok(mut memo) = self.tlog_lock.try_lock() else {
+            return Ok(None);
+        };
+        let Some((size, last)) = memo.head.clone() else {
+            return Ok(None);
+        };
+        let event: AuditEvent = super::decode(json)?;
+        let leaf = leaf_text(&event)?;
+        let siblings = self.siblings(&mut memo.nodes, size).await?;
+        let nodes = append_nodes(size, leaf_hash(leaf.as_bytes()), &siblings);
+        let mut args = vec![
+            self.audit_max_len.to_string(),
+            AUDIT_FIELD.to_owned(),
+            json.to_owned(),
+            size.to_string(),
+            last,
+            leaf,
+        ];
+        for (id, hash) in &nodes {
+            args.push(field(*id));
+            args.push(hex::encode(hash));
+        }
+        let keys = [
+            self.layout.audit(),
+            self.layout.tlog_leaves(),
+            self.layout.tlog_nodes(),
+            self.layout.tlog_ingested(),
+        ];
+        let reply = self
+            .durable(&self.tlog_record_script, RECORD_SCRIPT, &keys, &args)
+            .await;
+        let (id, appended): (String, i64) = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                // Whether the script ran is unknown: read the tree's end anew.
+                memo.forget();
+                return Err(e);
+            }
+        };
+        let cursor = super::cursor_of(&id)?;
+        if appended == 1 {
+            memo.appended(size, &nodes);
+            memo.head = Some((size + 1, id));
+        } else {
+            let caught_up = self.catch_up_from(&mut memo).await;
+            if caught_up.is_err() {
+                memo.forget();
+            }
+            caught_up?;
+        }
+        Ok(Some(cursor))
+    }
+
     /// [`Self::catch_up_tree`]'s reads and appends, from the tree's end as
     /// `memo` knows it (or as read from Redis).
     async fn catch_up_from(&self, memo: &mut TreeMemo) -> Result<u64, StoreError> {
@@ -210,10 +306,7 @@ impl RedisStore {
             let mut next = size;
             for entry in &entries {
                 let event: AuditEvent = super::decode(&super::field(entry, AUDIT_FIELD)?)?;
-                let leaf = crate::tlog::record::leaf_bytes(&event)
-                    .map_err(|e| StoreError::Decode(e.to_string()))?;
-                let text = String::from_utf8(leaf)
-                    .map_err(|_| StoreError::Decode("leaf bytes that are not UTF-8".to_owned()))?;
+                let text = leaf_text(&event)?;
                 let siblings = self.siblings(&mut memo.nodes, next).await?;
                 let nodes = append_nodes(next, leaf_hash(text.as_bytes()), &siblings);
                 memo.appended(next, &nodes);
