@@ -237,24 +237,36 @@ async fn authenticate_unspent(
             skew_secs: state.config.clock_skew_secs,
         })
         .map_err(|e| invalid_client(format!("client assertion: {e}")))?;
-    let until = jws
-        .claims
-        .exp
-        .checked_add(state.config.clock_skew_secs)
+    let once = assertion_once_key(
+        id.as_str(),
+        &jws.claims.jti,
+        jws.claims.exp,
+        state.config.clock_skew_secs,
+    )?;
+    Ok((Client { id, record }, once))
+}
+
+/// The one-time key of `client`'s assertion `jti`, kept until its `exp`
+/// plus the clock skew.
+pub(crate) fn assertion_once_key(
+    client: &str,
+    jti: &str,
+    exp: i64,
+    skew_secs: i64,
+) -> Result<OnceKey, ApiError> {
+    let expires_at = exp
+        .checked_add(skew_secs)
         .and_then(|t| DateTime::from_timestamp(t, 0))
         .ok_or_else(|| invalid_client("client assertion: exp out of range"))?;
     let key = format!(
         "assertion:{}",
-        hex::encode(Sha256::digest(format!("{}\n{}", id, jws.claims.jti)))
+        hex::encode(Sha256::digest(format!("{client}\n{jti}")))
     );
-    Ok((
-        Client { id, record },
-        OnceKey {
-            kind: OnceKind::ClientAssertion,
-            key,
-            expires_at: until,
-        },
-    ))
+    Ok(OnceKey {
+        kind: OnceKind::ClientAssertion,
+        key,
+        expires_at,
+    })
 }
 
 /// What the request asks for.

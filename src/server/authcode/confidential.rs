@@ -6,8 +6,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chrono::DateTime;
-use sha2::{Digest, Sha256};
 
 use crate::jose::AssertionRules;
 use crate::server::cimd::{self, AuthMethod, CimdError};
@@ -94,16 +92,8 @@ pub(super) async fn authenticate(
     };
     let claims = cimd::verify_assertion(assertion, url, keys, &rules)
         .map_err(|e| invalid_client(format!("client assertion: {e}")))?;
-    let until = claims
-        .exp
-        .checked_add(skew)
-        .and_then(|t| DateTime::from_timestamp(t, 0))
-        .ok_or_else(|| invalid_client("client assertion: exp out of range"))?;
-    let key = format!(
-        "assertion:{}",
-        hex::encode(Sha256::digest(format!("{url}\n{}", claims.jti)))
-    );
-    if !oauth::accept_once(state, url, &key, until, now).await? {
+    let once = oauth::assertion_once_key(url, &claims.jti, claims.exp, skew)?;
+    if !oauth::accept_once(state, url, &once.key, once.expires_at, now).await? {
         return Err(oauth::replayed_assertion());
     }
     Ok(url.to_owned())
