@@ -257,7 +257,8 @@ pub async fn approve(
     param(&params, "code").expect("a code").to_owned()
 }
 
-fn allowed(w: &World, access: &str, op: &str) -> Result<token::Authorized, token::Denial> {
+/// Whether `access` allows `op` on `orders/42` at the MCP server now.
+pub fn allowed(w: &World, access: &str, op: &str) -> Result<token::Authorized, token::Denial> {
     let req = Request {
         amount: None,
         operation: Action::parse(op).unwrap(),

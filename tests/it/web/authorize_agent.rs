@@ -7,11 +7,10 @@ use reqwest::header::LOCATION;
 use reqwest::StatusCode;
 use serde_json::json;
 use tessera::server::oauth::JWT_BEARER;
-use tessera::token::{self, Action, Audience, Request, Resource};
 
-use super::authorize::{approve, consent_page, world, World, MCP, VERIFIER};
+use super::authorize::{allowed, approve, consent_page, world, World, MCP, VERIFIER};
 use super::fixture::get_with;
-use crate::server::helpers::{now, segment, Reply, TestAgent};
+use crate::server::helpers::{segment, Reply, TestAgent};
 
 const REDIRECT: &str = "https://app.example/cb";
 
@@ -56,18 +55,6 @@ async fn redeem_as_agent(w: &World, agent: &TestAgent, code: &str) -> Reply {
     form.push(("client_assertion_type", JWT_BEARER.into()));
     form.push(("client_assertion", w.app.assertion(agent).build()));
     w.app.request_token(&form, None).await
-}
-
-fn allowed(w: &World, access: &str, op: &str) -> Result<token::Authorized, token::Denial> {
-    let req = Request {
-        amount: None,
-        operation: Action::parse(op).unwrap(),
-        resource: Resource::parse("orders/42").unwrap(),
-        service: Some(Audience::parse(MCP).unwrap()),
-        now: now(),
-        proven_key: None,
-    };
-    token::authorize(access, &w.app.keys(), &req, |_| false, &Default::default())
 }
 
 #[tokio::test]

@@ -10,9 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tessera::server::oauth::JWT_BEARER;
-use tessera::token::{self, Action, Audience, Request, Resource};
 
-use super::authorize::{approve, world, World, MCP, VERIFIER};
+use super::authorize::{allowed, approve, world, World, VERIFIER};
 use crate::server::helpers::{now, random_hex, Reply};
 
 /// A client's signing key: Ed25519 or P-256.
@@ -117,18 +116,6 @@ async fn with_assertion(w: &World, mut form: Vec<(&'static str, String)>, jwt: S
     form.push(("client_assertion_type", JWT_BEARER.into()));
     form.push(("client_assertion", jwt));
     w.app.request_token(&form, None).await
-}
-
-fn allowed(w: &World, access: &str, op: &str) -> Result<token::Authorized, token::Denial> {
-    let req = Request {
-        amount: None,
-        operation: Action::parse(op).unwrap(),
-        resource: Resource::parse("orders/42").unwrap(),
-        service: Some(Audience::parse(MCP).unwrap()),
-        now: now(),
-        proven_key: None,
-    };
-    token::authorize(access, &w.app.keys(), &req, |_| false, &Default::default())
 }
 
 #[tokio::test]
