@@ -27,6 +27,7 @@ mod tlog;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -168,8 +169,24 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// All stores in one Redis database or one Redis Cluster.
+/// All stores in one Redis database or one Redis Cluster. Cloning it is
+/// cheap: clones share one connection (the audit tree's follower runs on
+/// one, see [`tlog`]).
+#[derive(Clone)]
 pub struct RedisStore {
+    shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for RedisStore {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// What the clones of one [`RedisStore`] share.
+pub struct Shared {
     /// For blocking reads on a connection of their own (one server only).
     client: Option<Client>,
     conn: Conn,
@@ -185,10 +202,12 @@ pub struct RedisStore {
     approval_create_script: Script,
     approval_cas_script: Script,
     tlog_script: Script,
-    tlog_record_script: Script,
     /// One audit tree append at a time from this process, and what it
     /// remembers of the tree between appends.
     tlog_lock: tokio::sync::Mutex<tlog::TreeMemo>,
+    /// The audit tree's follower: whether one runs, and whether records
+    /// came since it last read the stream.
+    follower: tlog::FollowerState,
 }
 
 impl fmt::Debug for RedisStore {
@@ -239,22 +258,24 @@ impl RedisStore {
             }
         };
         let store = Self {
-            client,
-            conn,
-            layout,
-            audit_max_len: config.audit_max_len,
-            timeout: config.timeout,
-            revoke_script: Script::new(REVOKE_SCRIPT),
-            disable_script: Script::new(DISABLE_SCRIPT),
-            update_agent_script: Script::new(UPDATE_AGENT_SCRIPT),
-            issue_script: Script::new(ISSUE_SCRIPT),
-            add_bounded_script: Script::new(people::ADD_BOUNDED_SCRIPT),
-            remove_script: Script::new(people::REMOVE_SCRIPT),
-            approval_create_script: Script::new(approvals::CREATE_SCRIPT),
-            approval_cas_script: Script::new(approvals::CAS_SCRIPT),
-            tlog_script: Script::new(tlog::APPEND_SCRIPT),
-            tlog_record_script: Script::new(tlog::RECORD_SCRIPT),
-            tlog_lock: tokio::sync::Mutex::new(tlog::TreeMemo::default()),
+            shared: Arc::new(Shared {
+                client,
+                conn,
+                layout,
+                audit_max_len: config.audit_max_len,
+                timeout: config.timeout,
+                revoke_script: Script::new(REVOKE_SCRIPT),
+                disable_script: Script::new(DISABLE_SCRIPT),
+                update_agent_script: Script::new(UPDATE_AGENT_SCRIPT),
+                issue_script: Script::new(ISSUE_SCRIPT),
+                add_bounded_script: Script::new(people::ADD_BOUNDED_SCRIPT),
+                remove_script: Script::new(people::REMOVE_SCRIPT),
+                approval_create_script: Script::new(approvals::CREATE_SCRIPT),
+                approval_cas_script: Script::new(approvals::CAS_SCRIPT),
+                tlog_script: Script::new(tlog::APPEND_SCRIPT),
+                tlog_lock: tokio::sync::Mutex::new(tlog::TreeMemo::default()),
+                follower: tlog::FollowerState::default(),
+            }),
         };
         if store.client.is_some() {
             store.migrate().await?;

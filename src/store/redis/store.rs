@@ -388,7 +388,7 @@ impl Issuance for RedisStore {
             return Ok(Issue::Recorded(self.append(event).await?));
         }
         let cursor = cursor_of(&id)?;
-        self.catch_up_tree(Some(&cursor)).await?;
+        self.wake_follower();
         Ok(Issue::Recorded(cursor))
     }
 }
@@ -397,11 +397,6 @@ impl Issuance for RedisStore {
 impl AuditLog for RedisStore {
     async fn append(&self, event: &AuditEvent) -> Result<Cursor, StoreError> {
         let json = encode(event)?;
-        // The record and its leaf in one script when the issuer's memo of
-        // the tree allows (on a cluster, every mint's record comes here).
-        if let Some(cursor) = self.append_with_leaf(&json).await? {
-            return Ok(cursor);
-        }
         let mut cmd = ::redis::cmd("XADD");
         cmd.arg(self.layout.audit())
             .arg(&layout::max_len_args(self.audit_max_len)[..])
@@ -410,7 +405,7 @@ impl AuditLog for RedisStore {
             .arg(json);
         let id: String = self.query(&cmd).await?;
         let cursor = cursor_of(&id)?;
-        self.catch_up_tree(Some(&cursor)).await?;
+        self.wake_follower();
         Ok(cursor)
     }
 

@@ -11,28 +11,32 @@
 //! for and that the tree's last entry is the one they follow, then appends
 //! the leaves, their nodes and the last entry id atomically; if another
 //! issuer appended first, the issuer reads again from the tree's new end.
-//! An issuer that stops between its stream entry and the leaf leaves
-//! nothing out: the next catch-up (the next record, or the next checkpoint)
-//! appends it.
+//!
+//! The leaves are appended off the records' path: writing a record wakes
+//! this issuer's follower ([`RedisStore::wake_follower`]), a task that
+//! catches up, and while records keep coming, catches up again every
+//! couple of milliseconds, so that one stream read and one script append
+//! the records of that time. A checkpoint catches up itself before it is
+//! signed, so it covers every record written before it. An issuer that
+//! stops between its stream entry and the leaf leaves nothing out: the
+//! next catch-up (any issuer's follower, or the next checkpoint) appends
+//! it.
 //!
 //! Between catch-ups an issuer remembers the tree's size, its last entry
 //! and the subtree hashes on its right edge ([`TreeMemo`]), so that a
-//! record costs one stream read and one script, and a record that an
-//! earlier catch-up of the same issuer already appended costs nothing. The
-//! script's checks make the memo safe: if another issuer moved the tree,
-//! the script refuses and the memo is read again from Redis. With the memo,
-//! a record written through [`AuditLog::append`](crate::store::AuditLog)
-//! (every mint's record on a cluster) goes with its leaf in one script
-//! ([`RECORD_SCRIPT`]), which appends the leaf only if the record directly
-//! follows the tree's last entry.
+//! catch-up costs one stream read and one script. The script's checks
+//! make the memo safe: if another issuer moved the tree, the script
+//! refuses and the memo is read again from Redis.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::RedisStore;
 use crate::records::redis::AUDIT_FIELD;
-use crate::records::{AuditEvent, Cursor};
+use crate::records::AuditEvent;
 use crate::store::tree::{AuditTree, AUDIT_TREE_ON, MAX_LEAVES_PER_READ};
 use crate::store::StoreError;
 use crate::tlog::merkle::{leaf_hash, Hash};
@@ -55,32 +59,22 @@ redis.call('SET', KEYS[3], ARGV[3])
 return tonumber(ARGV[1])
 "#;
 
-/// One audit record and, when the tree holds every entry before it, its
-/// leaf, in one script (on the `{audit}` slot): the record's own
-/// catch-up without a round trip of its own. KEYS: stream, leaves list,
-/// nodes hash, ingested id. ARGV: stream cap, field, record JSON, the size
-/// and the last entry id ("" for none) the issuer's memo holds, the leaf
-/// bytes, then field and hex hash pairs for appending it at that size.
-/// Returns `{id, 1}` with the leaf appended; `{id, 0}` without it (the
-/// tree moved, or another entry came between: the caller catches up).
-pub(super) const RECORD_SCRIPT: &str = r#"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[2], ARGV[3])
-if (redis.call('GET', KEYS[4]) or '') ~= ARGV[5] then return {id, 0} end
-if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[4]) then return {id, 0} end
-local start = '-'
-if ARGV[5] ~= '' then start = '(' .. ARGV[5] end
-local after = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 2)
-if #after ~= 1 or after[1][1] ~= id then return {id, 0} end
-redis.call('RPUSH', KEYS[2], ARGV[6])
-for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
-redis.call('SET', KEYS[4], id)
-return {id, 1}
-"#;
-
 /// How many times an append is tried against other issuers' appends.
 const APPEND_TRIES: usize = 32;
 /// Stream entries read, and appended by one script, at a time.
 const INGEST_BATCH: usize = 256;
+/// How long the follower waits, while records keep coming, before its
+/// next catch-up: the leaves trail the stream by about this much, and
+/// each catch-up appends the records of that time in one script.
+const FOLLOW_PAUSE: Duration = Duration::from_millis(2);
+
+/// Whether the follower runs, and whether a record came since its
+/// catch-up last read the stream.
+#[derive(Debug, Default)]
+pub(super) struct FollowerState {
+    running: AtomicBool,
+    pending: AtomicBool,
+}
 
 fn field(id: NodeId) -> String {
     format!("{}:{}", id.0, id.1)
@@ -174,36 +168,17 @@ impl RedisStore {
     }
 
     /// Appends a leaf for every audit stream entry after the last one the
-    /// tree holds, in stream order; returns the tree size (as this issuer
-    /// knows it). `entry`, the cursor of a record just written: if this
-    /// issuer already appended it (or an entry after it), nothing is read;
-    /// and if another of its catch-ups is running, this one does not wait
-    /// for it: that one, or the next (a later record's, or a checkpoint's),
-    /// appends the entry, so a record never waits behind others' appends.
-    /// Without `entry` (a checkpoint), it waits its turn and reads the
-    /// tree's end from Redis first: a checkpoint covers every record
-    /// written before it. A build without the tree ([`AUDIT_TREE_ON`]
-    /// false) does nothing and answers 0.
-    pub(super) async fn catch_up_tree(&self, entry: Option<&Cursor>) -> Result<u64, StoreError> {
+    /// tree holds, in stream order, and returns the tree's size. It waits
+    /// for the follower's append in progress, if any, and reads the tree's
+    /// end from Redis first: a checkpoint signed after it covers every
+    /// record written before it. A build without the tree
+    /// ([`AUDIT_TREE_ON`] false) does nothing and answers 0.
+    pub(super) async fn catch_up_tree(&self) -> Result<u64, StoreError> {
         if !AUDIT_TREE_ON {
             return Ok(0);
         }
-        let mut memo = match entry {
-            Some(_) => match self.tlog_lock.try_lock() {
-                Ok(memo) => memo,
-                Err(_) => return Ok(0),
-            },
-            None => self.tlog_lock.lock().await,
-        };
-        match (entry, &memo.head) {
-            (Some(entry), Some((size, last)))
-                if !last.is_empty() && super::cursor_of(last)? >= *entry =>
-            {
-                return Ok(*size);
-            }
-            (None, _) => memo.forget(),
-            _ => {}
-        }
+        let mut memo = self.tlog_lock.lock().await;
+        memo.forget();
         let caught_up = self.catch_up_from(&mut memo).await;
         if caught_up.is_err() {
             // The memo may hold nodes of leaves that were not appended.
@@ -212,66 +187,55 @@ impl RedisStore {
         caught_up
     }
 
-    /// Writes the audit record `json` and, when this issuer's memo knows the
-    /// tree's end and no other catch-up runs, its leaf in the same script
-    /// ([`RECORD_SCRIPT`]); if the script finds the tree moved, catches up
-    /// as usual. `None` when the memo is unknown or busy: nothing was
-    /// written, and the caller appends the usual way.
-    pub(super) async fn append_with_leaf(&self, json: &str) -> Result<Option<Cursor>, StoreError> {
+    /// Tells the follower that a record was written to the audit stream,
+    /// and starts it if it is not running. Costs the record's writer two
+    /// atomic operations (and, when the follower is idle, a task spawn):
+    /// the leaf is appended off the record's path.
+    pub(super) fn wake_follower(&self) {
         if !AUDIT_TREE_ON {
-            return Ok(None);
+            return;
         }
-        let Ok(mut memo) = self.tlog_lock.try_lock() else {
-            return Ok(None);
-        };
-        let Some((size, last)) = memo.head.clone() else {
-            return Ok(None);
-        };
-        let event: AuditEvent = super::decode(json)?;
-        let leaf = leaf_text(&event)?;
-        let siblings = self.siblings(&mut memo.nodes, size).await?;
-        let nodes = append_nodes(size, leaf_hash(leaf.as_bytes()), &siblings);
-        let mut args = vec![
-            self.audit_max_len.to_string(),
-            AUDIT_FIELD.to_owned(),
-            json.to_owned(),
-            size.to_string(),
-            last,
-            leaf,
-        ];
-        for (id, hash) in &nodes {
-            args.push(field(*id));
-            args.push(hex::encode(hash));
+        self.follower.pending.store(true, Ordering::SeqCst);
+        if self.follower.running.swap(true, Ordering::SeqCst) {
+            return;
         }
-        let keys = [
-            self.layout.audit(),
-            self.layout.tlog_leaves(),
-            self.layout.tlog_nodes(),
-            self.layout.tlog_ingested(),
-        ];
-        let reply = self
-            .durable(&self.tlog_record_script, RECORD_SCRIPT, &keys, &args)
-            .await;
-        let (id, appended): (String, i64) = match reply {
-            Ok(r) => r,
-            Err(e) => {
-                // Whether the script ran is unknown: read the tree's end anew.
-                memo.forget();
-                return Err(e);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(self.clone().follow());
             }
-        };
-        let cursor = super::cursor_of(&id)?;
-        if appended == 1 {
-            memo.appended(size, &nodes);
-            memo.head = Some((size + 1, id));
-        } else {
-            let caught_up = self.catch_up_from(&mut memo).await;
-            if caught_up.is_err() {
-                memo.forget();
-            }
-            caught_up?;
+            // No runtime to run on: the next catch-up appends the leaf.
+            Err(_) => self.follower.running.store(false, Ordering::SeqCst),
         }
-        Ok(Some(cursor))
+    }
+
+    /// The follower: catches up until no record came during its last
+    /// catch-up, pausing [`FOLLOW_PAUSE`] between catch-ups so that each
+    /// one appends the records of that time in one script. A record
+    /// written at any moment is either read by the catch-up running then,
+    /// seen as `pending` before the follower stops, or starts a new one.
+    async fn follow(self) {
+        loop {
+            self.follower.pending.store(false, Ordering::SeqCst);
+            {
+                let mut memo = self.tlog_lock.lock().await;
+                if let Err(e) = self.catch_up_from(&mut memo).await {
+                    memo.forget();
+                    // The records are in the stream: the next catch-up (the
+                    // next record's, or a checkpoint's) appends them.
+                    tracing::warn!(error = %e, "the audit tree did not follow the audit stream");
+                }
+            }
+            if self.follower.pending.load(Ordering::SeqCst) {
+                tokio::time::sleep(FOLLOW_PAUSE).await;
+                continue;
+            }
+            self.follower.running.store(false, Ordering::SeqCst);
+            if !self.follower.pending.load(Ordering::SeqCst)
+                || self.follower.running.swap(true, Ordering::SeqCst)
+            {
+                return;
+            }
+        }
     }
 
     /// [`Self::catch_up_tree`]'s reads and appends, from the tree's end as
@@ -377,7 +341,7 @@ impl RedisStore {
 #[async_trait]
 impl AuditTree for RedisStore {
     async fn catch_up(&self) -> Result<u64, StoreError> {
-        self.catch_up_tree(None).await
+        self.catch_up_tree().await
     }
 
     async fn tree_size(&self) -> Result<u64, StoreError> {

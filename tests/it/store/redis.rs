@@ -360,7 +360,8 @@ async fn data_in_the_untagged_layout_is_moved_at_open_and_reads_back_with_its_cu
 
 /// Two issuers on one Redis write records at once: the tree ends up with
 /// one leaf per stream entry, in stream order, whichever issuer appended
-/// it (the other finds the tree moved on and reads again).
+/// it (the other finds the tree moved on and reads again). The issuers'
+/// followers append every leaf by themselves, with no checkpoint asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_issuers_writing_at_once_leave_one_leaf_per_record_in_stream_order() {
     let Some(backend) = Backend::start().await else {
@@ -389,6 +390,16 @@ async fn two_issuers_writing_at_once_leave_one_leaf_per_record_in_stream_order()
     for t in tasks {
         t.await.unwrap();
     }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut followed = 0;
+    while std::time::Instant::now() < deadline {
+        followed = backend.stores.tree.tree_size().await.unwrap();
+        if followed >= 80 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(followed, 80, "the followers left records without a leaf");
     let size = twin.tree.catch_up().await.unwrap();
     assert_eq!(size, 80);
     let in_tree: Vec<String> = backend
