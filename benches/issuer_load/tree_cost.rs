@@ -194,4 +194,42 @@ fn print(grant: &Grant, measured: &[Measured], requests: usize, rounds: usize, c
             if holds { "holds" } else { "MISSED" },
         );
     }
+    print_paired(measured, rounds);
+}
+
+/// The median over the rounds of each round's ratio (the two builds of a
+/// round ran back to back, so a swing of the machine falls on both).
+fn print_paired(measured: &[Measured], rounds: usize) {
+    println!("\nPaired: the median of the {rounds} per-round ratios (with the tree / without it):");
+    println!("| store | tokens/s ratio | server CPU ratio | server + redis-server CPU ratio | target (≥ 0.90 throughput, ≤ 1.10 CPU) |");
+    println!("| --- | ---: | ---: | ---: | --- |");
+    for store in STORES {
+        let of = |round: usize, tree: bool| {
+            measured
+                .iter()
+                .find(|m| m.store == store && m.round == round && m.tree == tree)
+        };
+        let pairs: Vec<(&Measured, &Measured)> = (1..=rounds)
+            .filter_map(|r| Some((of(r, true)?, of(r, false)?)))
+            .collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        let ratio = |f: &dyn Fn(&Measured) -> f64| {
+            median(
+                pairs
+                    .iter()
+                    .map(|(with, without)| f(with) / f(without))
+                    .collect(),
+            )
+        };
+        let rate = ratio(&Measured::rate);
+        let server = ratio(&Measured::server_us);
+        let total = ratio(&Measured::total_us);
+        let holds = rate >= 0.90 && total <= 1.10;
+        println!(
+            "| {store} | {rate:.2} | {server:.2} | {total:.2} | {} |",
+            if holds { "holds" } else { "MISSED" },
+        );
+    }
 }

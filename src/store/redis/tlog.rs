@@ -67,6 +67,8 @@ const INGEST_BATCH: usize = 256;
 /// next catch-up: the leaves trail the stream by about this much, and
 /// each catch-up appends the records of that time in one script.
 const FOLLOW_PAUSE: Duration = Duration::from_millis(2);
+/// How long the follower waits after a failed catch-up.
+const FOLLOW_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 /// Whether the follower runs, and whether a record came since its
 /// catch-up last read the stream.
@@ -223,6 +225,10 @@ impl RedisStore {
                     // The records are in the stream: the next catch-up (the
                     // next record's, or a checkpoint's) appends them.
                     tracing::warn!(error = %e, "the audit tree did not follow the audit stream");
+                    drop(memo);
+                    // At most one such warning (and one failing catch-up)
+                    // a second, however many records come.
+                    tokio::time::sleep(FOLLOW_ERROR_PAUSE).await;
                 }
             }
             if self.follower.pending.load(Ordering::SeqCst) {
