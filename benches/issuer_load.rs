@@ -277,6 +277,13 @@ struct Run {
     tree: bool,
 }
 
+impl Run {
+    /// Requests per second.
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+}
+
 /// CPU time used so far by every thread of process `pid` (Linux
 /// `/proc/<pid>/task/*/schedstat`, nanoseconds); `None` elsewhere.
 fn cpu_time(pid: u32) -> Option<Duration> {
@@ -769,7 +776,7 @@ struct Measured {
 
 impl Measured {
     fn rate(&self) -> f64 {
-        self.run.requests as f64 / self.run.seconds
+        self.run.rate()
     }
 
     fn ratio(&self) -> f64 {

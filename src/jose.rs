@@ -71,24 +71,30 @@ pub struct Jws<C> {
     signature: Signature,
 }
 
-fn b64(part: &str) -> Result<Vec<u8>, JoseError> {
+/// One base64url part of a compact JWS, decoded.
+pub(crate) fn b64(part: &str) -> Result<Vec<u8>, JoseError> {
     URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| JoseError::Malformed("a part is not base64url"))
 }
 
+/// The header, payload and signature parts of a compact JWS of at most
+/// [`MAX_JWS_BYTES`].
+pub(crate) fn split_compact(compact: &str) -> Result<(&str, &str, &str), JoseError> {
+    if compact.len() > MAX_JWS_BYTES {
+        return Err(JoseError::Malformed("too large"));
+    }
+    let mut parts = compact.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) => Ok((h, p, s)),
+        _ => Err(JoseError::Malformed("expected three parts")),
+    }
+}
+
 impl<C: DeserializeOwned> Jws<C> {
     /// Parses a compact JWS, refusing any algorithm but EdDSA.
     pub fn parse(compact: &str) -> Result<Self, JoseError> {
-        if compact.len() > MAX_JWS_BYTES {
-            return Err(JoseError::Malformed("too large"));
-        }
-        let mut parts = compact.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(JoseError::Malformed("expected three parts"));
-        };
+        let (h, p, s) = split_compact(compact)?;
         let header: serde_json::Value = serde_json::from_slice(&b64(h)?)
             .map_err(|_| JoseError::Malformed("header is not a JSON object"))?;
         // A key embedded in the header must be public (RFC 9449 §4.3 point

@@ -26,7 +26,7 @@ struct Measured {
 
 impl Measured {
     fn rate(&self) -> f64 {
-        self.run.requests as f64 / self.run.seconds
+        self.run.rate()
     }
 
     /// `tessera serve`'s CPU per request, µs.

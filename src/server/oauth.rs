@@ -124,7 +124,7 @@ async fn agent_record(state: &AppState, id: &AgentId) -> Result<Option<AgentReco
 
 /// Accepts a one-time key, falling back on this process's cache during an
 /// outage if configured.
-pub(crate) async fn accept_once(
+async fn accept_once(
     state: &AppState,
     client: &str,
     key: &str,
@@ -156,6 +156,21 @@ pub(crate) fn replayed_assertion() -> ApiError {
     invalid_client("client assertion jti was already used")
 }
 
+/// Takes a client assertion's one-time key; a key already taken (a
+/// replayed assertion) is `invalid_client`.
+pub(crate) async fn spend_assertion(
+    state: &AppState,
+    client: &str,
+    once: &OnceKey,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    if accept_once(state, client, &once.key, once.expires_at, now).await? {
+        Ok(())
+    } else {
+        Err(replayed_assertion())
+    }
+}
+
 /// Authenticates the client by `private_key_jwt`, taking the assertion's
 /// jti (a replay is refused).
 pub(crate) async fn authenticate(
@@ -164,17 +179,7 @@ pub(crate) async fn authenticate(
     endpoint: &str,
 ) -> Result<Client, ApiError> {
     let (client, jti) = authenticate_unspent(state, form, endpoint).await?;
-    if !accept_once(
-        state,
-        client.id.as_str(),
-        &jti.key,
-        jti.expires_at,
-        state.now(),
-    )
-    .await?
-    {
-        return Err(replayed_assertion());
-    }
+    spend_assertion(state, client.id.as_str(), &jti, state.now()).await?;
     Ok(client)
 }
 
@@ -713,17 +718,7 @@ async fn issue_to(
         Err(e) => {
             // A refused request spends its assertion all the same; a
             // replayed one is refused as a replay, whatever else is wrong.
-            if !accept_once(
-                state,
-                client.id.as_str(),
-                &jti.key,
-                jti.expires_at,
-                state.now(),
-            )
-            .await?
-            {
-                return Err(replayed_assertion().into());
-            }
+            spend_assertion(state, client.id.as_str(), &jti, state.now()).await?;
             return Err(e);
         }
     };

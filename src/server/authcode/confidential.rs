@@ -93,9 +93,7 @@ pub(super) async fn authenticate(
     let claims = cimd::verify_assertion(assertion, url, keys, &rules)
         .map_err(|e| invalid_client(format!("client assertion: {e}")))?;
     let once = oauth::assertion_once_key(url, &claims.jti, claims.exp, skew)?;
-    if !oauth::accept_once(state, url, &once.key, once.expires_at, now).await? {
-        return Err(oauth::replayed_assertion());
-    }
+    oauth::spend_assertion(state, url, &once, now).await?;
     Ok(url.to_owned())
 }
 

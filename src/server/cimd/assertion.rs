@@ -6,12 +6,10 @@
 //! Pure: the keys, the time and the expected values come in as arguments;
 //! taking the `jti` once is the caller's (it needs a store).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::jose::{AssertionClaims, AssertionRules, JoseError, MAX_JWS_BYTES};
+use crate::jose::{b64, split_compact, AssertionClaims, AssertionRules, JoseError};
 use crate::people::{IdpKeys, SigningAlgorithm};
 
 /// The header members read here. `crit` is refused whatever it names.
@@ -32,11 +30,8 @@ struct Header {
 /// identity assertion) is another kind of JWT and is refused.
 const TYPES: [&str; 2] = ["jwt", "client-authentication+jwt"];
 
-fn part<T: DeserializeOwned>(b64: &str, what: &'static str) -> Result<T, JoseError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(b64)
-        .map_err(|_| JoseError::Malformed("a part is not base64url"))?;
-    serde_json::from_slice(&bytes).map_err(|_| JoseError::Malformed(what))
+fn part<T: DeserializeOwned>(encoded: &str, what: &'static str) -> Result<T, JoseError> {
+    serde_json::from_slice(&b64(encoded)?).map_err(|_| JoseError::Malformed(what))
 }
 
 /// Verifies `compact` as the client assertion of the client `client_id`
@@ -48,15 +43,7 @@ pub fn verify_assertion(
     keys: &IdpKeys,
     rules: &AssertionRules<'_>,
 ) -> Result<AssertionClaims, JoseError> {
-    if compact.len() > MAX_JWS_BYTES {
-        return Err(JoseError::Malformed("too large"));
-    }
-    let mut parts = compact.split('.');
-    let (Some(h), Some(c), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(JoseError::Malformed("expected three parts"));
-    };
+    let (h, c, s) = split_compact(compact)?;
     let header: Header = part(h, "header is not a JSON object with `alg`")?;
     let alg = SigningAlgorithm::from_jose(&header.alg)
         .ok_or_else(|| JoseError::Algorithm(shown(&header.alg)))?;
@@ -76,9 +63,7 @@ pub fn verify_assertion(
     let key = keys.find(header.kid.as_deref(), alg).ok_or(JoseError::Key(
         "no key of the client's metadata document matches kid and alg",
     ))?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| JoseError::Malformed("a part is not base64url"))?;
+    let signature = b64(s)?;
     let input = &compact[..h.len() + 1 + c.len()];
     if !key.verifies(alg, input.as_bytes(), &signature) {
         return Err(JoseError::Signature);
@@ -101,6 +86,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::jose::MAX_JWS_BYTES;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
     use chrono::{TimeZone, Utc};
     use ed25519_dalek::SigningKey;
     use serde_json::json;
